@@ -1,0 +1,50 @@
+"""The on-disk cache: where built things live, keyed by a hash of what produced them, written so
+that a crash never leaves a half-written entry that a later run would read.
+
+Root: `$FEATUREBENCH_CACHE`, else `~/.cache/featurebench`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+META = "meta.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FEATUREBENCH_CACHE", "~/.cache/featurebench")).expanduser()
+
+
+def config_hash(config) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cached_stage(parent: Path, name: str, config: dict, build: Callable[[Path], dict]) -> tuple[Path, dict]:
+    """Returns (directory, meta) of stage `name` for `config`, building it first if needed.
+
+    `build(tmp_dpath)` writes into a fresh temporary directory and returns metrics; the directory is
+    renamed into place only after `meta.json` (config, metrics, seconds) is written inside it, so a
+    stage either exists whole or not at all. An interrupted build leaves only a temporary directory,
+    which the next attempt removes."""
+    dpath = parent / f"{name}-{config_hash(config)}"
+    if (dpath / META).exists():
+        return dpath, json.loads((dpath / META).read_text())
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{dpath.name}.tmp-{os.getpid()}"
+    for stale in parent.glob(f".{dpath.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp.mkdir()
+    start = time.perf_counter()
+    metrics = build(tmp)
+    meta = {"stage": name, "config": config, "seconds": round(time.perf_counter() - start, 2), **metrics}
+    (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
+    if dpath.exists():  # someone else finished the same stage first; theirs is equally valid
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, dpath)
+    return dpath, meta

@@ -1,0 +1,183 @@
+"""The world's VLM: `LlavaForConditionalGeneration` around the frozen tower, one per LM size.
+
+It serves the paper's two prompts. `describe` (the steering prompt): one image, answered with a
+caption. `shared` (the top-k prompt): several images, each masked to where something is, answered
+with what all of them share. The answer prefix 'answer :' ends every prompt and is never decoded.
+Training runs on tower features computed once (the tower is frozen), through the model's own
+projector and language model; `vlm_logits` is checked against the model's full forward in tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import (CLIPVisionModel, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+                          PreTrainedTokenizerFast)
+
+from benchmark.world.concepts import CATEGORIES, ObjectSpec, fragment
+from benchmark.world.pools import Pool, object_patch_masks
+from benchmark.world.training import adamw_with_schedule, batches, pixel_values
+
+DESCRIBE = "describe what you see . answer :"
+SHARED = "name the one element shared by all images . answer :"
+MAX_IMAGES = 5
+READ_LAYER = -1  # the VLM reads the tower's last hidden state (its `vision_feature_layer`)
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    hidden: int
+    """Width of the Llama language model."""
+    layers: int
+    """Number of Llama layers."""
+    steps: int
+    """Training steps (describe and shared batches together)."""
+    batch: int = 64
+    lr: float = 2e-3
+
+
+def prompt(tokenizer: PreTrainedTokenizerFast, n_images: int, patches: int) -> str:
+    """The prompt text for `n_images` images, image tokens already expanded to `patches` each."""
+    images = " ".join([tokenizer.image_token] * (n_images * patches))
+    return f"{tokenizer.bos_token} {images} {DESCRIBE if n_images == 1 else SHARED}"
+
+
+def build_vlm(tower: CLIPVisionModel, tokenizer: PreTrainedTokenizerFast, cfg: LMConfig, seed: int) -> LlavaForConditionalGeneration:
+    torch.manual_seed(seed)
+    patches = (tower.config.image_size // tower.config.patch_size) ** 2
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden, intermediate_size=int(2.75 * cfg.hidden),
+                       num_hidden_layers=cfg.layers, num_attention_heads=max(1, cfg.hidden // 32),
+                       num_key_value_heads=max(1, cfg.hidden // 32), max_position_embeddings=256,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    config = LlavaConfig(vision_config=tower.config, text_config=text, image_token_id=tokenizer.image_token_id,
+                         vision_feature_layer=READ_LAYER, vision_feature_select_strategy="default",
+                         image_seq_length=patches, projector_hidden_act="gelu")
+    vlm = LlavaForConditionalGeneration(config)
+    vlm.model.vision_tower.load_state_dict(tower.state_dict())
+    vlm.model.vision_tower.requires_grad_(False)
+    return vlm
+
+
+@torch.no_grad()
+def tower_states(tower: CLIPVisionModel, images_NHWC: np.ndarray, layer: int, batch: int = 512) -> torch.Tensor:
+    """(N, P, D): the tower's hidden state `layer` at the patch tokens (CLS dropped). With
+    layer = READ_LAYER this is exactly what the VLM's projector reads."""
+    out = [tower(pixel_values(images_NHWC[i:i + batch]), output_hidden_states=True).hidden_states[layer][:, 1:]
+           for i in range(0, len(images_NHWC), batch)]
+    return torch.cat(out)
+
+
+def vlm_logits(vlm: LlavaForConditionalGeneration, input_ids_BT: torch.Tensor, features_IPD: torch.Tensor,
+               attention_mask_BT: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's forward from precomputed tower features: the projector's output replaces the
+    image tokens in order, exactly as LlavaModel does with pixel values."""
+    embeds = vlm.get_input_embeddings()(input_ids_BT)
+    image = vlm.model.multi_modal_projector(features_IPD).reshape(-1, embeds.shape[-1])
+    mask = (input_ids_BT == vlm.config.image_token_id).unsqueeze(-1)
+    embeds = embeds.masked_scatter(mask, image.to(embeds.dtype))
+    return vlm(inputs_embeds=embeds, attention_mask=attention_mask_BT).logits
+
+
+def shared_answer(objects: list[ObjectSpec]) -> str:
+    """What every object shares, in caption word order: e.g. 'large red', 'striped', 'at top left'."""
+    return fragment({c: getattr(objects[0], c) for c in CATEGORIES
+                     if all(getattr(o, c) == getattr(objects[0], c) for o in objects)})
+
+
+def mask_to_patches(images_NHWC: np.ndarray, keep_NP: np.ndarray, patch: int) -> np.ndarray:
+    """Black out every patch not kept: how the top-k method shows an image to the VLM."""
+    n, h, w, _ = images_NHWC.shape
+    keep = keep_NP.reshape(n, h // patch, 1, w // patch, 1).repeat(patch, 2).repeat(patch, 4).reshape(n, h, w, 1)
+    return np.where(keep, images_NHWC, 0).astype(np.uint8)
+
+
+class TrainingExamples:
+    """Both prompts' training examples over a pool. The frozen tower's features of every image and
+    of every object's masked view are computed once here and shared by all LM sizes."""
+
+    def __init__(self, tower: CLIPVisionModel, tokenizer: PreTrainedTokenizerFast, pool: Pool):
+        self.tok, self.pool = tokenizer, pool
+        self.patch = tower.config.patch_size
+        self.patches = (tower.config.image_size // self.patch) ** 2
+        self.image_features = tower_states(tower, pool.images_NHWC, READ_LAYER)
+        views = [(i, k) for i, objs in enumerate(pool.objects) for k, o in enumerate(objs) if not o.is_field]
+        self.views = views
+        keep = object_patch_masks(pool.segmentation_NHW, self.patch)
+        index = np.array(views)
+        masked = mask_to_patches(pool.images_NHWC[index[:, 0]], keep[index[:, 0], index[:, 1]], self.patch)
+        self.view_features = tower_states(tower, masked, READ_LAYER)
+        self.by_concept: dict[str, list[int]] = {}
+        for v, (i, k) in enumerate(views):
+            for name in pool.objects[i][k].concepts().values():
+                self.by_concept.setdefault(name, []).append(v)
+        self.concepts = sorted(self.by_concept)
+
+    def _encode(self, prompts: list[str], answers: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input ids, attention mask, and labels (-100 except on answer tokens and the final eos)."""
+        seqs, labels = [], []
+        for p, a in zip(prompts, answers):
+            p_ids = self.tok(p, add_special_tokens=False).input_ids
+            a_ids = self.tok(f"{a} {self.tok.eos_token}", add_special_tokens=False).input_ids
+            seqs.append(p_ids + a_ids)
+            labels.append([-100] * len(p_ids) + a_ids)
+        length = max(map(len, seqs))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([s + [pad] * (length - len(s)) for s in seqs])
+        lab = torch.tensor([l + [-100] * (length - len(l)) for l in labels])
+        return ids, (ids != pad).long(), lab
+
+    def describe(self, idx: np.ndarray):
+        p = prompt(self.tok, 1, self.patches)
+        ids, attn, lab = self._encode([p] * len(idx), [self.pool.captions[i] for i in idx])
+        return ids, attn, lab, self.image_features[idx]
+
+    def shared(self, batch: int, rng: np.random.Generator):
+        n_images = int(rng.integers(3, MAX_IMAGES + 1))
+        p = prompt(self.tok, n_images, self.patches)
+        answers, views = [], []
+        for _ in range(batch):
+            having = self.by_concept[self.concepts[rng.integers(len(self.concepts))]]
+            chosen = [having[j] for j in rng.choice(len(having), n_images, replace=False)]
+            views += chosen
+            answers.append(shared_answer([self.pool.objects[i][k] for i, k in (self.views[v] for v in chosen)]))
+        ids, attn, lab = self._encode([p] * batch, answers)
+        return ids, attn, lab, self.view_features[views]
+
+
+def train_vlm(vlm: LlavaForConditionalGeneration, data: TrainingExamples, cfg: LMConfig, seed: int, name: str,
+              shared_every: int = 3) -> tuple[LlavaForConditionalGeneration, float]:
+    """Trains projector + LM on both prompts (every `shared_every`-th step a top-k batch); returns
+    the model in eval mode and the final smoothed loss."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in vlm.parameters() if p.requires_grad]
+    opt, sched = adamw_with_schedule(params, cfg.lr, cfg.steps)
+    vlm.train()
+    smoothed = None
+    for step, idx in enumerate(tqdm(batches(len(data.pool), cfg.batch, cfg.steps, rng), total=cfg.steps, desc=f"vlm {name}")):
+        ids, attn, lab, feats = data.shared(cfg.batch, rng) if step % shared_every == shared_every - 1 else data.describe(idx)
+        logits = vlm_logits(vlm, ids, feats, attn)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(), sched.step(), opt.zero_grad()
+        smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
+    return vlm.eval(), smoothed
+
+
+@torch.no_grad()
+def generate(vlm: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, images_BNHWC: np.ndarray,
+             max_new_tokens: int = 24) -> list[str]:
+    """Greedy answers for a batch of rows, each with the same number N of images (N = 1: describe;
+    N > 1: shared). Only the new tokens are decoded, so the answer prefix never appears."""
+    b, n = images_BNHWC.shape[:2]
+    enc = tokenizer([prompt(tokenizer, n, vlm.config.image_seq_length)] * b, add_special_tokens=False,
+                    return_tensors="pt")
+    out = vlm.generate(**enc, pixel_values=pixel_values(images_BNHWC.reshape(b * n, *images_BNHWC.shape[2:])),
+                       max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                       eos_token_id=tokenizer.eos_token_id)
+    return tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)

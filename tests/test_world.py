@@ -1,0 +1,174 @@
+"""The tiny world, built once per session: each model and table checked against a known answer."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+from benchmark.cache import cached_stage
+from benchmark.cli import main
+from benchmark.models.sae import TopKSAE, fraction_of_variance_explained
+from benchmark.models.scorer import Scorer
+from benchmark.steering import steer
+from benchmark.world.groundtruth import concept_patch_masks, dissect
+from benchmark.world.training import pixel_values
+from benchmark.world.vlm import prompt, tower_states, vlm_logits
+
+
+def test_captioner_beats_chance_on_held_out_images(world):
+    recall = world.report()["caption_recall"]
+    largest = recall[list(world.config.lms)[-1]]
+    assert largest["colour"] > 0.5  # chance: 1/6 per object
+    assert largest["size"] > 0.65  # chance: 1/2
+
+
+def test_sae_reconstruction_beats_the_mean_baseline(world):
+    report = world.report()
+    assert report["sae_fve"] > 0.6 and report["sae_alive_fraction"] > 0.3
+    x = torch.randn(100, 8)
+    assert fraction_of_variance_explained(x, x.mean(0).expand_as(x)) == pytest.approx(0.0, abs=1e-6)
+    assert fraction_of_variance_explained(x, x) == pytest.approx(1.0)
+
+
+def test_sae_decoder_rows_are_unit_norm_and_round_trip(world, tmp_path):
+    sae = world.sae()
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(sae.d_sae), atol=1e-5)
+    sae.save(tmp_path / "sae")
+    again, cfg = TopKSAE.load(tmp_path / "sae")
+    x = torch.randn(5, sae.d_in)
+    assert cfg["k"] == sae.k and torch.equal(again.encode(x), sae.encode(x))
+    assert ((sae.encode(x) > 0).sum(1) <= sae.k).all()
+
+
+def test_planted_red_feature_is_labelled_red(world):
+    pool = world.pool("scoring")
+    masks = concept_patch_masks(pool, world.patch)
+    red = torch.from_numpy(masks["red"]).float()  # fires exactly on patches that show red
+    striped_top_left = torch.from_numpy(masks["striped"] & (np.arange(16) == 0)).float()
+    acts = torch.stack([red * 3.0, striped_top_left, torch.zeros_like(red)], dim=-1)
+    table = dissect(acts, masks)
+    assert table.loc[0, "concept"] == "red" and table.loc[0, "region"] == "all"
+    assert table.loc[0, "iou"] == pytest.approx(1.0) and table.loc[0, "precision"] == pytest.approx(1.0)
+    assert table.loc[0, "category"] == "colour" and bool(table.loc[0, "aligned"])
+    assert table.loc[1, "concept"] == "striped" and table.loc[1, "position_tag"] == "top left"
+    assert table.loc[2, "concept"] is None and not table.loc[2, "aligned"]
+
+
+def test_groundtruth_table_is_exported(world):
+    table = world.groundtruth()
+    assert len(table) == world.config.sae.d_sae
+    assert {"feature", "concept", "category", "iou", "precision", "position_tag", "aligned", "scale"} <= set(table.columns)
+
+
+def test_vlm_save_and_load_give_identical_outputs(world, tmp_path):
+    vlm = world.vlm("small")
+    vlm.save_pretrained(tmp_path / "vlm")
+    again = LlavaForConditionalGeneration.from_pretrained(tmp_path / "vlm").eval()
+    pool = world.pool("scoring").subset(np.arange(4))
+    ids = world.tokenizer([prompt(world.tokenizer, 1, 16)] * 4, add_special_tokens=False, return_tensors="pt").input_ids
+    px = pixel_values(pool.images_NHWC)
+    with torch.no_grad():
+        assert torch.equal(vlm(input_ids=ids, pixel_values=px).logits, again(input_ids=ids, pixel_values=px).logits)
+
+
+def test_training_forward_equals_the_models_own_forward(world):
+    vlm = world.vlm("small")
+    pool = world.pool("scoring").subset(np.arange(3))
+    ids = world.tokenizer([prompt(world.tokenizer, 1, 16)] * 3, add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        full = vlm(input_ids=ids, pixel_values=pixel_values(pool.images_NHWC)).logits
+        cached = vlm_logits(vlm, ids, tower_states(vlm.model.vision_tower, pool.images_NHWC, -1))
+    assert torch.allclose(full, cached, atol=1e-5)
+
+
+def test_processor_path_matches_the_fast_path(world):
+    processor = LlavaProcessor.from_pretrained(world.dirs["vlm-small"])
+    pool = world.pool("scoring").subset(np.arange(2))
+    text = f"{world.tokenizer.bos_token} {world.tokenizer.image_token} describe what you see . answer :"
+    out = processor(images=[Image.fromarray(im) for im in pool.images_NHWC], text=[text] * 2, return_tensors="pt",
+                    add_special_tokens=False)
+    assert torch.allclose(out["pixel_values"], pixel_values(pool.images_NHWC), atol=1e-6)
+    expected = world.tokenizer([prompt(world.tokenizer, 1, 16)], add_special_tokens=False).input_ids[0]
+    assert out["input_ids"][0].tolist() == expected
+
+
+def test_steering_at_the_sae_layer_reaches_the_projector(world):
+    vlm = world.vlm("small")
+    assert world.sae_layer < vlm.model.vision_tower.config.num_hidden_layers  # before the read layer
+    layer = vlm.model.vision_tower.encoder.layers[world.sae_layer - 1]
+    seen = []
+    hook = vlm.model.multi_modal_projector.register_forward_hook(lambda m, a, out: seen.append(out.detach()))
+    px = pixel_values(np.full((2, 32, 32, 3), 255, np.uint8))
+    ids = world.tokenizer([prompt(world.tokenizer, 1, 16)] * 2, add_special_tokens=False, return_tensors="pt").input_ids
+    direction = world.sae().W_dec[:2] * 5
+    with torch.no_grad():
+        vlm(input_ids=ids, pixel_values=px)
+        with steer(layer, direction * 0):
+            vlm(input_ids=ids, pixel_values=px)
+        with steer(layer, direction):
+            vlm(input_ids=ids, pixel_values=px)
+    hook.remove()
+    plain, zero, steered = seen
+    assert torch.equal(plain, zero)
+    assert (steered - plain).abs().amax(dim=(1, 2)).min() > 1e-2  # every row changed
+
+
+def test_steer_adds_exactly_the_vector_at_the_chosen_positions():
+    layer = torch.nn.Identity()
+    x = torch.zeros(3, 4, 2)
+    vectors = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    positions = torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    with steer(layer, vectors, positions):
+        out = layer(x)
+    assert torch.equal(out, vectors[:, None, :] * positions[:, :, None])
+    assert torch.equal(layer(x), x)  # removed on exit
+
+
+def test_scorer_round_trip_and_independence(world):
+    scorer = world.scorer()
+    again = Scorer.load(world.dirs["scorer"])
+    assert torch.equal(scorer.encode_texts(["red", "a small cross"]), again.encode_texts(["red", "a small cross"]))
+    tower_weights = {tuple(p.shape): p for p in world.tower().parameters()}
+    for p in scorer.model.visual.parameters():  # no weight is shared with the explained tower
+        if tuple(p.shape) in tower_weights:
+            assert not torch.equal(p, tower_weights[tuple(p.shape)])
+
+
+def test_interrupted_stage_leaves_nothing_and_resumes(tmp_path):
+    calls = []
+
+    def crash(d):
+        (d / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    def build(d):
+        calls.append(1)
+        (d / "whole.bin").write_bytes(b"y")
+        return {"n": 1}
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_stage(tmp_path, "s", {"a": 1}, crash)
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    dpath, meta = cached_stage(tmp_path, "s", {"a": 1}, build)
+    again, _ = cached_stage(tmp_path, "s", {"a": 1}, build)
+    assert again == dpath and meta["n"] == 1 and calls == [1] and (dpath / "whole.bin").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [dpath.name]
+
+
+def test_cli_prints_the_report_as_the_last_json_line(world, capsys):
+    assert main(["world", "build", "--preset", "tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["caption_recall"]) == set(world.config.lms)
+    assert report["build_seconds"]["total"] == pytest.approx(sum(v for k, v in report["build_seconds"].items()
+                                                                 if k != "total"), abs=0.05)
+    for key in ("scorer_retrieval_top1", "sae_fve", "sae_alive_fraction", "aligned_features", "steering_sanity"):
+        assert key in report
+    assert report["load_seconds"] < 10
+
+
+def test_unknown_preset_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["world", "build", "--preset", "huge"])
+    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
