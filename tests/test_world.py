@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -53,7 +54,7 @@ def test_planted_red_feature_is_labelled_red(world):
     assert table.loc[0, "iou"] == pytest.approx(1.0) and table.loc[0, "precision"] == pytest.approx(1.0)
     assert table.loc[0, "category"] == "colour" and bool(table.loc[0, "aligned"])
     assert table.loc[1, "concept"] == "striped" and table.loc[1, "position_tag"] == "top left"
-    assert table.loc[2, "concept"] is None and not table.loc[2, "aligned"]
+    assert pd.isna(table.loc[2, "concept"]) and not table.loc[2, "aligned"]
 
 
 def test_groundtruth_table_is_exported(world):

@@ -54,7 +54,10 @@ class Scorer:
 
     @classmethod
     def _from_dir(cls, dpath: Path, pretrained: str | None) -> "Scorer":
-        (config_fpath,) = dpath.glob("*.json")
+        configs = [p for p in sorted(dpath.glob("*.json")) if "embed_dim" in json.loads(p.read_text())]
+        if len(configs) != 1:
+            raise FileNotFoundError(f"{dpath}: expected one open_clip model config (*.json with embed_dim), found {len(configs)}")
+        config_fpath = configs[0]
         open_clip.add_model_config(config_fpath)
         name = config_fpath.stem
         model = open_clip.create_model(name, pretrained=pretrained, output_dict=True)

@@ -7,7 +7,10 @@ the region is computed over the held-out pool; regions are the whole image, each
 single patch, so a position-local feature ("red, in this patch") is labelled 'red' with a
 position tag rather than missed. The label is the best-IoU candidate. Reported with it:
 `precision`, the share of the feature's activation mass on patches that show the concept anywhere.
-A feature is *aligned* when iou >= ALIGNED_IOU and precision >= ALIGNED_PRECISION.
+A feature is *aligned* when iou >= ALIGNED_IOU and precision >= ALIGNED_PRECISION. The IoU bar is
+low on purpose: an SAE splits a concept among many latents (several 'green' features, each firing on
+part of the green patches with precision ~0.9), so a single latent's IoU stays small even when it is
+clearly about its concept; precision carries the weight.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from benchmark.world.concepts import CONCEPT_BY_NAME, CONCEPTS, POSITIONS
 from benchmark.world.pools import Pool, object_patch_masks
 
 MIN_FRACTION = 0.1  # of a patch's pixels, for the patch to show an object
-ALIGNED_IOU = 0.5
+ALIGNED_IOU = 0.05  # Network Dissection calls a unit interpretable above IoU 0.04
 ALIGNED_PRECISION = 0.8
 POSITION_TAG_SHARE = 0.9  # a feature with this share of its mass in one quadrant gets that tag
 

@@ -39,9 +39,12 @@ class WorldConfig:
 PRESETS = {
     "default": WorldConfig(
         name="default",
-        lms={"small": LMConfig(hidden=64, layers=2, steps=1500, lr=3e-3),
-             "medium": LMConfig(hidden=128, layers=2, steps=1000, lr=2e-3),
-             "large": LMConfig(hidden=192, layers=3, steps=650, lr=1.5e-3)},
+        tower=TowerConfig(steps=400, lr=2.5e-3),
+        lms={"small": LMConfig(hidden=64, layers=2, steps=1300, lr=3e-3),
+             "medium": LMConfig(hidden=128, layers=2, steps=900, lr=2e-3),
+             "large": LMConfig(hidden=192, layers=3, steps=560, lr=1.5e-3)},
+        sae=SAEConfig(steps=1000),
+        scorer=ScorerConfig(steps=320),
     ),
     "tiny": WorldConfig(
         name="tiny", n_train=2000, n_topk=500, n_scoring=500,

@@ -65,17 +65,18 @@ def steering_sanity(vlm, tokenizer, sae: TopKSAE, layer: int, aligned: pd.DataFr
     even-numbered aligned features by clean rate; the returned rates are on the odd-numbered ones.
     Returns ({category: {"feature", "clean", "random"}}, chosen multiplier)."""
     validation, test = aligned.iloc[0::2], aligned.iloc[1::2]
+    features = lambda rows: torch.tensor(rows.feature.tolist(), dtype=torch.long)  # noqa: E731
 
     def run(rows: pd.DataFrame, m: float, directions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        coeffs = m * scales[rows.feature.to_numpy()]
+        coeffs = m * scales[features(rows)]
         texts = steered_captions(vlm, tokenizer, layer, coeffs[:, None] * directions)
         named = np.array([names(t, c) for t, c in zip(texts, rows.concept)])
         clean = np.array([is_clean(t, c) for t, c in zip(texts, rows.concept)])
         return named, clean
 
-    clean_rate = {m: run(validation, m, sae.W_dec[validation.feature.to_numpy()])[1].mean() for m in multipliers}
+    clean_rate = {m: run(validation, m, sae.W_dec[features(validation)])[1].mean() for m in multipliers}
     best = max(multipliers, key=lambda m: (clean_rate[m], -m))
-    named, clean = run(test, best, sae.W_dec[test.feature.to_numpy()])
+    named, clean = run(test, best, sae.W_dec[features(test)])
     random_named, _ = run(test, best, random_directions(len(test), sae.d_in, seed))
     report = {}
     for category in CATEGORIES:
