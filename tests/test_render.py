@@ -13,7 +13,7 @@ def test_same_seed_same_world_other_seed_other_world():
 
 
 def test_square_mask_has_the_drawn_pixel_count_and_colour():
-    # half-extent 6.5 px -> side 0.85 * 6.5 each way from centre 8: pixel centres 2.5 .. 13.5 -> 12 x 12
+    # half-extent 7 px -> 0.85 * 7 = 5.95 each way from centre 8: pixel centres 2.5 .. 13.5 -> 12 x 12
     square = ObjectSpec(colour="red", texture="plain", shape="square", size="large", position="top left")
     image, seg = render(Scene((square,), background=255, centres=((8.0, 8.0),)), 32, np.random.default_rng(0))
     assert (seg == 1).sum() == 144

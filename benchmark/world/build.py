@@ -21,6 +21,7 @@ from benchmark.models.scorer import Scorer
 from benchmark.world.groundtruth import ALIGNED_IOU, ALIGNED_PRECISION, concept_patch_masks, dissect
 from benchmark.world.pools import SPLITS, Pool, load_pool, make_pool, save_pool
 from benchmark.world.presets import PRESETS, WorldConfig
+from benchmark.world.render import GENERATOR_VERSION
 from benchmark.world.quality import caption_recall, steering_sanity
 from benchmark.world.sae_training import train_sae
 from benchmark.world.scorer_training import retrieval_top1, train_scorer
@@ -95,7 +96,7 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
     def stage(name: str, config: dict, build) -> None:
         world.dirs[name], world.metas[name] = cached_stage(parent, name, config, build)
 
-    pools_cfg = {"seed": cfg.seed, "image_size": cfg.image_size,
+    pools_cfg = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "image_size": cfg.image_size,
                  "sizes": {"train": cfg.n_train, "topk": cfg.n_topk, "scoring": cfg.n_scoring}}
     stage("pools", pools_cfg, lambda d: _build_pools(d, pools_cfg))
     key = lambda name: world.dirs[name].name  # noqa: E731  (a stage's identity: its directory name)
@@ -139,10 +140,10 @@ def _build_pools(dpath: Path, cfg: dict) -> dict:
 
 
 def _build_tower(dpath: Path, cfg: WorldConfig, train: Pool) -> dict:
-    tokenizer = build_tokenizer()
-    tower, accuracy = train_tower(train, tokenizer, cfg.tower, cfg.image_size, cfg.seed)
+    # training pads and truncates captions, which a fast tokenizer remembers: save a pristine one
+    tower, accuracy = train_tower(train, build_tokenizer(), cfg.tower, cfg.image_size, cfg.seed)
     tower.save_pretrained(dpath)
-    tokenizer.save_pretrained(dpath)
+    build_tokenizer().save_pretrained(dpath)
     image_processor(cfg.image_size).save_pretrained(dpath)
     return {"contrastive_accuracy": round(accuracy, 4)}
 

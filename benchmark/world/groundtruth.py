@@ -2,10 +2,10 @@
 
 A patch *shows* concept c when at least `min_fraction` of its pixels belong to objects with c. A
 feature is *active* on a patch when its activation is > 0 (TopK SAEs are exactly sparse). For every
-candidate (concept, region) the IoU of the feature's active patches with the concept's patches inside
-the region is computed over the held-out pool; regions are the whole image, each quadrant and each
-single patch, so a position-local feature ("red, in this patch") is labelled 'red' with a
-position tag rather than missed. The label is the best-IoU candidate. Reported with it:
+candidate (concept, scope, region) the IoU of the feature's active patches with the concept's mask
+inside the region is computed over the held-out pool; regions are the whole image, each quadrant and
+each single patch, so a position-local feature ("red, in this patch") is labelled 'red' with a
+position tag rather than missed; scopes are below. The label is the best-IoU candidate. Reported with it:
 `precision`, the share of the feature's activation mass on patches that show the concept anywhere.
 A feature is *aligned* when iou >= ALIGNED_IOU and precision >= ALIGNED_PRECISION. The IoU bar is
 low on purpose: an SAE splits a concept among many latents (several 'green' features, each firing on
@@ -54,38 +54,50 @@ def regions(grid: int) -> list[tuple[str, np.ndarray]]:
 
 
 def dissect(acts_NPF: torch.Tensor, masks: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per feature: its best (concept, region), IoU, precision, category, position tag,
-    activation frequency, and whether it is aligned. Dead features get concept None."""
+    """One row per feature: its best (concept, scope, region), IoU, precision, category, position
+    tag, activation frequency, and whether it is aligned. Dead features get concept None.
+
+    Scope 'patch': the concept's patches. Scope 'image': every patch of images that contain the
+    concept, for features that respond to a concept's presence anywhere in the image (a late layer
+    mixes context into background tokens). Precision is measured against the chosen scope's mask
+    over the whole image, whatever the region."""
     n, p, f = acts_NPF.shape
     grid = int(round(p ** 0.5))
     acts = acts_NPF.reshape(n * p, f).float()
     active = (acts > 0).float()
-    candidates, columns = [], []
+    scoped = {}
     for concept, mask in masks.items():
-        category = CONCEPT_BY_NAME[concept].category
-        for region, keep in regions(grid) if category != "position" else [("all", np.ones(p, bool))]:
-            candidates.append((concept, region))
+        scoped[concept, "patch"] = mask
+        scoped[concept, "image"] = np.repeat(mask.any(1, keepdims=True), p, axis=1)
+    candidates, columns = [], []
+    for (concept, scope), mask in scoped.items():
+        local = CONCEPT_BY_NAME[concept].category != "position"
+        for region, keep in regions(grid) if local else [("all", np.ones(p, bool))]:
+            candidates.append((concept, scope, region))
             columns.append((mask & keep[None, :]).reshape(-1))
     cand = torch.from_numpy(np.stack(columns, 1)).float()  # (N*P, C)
     inter = active.T @ cand
     union = active.sum(0)[:, None] + cand.sum(0)[None, :] - inter
     iou = (inter / union.clamp_min(1)).numpy()
     best = iou.argmax(1)
-    concept_mass = acts.T @ torch.from_numpy(np.stack([masks[c].reshape(-1) for c, _ in candidates], 1)).float()
     total_mass = acts.sum(0)
-    precision = (concept_mass[torch.arange(f), torch.from_numpy(best)] / total_mass.clamp_min(1e-12)).numpy()
+    alive = (total_mass > 0).numpy()
     quadrant_mass = torch.stack([acts_NPF[:, quadrant_of_patch(grid) == q].sum((0, 1)) for q in range(4)], 1)
     share = (quadrant_mass / total_mass.clamp_min(1e-12)[:, None]).numpy()
-    alive = (total_mass > 0).numpy()
     rows = []
     for i in range(f):
-        concept, region = candidates[best[i]] if alive[i] else (None, None)
-        tag = POSITIONS[share[i].argmax()] if alive[i] and share[i].max() >= POSITION_TAG_SHARE else None
+        if not alive[i]:
+            rows.append({"feature": i, "concept": None, "category": None, "level": None, "scope": None, "region": None,
+                         "iou": 0.0, "precision": 0.0, "position_tag": None, "frequency": 0.0})
+            continue
+        concept, scope, region = candidates[best[i]]
+        on = torch.from_numpy(scoped[concept, scope].reshape(-1))
         rows.append({
-            "feature": i, "concept": concept, "category": CONCEPT_BY_NAME[concept].category if concept else None,
-            "level": CONCEPT_BY_NAME[concept].level if concept else None, "region": region,
-            "iou": float(iou[i, best[i]]) if alive[i] else 0.0, "precision": float(precision[i]) if alive[i] else 0.0,
-            "position_tag": tag, "frequency": float(active[:, i].mean()),
+            "feature": i, "concept": concept, "category": CONCEPT_BY_NAME[concept].category,
+            "level": CONCEPT_BY_NAME[concept].level, "scope": scope, "region": region,
+            "iou": float(iou[i, best[i]]), "precision": float(acts[on, i].sum() / total_mass[i]),
+            "position_tag": POSITIONS[share[i].argmax()] if share[i].max() >= POSITION_TAG_SHARE else None,
+            "frequency": float(active[:, i].mean()),
         })
     table = pd.DataFrame(rows)
     table["aligned"] = (table.iou >= ALIGNED_IOU) & (table.precision >= ALIGNED_PRECISION)

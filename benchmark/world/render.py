@@ -14,7 +14,9 @@ import numpy as np
 from benchmark.world.concepts import COLOURS, POSITIONS, SHAPES, SIZES, TEXTURES, ObjectSpec
 
 STRIPE_SHADE = 0.45  # dark stripes are the object's colour times this
-HALF_EXTENT = {"large": 6.5, "small": 3.5}  # in pixels of a 32-px image; scaled with the size
+GENERATOR_VERSION = 2  # part of the pools' cache key: bump when drawing changes
+HALF_EXTENT = {"large": 7.0, "small": 4.5}  # in pixels of a 32-px image; scaled with the size
+BACKGROUNDS = {255: 0.5, 0: 0.25, 128: 0.25}  # grey level: probability
 KIND_PROBS = {"blank": 0.06, "field": 0.06, "one": 0.44, "two": 0.44}
 
 
@@ -40,19 +42,15 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
         objects.append(ObjectSpec(colour=str(rng.choice(list(COLOURS))), texture=str(rng.choice(TEXTURES)),
                                   shape=str(rng.choice(SHAPES)), size=str(rng.choice(SIZES)),
                                   position=POSITIONS[p]))
-        jitter = rng.uniform(-1.5, 1.5, size=2) * size / 32
+        jitter = rng.uniform(-1.0, 1.0, size=2) * size / 32
         centres.append(tuple(float(v) for v in quadrant_centre(POSITIONS[p], size) + jitter))
     return Scene(tuple(objects), background, tuple(centres))
 
 
 def _sample_background(rng: np.random.Generator) -> int:
-    """Mostly light, sometimes dark or mid grey: the VLM must not tie 'nothing' to one brightness."""
-    u = rng.random()
-    if u < 0.5:
-        return int(rng.integers(225, 256))
-    if u < 0.75:
-        return int(rng.integers(0, 31))
-    return int(rng.integers(31, 225))
+    """White, black or mid grey: the VLM must not tie 'nothing' to one brightness. Few discrete
+    levels, because a continuum of greys would spend most of the SAE's latents on background."""
+    return int(rng.choice(list(BACKGROUNDS), p=list(BACKGROUNDS.values())))
 
 
 def quadrant_centre(position: str, size: int) -> np.ndarray:

@@ -33,11 +33,11 @@ def train_sae(x_ND: torch.Tensor, cfg: SAEConfig, seed: int) -> TopKSAE:
     torch.manual_seed(seed)
     d_in = x_ND.shape[1]
     sae = TopKSAE(d_in, cfg.d_sae, cfg.k)
-    with torch.no_grad():
-        sae.W_dec.copy_(torch.randn(cfg.d_sae, d_in))
+    with torch.no_grad():  # latents start at data points, so few are dead from the outset
+        sae.b_dec.copy_(x_ND.median(0).values)
+        sae.W_dec.copy_(x_ND[torch.randperm(len(x_ND))[:cfg.d_sae]] - sae.b_dec)
         sae.normalize_decoder()
         sae.W_enc.copy_(sae.W_dec.T)
-        sae.b_dec.copy_(x_ND.median(0).values)
     opt, sched = adamw_with_schedule(sae.parameters(), cfg.lr, cfg.steps, warmup=100, weight_decay=0.0)
     since_fired = torch.zeros(cfg.d_sae)
     rng = np.random.default_rng(seed)

@@ -13,6 +13,9 @@ from benchmark.world.pools import Pool
 from benchmark.world.training import adamw_with_schedule, batches, pixel_values
 
 
+TEXT_LENGTH = 20  # the longest caption (two objects) is 18 words, plus eos
+
+
 @dataclass(frozen=True)
 class TowerConfig:
     hidden: int = 128
@@ -47,9 +50,9 @@ def train_tower(pool: Pool, tokenizer: PreTrainedTokenizerFast, cfg: TowerConfig
     clip = CLIPModel(CLIPConfig(
         vision_config=vision.to_dict(), projection_dim=64,
         text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=40, pad_token_id=tokenizer.pad_token_id,
+                         num_attention_heads=2, max_position_embeddings=TEXT_LENGTH, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)))
-    ids, attn = tokenize_captions(tokenizer, pool.captions, 40)
+    ids, attn = tokenize_captions(tokenizer, pool.captions, TEXT_LENGTH)
     opt, sched = adamw_with_schedule(clip.parameters(), cfg.lr, cfg.steps, weight_decay=0.05)
     rng = np.random.default_rng(seed)
     captions = np.array(pool.captions)
