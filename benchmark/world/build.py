@@ -108,7 +108,7 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
     examples = _Lazy(lambda: TrainingExamples(world.tower(), world.tokenizer, train()))
     for i, (size, lm) in enumerate(cfg.lms.items()):
         stage(f"vlm-{size}", {"tower": key("tower"), "lm": lm, "seed": cfg.seed + i},
-              lambda d: _build_vlm(d, world, lm, cfg.seed + i, size, examples()))
+              lambda d, lm=lm, seed=cfg.seed + i, size=size: _build_vlm(d, world, lm, seed, size, examples()))
     stage("sae", {"tower": key("tower"), "sae": cfg.sae, "seed": cfg.seed},
           lambda d: _build_sae(d, cfg, world.tower(), train(), scoring()))
     stage("scorer", {"pools": key("pools"), "scorer": cfg.scorer},
