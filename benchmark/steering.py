@@ -7,8 +7,10 @@ no-op. The vision tower runs once per `generate` (the prefill), so steering touc
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,3 +35,23 @@ def steer(layer: nn.Module, vectors_BD: torch.Tensor, positions_BT: torch.Tensor
         yield
     finally:
         handle.remove()
+
+
+def steered_generate(generate: Callable[[np.ndarray], list[str]], layer: nn.Module, images_BNHWC: np.ndarray,
+                     vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None = None,
+                     batch_size: int = 256) -> list[str]:
+    """The steering engine: answers for B rows, batched over features.
+
+    Row b shows its N images and is steered by vectors_BD[b] at the tower tokens where
+    positions_BNT[b, n] is true (every token when None); `generate` maps a (b, N, H, W, C) image
+    batch to b answers. The tower sees each image as its own row, so each row's vector and
+    positions are expanded per image. batch_size = 1 is the one-feature-per-generate loop."""
+    n_images = images_BNHWC.shape[1]
+    answers: list[str] = []
+    for start in range(0, len(vectors_BD), batch_size):
+        stop = start + batch_size
+        vectors = vectors_BD[start:stop].repeat_interleave(n_images, dim=0)
+        positions = None if positions_BNT is None else positions_BNT[start:stop].flatten(0, 1)
+        with steer(layer, vectors, positions):
+            answers += generate(images_BNHWC[start:stop])
+    return answers

@@ -25,7 +25,7 @@ class Scorer:
         self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 
     def pixels(self, images_NHWC: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(images_NHWC)).permute(0, 3, 1, 2).float() / 255
+        x = torch.from_numpy(np.array(images_NHWC, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255  # copy: inputs may be read-only views
         return (x - self.mean) / self.std
 
     @torch.no_grad()

@@ -8,7 +8,7 @@ import torch
 from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerFast
 
 from benchmark.models.sae import TopKSAE
-from benchmark.steering import steer
+from benchmark.steering import steered_generate
 from benchmark.world.concepts import CATEGORIES, is_clean, names
 from benchmark.world.pools import Pool
 from benchmark.world.vlm import generate
@@ -39,18 +39,13 @@ def empty_image(size: int, kind: str = "white", seed: int = 0) -> np.ndarray:
 
 
 def steered_captions(vlm: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, layer: int,
-                     vectors_BD: torch.Tensor, batch: int = 256) -> list[str]:
+                     vectors_BD: torch.Tensor) -> list[str]:
     """Describe-prompt answers for the white empty image, row b steered by vectors_BD[b] at every
     token of tower hidden state `layer`."""
     size = vlm.config.vision_config.image_size
-    target = vlm.model.vision_tower.encoder.layers[layer - 1]
-    out = []
-    for start in range(0, len(vectors_BD), batch):
-        vectors = vectors_BD[start:start + batch]
-        images = np.broadcast_to(empty_image(size), (len(vectors), 1, size, size, 3))
-        with steer(target, vectors):
-            out += generate(vlm, tokenizer, images)
-    return out
+    images = np.broadcast_to(empty_image(size), (len(vectors_BD), 1, size, size, 3))
+    return steered_generate(lambda batch: generate(vlm, tokenizer, batch), vlm.model.vision_tower.encoder.layers[layer - 1],
+                            images, vectors_BD)
 
 
 def random_directions(n: int, d: int, seed: int) -> torch.Tensor:

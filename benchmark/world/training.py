@@ -20,7 +20,7 @@ def image_processor(size: int) -> CLIPImageProcessor:
 
 
 def pixel_values(images_NHWC: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(images_NHWC)).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.array(images_NHWC, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255  # copy: inputs may be read-only views
     mean, std = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
     return (x - mean) / std
 

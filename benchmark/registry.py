@@ -1,0 +1,100 @@
+"""One registry type for every kind of pluggable component: methods, metrics, worlds, SAE loaders,
+VLM adapters.
+
+    METHODS = Registry("method", entry_point_group="featurebench.methods")
+
+    @METHODS.register("steering")
+    def steering(feature, context): ...
+
+    METHODS.register_lazy("topk", "methods.topk:topk")   # imported on first use
+    METHODS.get("steering")                               # by name
+    METHODS.get("plugins/mine.py:explain")                # a function in a file on disk
+
+A name is looked up among registered components, then the entry-point group (installed plug-ins),
+then as `path.py:function`. A name that finds nothing raises `UsageError` with the close matches.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A mistake the user can fix (unknown name, bad path, malformed file): the CLI prints the
+    message as one line and exits with code 2."""
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind, self.group = kind, entry_point_group
+        self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(item: T) -> T:
+            if name in self._items or name in self._lazy:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = item
+            return item
+
+        return add
+
+    def register_lazy(self, name: str, target: str) -> None:
+        """Registers `module:attr`, imported only when first asked for."""
+        if name in self._items or name in self._lazy:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._lazy[name] = target
+
+    def names(self) -> list[str]:
+        return sorted({*self._items, *self._lazy, *self._entry_points()})
+
+    def get(self, name: str) -> T:
+        if name in self._items:
+            return self._items[name]
+        if name in self._lazy:
+            self._items[name] = _import_target(self._lazy.pop(name))
+            return self._items[name]
+        entry_points = self._entry_points()
+        if name in entry_points:
+            try:
+                return entry_points[name].load()
+            except Exception as e:
+                raise UsageError(f"{self.kind} plug-in {name!r} failed to load: {type(e).__name__}: {e}") from e
+        if ":" in name and name.split(":", 1)[0].endswith(".py"):
+            return _load_from_file(name, self.kind)
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UsageError(f"unknown {self.kind} {name!r}; {hint}available: {', '.join(self.names())}")
+
+    def _entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        if not self.group:
+            return {}
+        return {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+
+
+def _import_target(target: str):
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _load_from_file(spec: str, kind: str):
+    path_text, attr = spec.rsplit(":", 1)
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"{kind} file {path} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"featurebench_plugin_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        raise UsageError(f"{kind} file {path} failed to import: {type(e).__name__}: {e}") from e
+    if not callable(getattr(module, attr, None)):
+        raise UsageError(f"{kind} file {path} has no function {attr!r}")
+    return getattr(module, attr)
