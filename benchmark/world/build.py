@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer, CLIPVisionModel, LlavaForConditionalGeneration, LlavaProcessor
 
+from benchmark.activations import PoolActivations, cached_activations, compute_activations
 from benchmark.cache import cache_root, cached_stage
 from benchmark.models.sae import TopKSAE, fraction_of_variance_explained
 from benchmark.models.scorer import Scorer
@@ -38,6 +39,7 @@ class World:
     """Directories of a built world's stages, with loaders for what they hold."""
 
     config: WorldConfig
+    root: Path
     dirs: dict[str, Path] = field(default_factory=dict)
     metas: dict[str, dict] = field(default_factory=dict)
 
@@ -65,6 +67,18 @@ class World:
     def sae(self) -> TopKSAE:
         return TopKSAE.load(self.dirs["sae"])[0]
 
+    def activations(self, split: str) -> PoolActivations:
+        """The SAE's activations over a pool, computed once and cached beside the world."""
+        key = {"tower": self.dirs["tower"].name, "sae": self.dirs["sae"].name, "pools": self.dirs["pools"].name,
+               "split": split}
+
+        def compute() -> PoolActivations:
+            tower = self.tower()
+            return compute_activations(lambda images: tower_states(tower, images, self.sae_layer), self.sae(),
+                                       self.pool(split).images_NHWC)
+
+        return cached_activations(self.root / "activations", key, compute)
+
     def scorer(self) -> Scorer:
         return Scorer.load(self.dirs["scorer"])
 
@@ -90,8 +104,9 @@ class World:
 
 def build_world(preset: str | WorldConfig = "default", root: Path | None = None) -> World:
     cfg = PRESETS[preset] if isinstance(preset, str) else preset
-    parent = (root or cache_root()) / "world"
-    world = World(cfg)
+    root = root or cache_root()
+    parent = root / "world"
+    world = World(cfg, root)
 
     def stage(name: str, config: dict, build) -> None:
         world.dirs[name], world.metas[name] = cached_stage(parent, name, config, build)
@@ -176,9 +191,7 @@ def _build_scorer(dpath: Path, cfg: WorldConfig, train: Pool, scoring: Pool) -> 
 
 
 def _build_groundtruth(dpath: Path, world: World, scoring: Pool) -> dict:
-    x = tower_states(world.tower(), scoring.images_NHWC, world.sae_layer)
-    with torch.no_grad():
-        acts_NPF = world.sae().encode(x)
+    acts_NPF = world.activations("scoring").dense()
     table = dissect(acts_NPF, concept_patch_masks(scoring, world.patch))
     flat = acts_NPF.reshape(-1, acts_NPF.shape[-1])
     table["scale"] = flat.topk(TOP_ACTIVATIONS, dim=0).values.mean(0).numpy()

@@ -1,0 +1,79 @@
+"""SAE activations over an image pool: computed once in batches, cached on disk in sparse form.
+
+Sparse (the k active latents' indices and values per patch token) rather than dense: a TopK SAE has
+exactly k non-zeros per token, so the form is exact and k / d_sae the size of the dense tensor
+(8 / 1024 for the default world: 5,000 images x 16 patches x 8 values, not x 1,024). The cache file
+is `activations.safetensors` with `indices_NPK` (int32) and `values_NPK` (float32), in a directory
+keyed by a hash of the tower, the SAE, the layer and the pool.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from benchmark.cache import cached_stage
+from benchmark.models.sae import TopKSAE
+
+FILE = "activations.safetensors"
+
+
+@dataclass
+class PoolActivations:
+    indices_NPK: torch.Tensor
+    values_NPK: torch.Tensor
+    d_sae: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        n, p, _ = self.indices_NPK.shape
+        return n, p, self.d_sae
+
+    def dense(self, features: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, P, F) activations of `features` (all latents when None)."""
+        n, p, _ = self.shape
+        full = torch.zeros(n, p, self.d_sae).scatter_(-1, self.indices_NPK.long(), self.values_NPK)
+        return full if features is None else full[..., features]
+
+    def mean_over_patches(self) -> torch.Tensor:
+        """(N, F): each latent's activation averaged over an image's patches (the paper's ranking)."""
+        n, p, _ = self.shape
+        out = torch.zeros(n, self.d_sae)
+        out.scatter_add_(1, self.indices_NPK.reshape(n, -1).long(), self.values_NPK.reshape(n, -1))
+        return out / p
+
+    def top_images(self, k: int) -> torch.Tensor:
+        """(F, k) image indices with the highest mean activation per latent, best first."""
+        return self.mean_over_patches().topk(k, dim=0).indices.T
+
+
+@torch.no_grad()
+def compute_activations(states: Callable[[np.ndarray], torch.Tensor], sae: TopKSAE, images_NHWC: np.ndarray,
+                        batch: int = 512) -> PoolActivations:
+    """`states(images)` gives the (n, P, D) residual stream the SAE reads."""
+    indices, values = [], []
+    for start in tqdm(range(0, len(images_NHWC), batch), desc="SAE activations", leave=False):
+        pre = sae.pre_activations(states(images_NHWC[start:start + batch]))
+        top = pre.topk(sae.k, dim=-1)
+        indices.append(top.indices.int())
+        values.append(top.values.relu())
+    return PoolActivations(torch.cat(indices), torch.cat(values), sae.d_sae)
+
+
+def cached_activations(parent: Path, key: dict, compute: Callable[[], PoolActivations]) -> PoolActivations:
+    """Loads the activations cached under `key` (what produced them), computing them once if absent."""
+
+    def build(dpath: Path) -> dict:
+        acts = compute()
+        save_file({"indices_NPK": acts.indices_NPK.contiguous(), "values_NPK": acts.values_NPK.contiguous()},
+                  str(dpath / FILE))
+        return {"d_sae": acts.d_sae, "shape": list(acts.shape)}
+
+    dpath, meta = cached_stage(parent, "activations", key, build)
+    tensors = load_file(str(dpath / FILE))
+    return PoolActivations(tensors["indices_NPK"], tensors["values_NPK"], meta["d_sae"])
