@@ -35,10 +35,20 @@ class PoolActivations:
         return n, p, self.d_sae
 
     def dense(self, features: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, P, F) activations of `features` (all latents when None)."""
+        """(N, P, F) activations of `features` (all latents when None), never materialising the
+        other latents."""
         n, p, _ = self.shape
-        full = torch.zeros(n, p, self.d_sae).scatter_(-1, self.indices_NPK.long(), self.values_NPK)
-        return full if features is None else full[..., features]
+        if features is None:
+            return torch.zeros(n, p, self.d_sae).scatter_(-1, self.indices_NPK.long(), self.values_NPK)
+        unique, inverse = torch.as_tensor(features).unique(return_inverse=True)
+        column = torch.full((self.d_sae,), -1, dtype=torch.long)
+        column[unique] = torch.arange(len(unique))
+        col_NPK = column[self.indices_NPK.long()]
+        hit = col_NPK >= 0
+        out = torch.zeros(n, p, len(unique))
+        ni, pi, _ = hit.nonzero(as_tuple=True)
+        out[ni, pi, col_NPK[hit]] = self.values_NPK[hit]
+        return out[..., inverse]
 
     def mean_over_patches(self) -> torch.Tensor:
         """(N, F): each latent's activation averaged over an image's patches (the paper's ranking)."""

@@ -1,6 +1,11 @@
-"""Command line: `python -m benchmark world build [--preset default|tiny] [--json]`.
+"""Command line.
 
-User errors (unknown names, bad paths) are one line on stderr and exit code 2.
+    python -m benchmark --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
+    python -m benchmark methods
+    python -m benchmark world build [--preset default|tiny] [--json]
+
+`run` is the default subcommand. User errors (unknown names, bad paths, malformed files) are one
+line on stderr and exit code 2, with nothing written.
 """
 from __future__ import annotations
 
@@ -39,9 +44,50 @@ def _human(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from benchmark.context import MethodConfig
+    from benchmark.pipeline import RunConfig, run
+
+    method = MethodConfig(top_k=args.top_k, empty=args.empty, steering_multiplier=args.steering_multiplier,
+                          hybrid_multiplier=args.hybrid_multiplier, batch_size=args.batch_size)
+    config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
+                       world=args.world, out=args.out, explanations=args.explanations, method=method)
+    run_dir = run(config)
+    print(f"explanations: {run_dir / 'explanations.jsonl'}")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    import methods  # noqa: F401
+    from benchmark.registry import METHODS
+
+    for name in METHODS.names():
+        doc = (METHODS.get(name).__doc__ or "").strip().splitlines()
+        print(f"{name:<18} {doc[0] if doc else ''}")
+    return 0
+
+
+COMMANDS = ("run", "methods", "world")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(prog="python -m benchmark", description="featurebench: explain SAE features, score the explanations")
     commands = top.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="explain features with one or more methods (the default command)")
+    run.add_argument("--method", default="hybrid", help="comma list of methods, or path/file.py:function")
+    run.add_argument("--features", default="0:1024", help="start:stop or a comma list")
+    run.add_argument("--lm", default="large", help="language-model size of the world's VLM")
+    run.add_argument("--world", default="default", choices=sorted(PRESETS), help="world preset")
+    run.add_argument("--out", default="results", help="directory for run directories")
+    run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
+    run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")
+    run.add_argument("--empty", default="white", choices=("white", "black", "noise"), help="empty image for steering")
+    run.add_argument("--steering-multiplier", type=float, help="steering coefficient in units of the feature's mean "
+                     "top activation (default: the world's tuned value)")
+    run.add_argument("--hybrid-multiplier", type=float, default=1.0, help="hybrid's coefficient, same units")
+    run.add_argument("--batch-size", type=int, default=256, help="features per generate call")
+    run.set_defaults(run=_run)
+    commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)
     build = world.add_parser("build", help="build (or load from cache) a world and print its quality report")
     build.add_argument("--preset", choices=sorted(PRESETS), default="default", help="world size (tiny is for tests)")
@@ -51,8 +97,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmark.registry import UsageError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

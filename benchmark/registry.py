@@ -98,3 +98,7 @@ def _load_from_file(spec: str, kind: str):
     if not callable(getattr(module, attr, None)):
         raise UsageError(f"{kind} file {path} has no function {attr!r}")
     return getattr(module, attr)
+
+
+METHODS: Registry = Registry("method", entry_point_group="featurebench.methods")
+"""Explanation methods: `method(ctx: Context, features: list[int]) -> list[str]`, batched over features."""

@@ -1,0 +1,11 @@
+"""Steering (the paper's method): the empty image, the feature's decoder direction added at every
+tower token of the SAE layer, and the describe prompt."""
+from benchmark.context import Context
+from benchmark.registry import METHODS
+
+
+@METHODS.register("steering")
+def steering(ctx: Context, features: list[int]) -> list[str]:
+    """The empty image, steered by the feature's decoder direction at every token; describe prompt."""
+    coeffs = ctx.steering_multiplier * ctx.scales(features)
+    return ctx.answer(ctx.empty_images(len(features)), coeffs[:, None] * ctx.sae.W_dec[features])

@@ -1,0 +1,115 @@
+"""The harness end to end on the tiny world: every method, plug-ins, resume, submissions, errors."""
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.pipeline import RunConfig, read_submission, run
+from benchmark.registry import UsageError
+
+ALL = ("steering", "topk", "hybrid", "random-direction", "permuted", "no-steer", "caption-top1", "random-words", "oracle")
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
+
+
+def test_every_method_explains_every_feature_once(world, tmp_path):
+    half = world.config.sae.d_sae // 2
+    features = list(range(20)) + list(range(half, half + 20))
+    run_dir = run(RunConfig(methods=ALL, features=",".join(map(str, features)), lm="small", world="tiny",
+                            out=str(tmp_path)))
+    got = rows(run_dir)
+    assert sorted((r["method"], r["feature"]) for r in got) == sorted((m, f) for m in ALL for f in features)
+    by = {(r["method"], r["feature"]): r["explanation"] for r in got}
+    assert len({by["no-steer", f] for f in features}) == 1  # unsteered empty image: one answer
+    assert len({by["steering", f] for f in features}) > 1
+    assert all(by["permuted", f] == by["hybrid", f + half] for f in range(20))
+    table = world.groundtruth().set_index("feature")
+    assert all(table.loc[f, "concept"] in by["oracle", f] for f in features if isinstance(table.loc[f, "concept"], str))
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["config"]["methods"] == list(ALL) and meta["versions"]["torch"] and len(meta["config_hash"]) == 12
+
+
+def test_plugin_file_and_entry_point_methods_run(world, tmp_path, monkeypatch):
+    plugin = tmp_path / "mine.py"
+    plugin.write_text("def explain(ctx, features):\n    return [f'feature {f}' for f in features]\n")
+    point = importlib.metadata.EntryPoint(name="shout", value="tests.plugin_method:shout", group="featurebench.methods")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [point] if kw.get("group") == "featurebench.methods" else real(**kw))
+    run_dir = run(RunConfig(methods=(f"{plugin}:explain", "shout"), features="3,5", lm="small", world="tiny",
+                            out=str(tmp_path / "out")))
+    got = {(r["method"], r["feature"]): r["explanation"] for r in rows(run_dir)}
+    assert got[f"{plugin}:explain", 5] == "feature 5" and got["shout", 3] == "FEATURE 3"
+
+
+def test_unknown_method_is_one_line_exit_2_and_writes_nothing(world, tmp_path, capsys):
+    assert main(["--method", "hybird", "--world", "tiny", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean hybrid" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_broken_plugin_is_one_line_exit_2(world, tmp_path, capsys):
+    (tmp_path / "bad.py").write_text("def explain(ctx, features):\n    return [\n")
+    assert main(["--method", f"{tmp_path / 'bad.py'}:explain", "--world", "tiny", "--out", str(tmp_path / "o")]) == 2
+    assert "failed to import: SyntaxError" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("feat,explanation\n1,red\n", ":1: expected the header"),
+    ("feature,explanation\n1,red\nx,blue\n", ":3: feature 'x' is not an integer"),
+    ("feature,explanation\n1,red\n1,blue\n", ":3: feature 1 appears twice"),
+    ("feature,explanation\n1,red,extra\n", ":2: expected 2 columns"),
+    ("feature,explanation\n9999,red\n", ":2: feature 9999 is outside"),
+])
+def test_malformed_submission_names_the_line(tmp_path, text, message):
+    (tmp_path / "sub.csv").write_text(text)
+    with pytest.raises(UsageError, match=message):
+        read_submission(tmp_path / "sub.csv", 256)
+
+
+def test_submission_is_recorded_as_a_method(world, tmp_path):
+    (tmp_path / "sub.csv").write_text('feature,explanation\n2,"red, at top left"\n7,blue\n')
+    run_dir = run(RunConfig(methods=("oracle",), features="0:10", lm="small", world="tiny", out=str(tmp_path / "o"),
+                            explanations=str(tmp_path / "sub.csv")))
+    got = {(r["method"], r["feature"]): r["explanation"] for r in rows(run_dir)}
+    assert got["submission:sub", 2] == "red, at top left" and got["submission:sub", 7] == "blue"
+
+
+def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world, world_cache, tmp_path):
+    """A plug-in method that logs each feature it explains, slowly, killed with SIGKILL mid-run."""
+    log = tmp_path / "computed.log"
+    plugin = tmp_path / "slow.py"
+    plugin.write_text(
+        "import time\n"
+        f"LOG = {str(log)!r}\n"
+        "def explain(ctx, features):\n"
+        "    time.sleep(0.3)\n"
+        "    with open(LOG, 'a') as fh:\n"
+        "        fh.write(''.join(f'{f}\\n' for f in features))\n"
+        "    return [f'feature {f}' for f in features]\n")
+    args = [sys.executable, "-m", "benchmark", "--method", f"{plugin}:explain", "--features", "0:60", "--world", "tiny",
+            "--lm", "small", "--batch-size", "4", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "FEATUREBENCH_CACHE": str(world_cache)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().split()) < 12):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = log.read_text().split()
+    assert 12 <= len(before) < 60
+    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    computed = log.read_text().split()
+    assert sorted(map(int, computed)) == list(range(60))  # each feature computed exactly once overall
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert sorted(r["feature"] for r in rows(run_dir)) == list(range(60))
