@@ -2,6 +2,7 @@
 
     python -m benchmark --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
     python -m benchmark methods
+    python -m benchmark bench [--json]
     python -m benchmark world build [--preset default|tiny] [--json]
 
 `run` is the default subcommand. User errors (unknown names, bad paths, malformed files) are one
@@ -67,7 +68,19 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "world")
+def _bench(args: argparse.Namespace) -> int:
+    from benchmark.bench import bench
+
+    report = bench(args.world, args.lm, args.features, args.loop_features, args.batch_size)
+    for name, r in report.items():
+        print(f"{name:<9} engine {r['engine_features_per_s']:8.1f} feat/s   loop {r['loop_features_per_s']:6.1f} feat/s"
+              f"   x{r['ratio']:.1f}")
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
+    return 0
+
+
+COMMANDS = ("run", "methods", "world", "bench")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,6 +101,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=256, help="features per generate call")
     run.set_defaults(run=_run)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
+    bench = commands.add_parser("bench", help="time the steering engine against the one-feature loop")
+    bench.add_argument("--world", default="default", choices=sorted(PRESETS))
+    bench.add_argument("--lm", default="large")
+    bench.add_argument("--features", type=int, default=512, help="features the engine explains")
+    bench.add_argument("--loop-features", type=int, default=32, help="features the one-at-a-time loop explains")
+    bench.add_argument("--batch-size", type=int, default=256, help="the engine's features per generate call")
+    bench.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
+    bench.set_defaults(run=_bench)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)
     build = world.add_parser("build", help="build (or load from cache) a world and print its quality report")
     build.add_argument("--preset", choices=sorted(PRESETS), default="default", help="world size (tiny is for tests)")

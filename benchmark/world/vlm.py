@@ -169,12 +169,16 @@ def train_vlm(vlm: LlavaForConditionalGeneration, data: TrainingExamples, cfg: L
     return vlm.eval(), smoothed
 
 
+MAX_NEW_TOKENS = {"describe": 24, "shared": 12}  # the longest caption is 18 words, a shared answer 7
+
+
 @torch.no_grad()
-def generate(vlm: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, images_BNHWC: np.ndarray,
-             max_new_tokens: int = 24) -> list[str]:
+def generate(vlm: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, images_BNHWC: np.ndarray) -> list[str]:
     """Greedy answers for a batch of rows, each with the same number N of images (N = 1: describe;
-    N > 1: shared). Only the new tokens are decoded, so the answer prefix never appears."""
+    N > 1: shared). Only the new tokens are decoded, so the answer prefix never appears. A batch
+    decodes until its slowest row stops, so the cap follows each prompt's answer grammar."""
     b, n = images_BNHWC.shape[:2]
+    max_new_tokens = MAX_NEW_TOKENS["describe" if n == 1 else "shared"]
     enc = tokenizer([prompt(tokenizer, n, vlm.config.image_seq_length)] * b, add_special_tokens=False,
                     return_tensors="pt")
     out = vlm.generate(**enc, pixel_values=pixel_values(images_BNHWC.reshape(b * n, *images_BNHWC.shape[2:])),
