@@ -113,3 +113,13 @@ def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world
     assert sorted(map(int, computed)) == list(range(60))  # each feature computed exactly once overall
     (run_dir,) = (tmp_path / "out").iterdir()
     assert sorted(r["feature"] for r in rows(run_dir)) == list(range(60))
+
+
+def test_bench_reports_engine_and_loop_for_both_methods(world):
+    from benchmark.bench import bench
+
+    report = bench("tiny", "small", engine_features=24, loop_features=3, batch_size=24)
+    assert set(report) == {"steering", "hybrid"}
+    for r in report.values():
+        assert r["engine_features_per_s"] > 0 and r["loop_features_per_s"] > 0
+        assert r["ratio"] == pytest.approx(r["engine_features_per_s"] / r["loop_features_per_s"], rel=0.01)
