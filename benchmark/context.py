@@ -85,8 +85,8 @@ class Context:
         """The top-k images of each feature, patches where it is inactive blacked out, and where it
         is active as tower token positions (CLS first, never active): (B, k, H, W, C), (B, k, 1 + P)."""
         idx = self.top_images[features]  # (B, k)
-        acts = self.topk_activations.dense(torch.tensor(features))  # (N, P, B)
-        active = torch.stack([acts[idx[b], :, b] > 0 for b in range(len(features))])  # (B, k, P)
+        acts_BNP = self.topk_activations.dense(torch.tensor(features)).permute(2, 0, 1)
+        active = acts_BNP[torch.arange(len(features))[:, None], idx] > 0  # (B, k, P)
         images = self.topk_pool.images_NHWC[idx.numpy()]  # (B, k, H, W, C)
         b, k, h, w, c = images.shape
         grid = h // self.patch
