@@ -9,6 +9,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from benchmark.registry import UsageError
 from benchmark.steering import steered_generate
 from benchmark.world.build import World
 from benchmark.world.quality import empty_image
@@ -35,7 +36,6 @@ class MethodConfig:
 class Context:
     def __init__(self, world: World, lm: str, config: MethodConfig):
         if lm not in world.config.lms:
-            from benchmark.registry import UsageError
             raise UsageError(f"unknown LM size {lm!r}; this world has {', '.join(world.config.lms)}")
         self.world, self.lm, self.config = world, lm, config
         self.vlm = world.vlm(lm)

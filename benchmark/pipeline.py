@@ -123,8 +123,9 @@ def run(config: RunConfig) -> Path:
             rows.append({"world": world.config.name, "lm": config.lm, "method": name, "feature": f, "explanation": text})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
+        wanted = set(features)
         rows += [{"world": world.config.name, "lm": config.lm, "method": name, "feature": f, "explanation": e}
-                 for f, e in sorted(submission.items()) if f in set(features)]
+                 for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
     run_dir = Path(config.out) / f"{world.config.name}-{config.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

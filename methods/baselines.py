@@ -1,19 +1,17 @@
 """Controls and baselines: what a method must beat to mean anything."""
 import numpy as np
-import torch
 
 from benchmark.context import Context
 from benchmark.registry import METHODS
 from benchmark.world.concepts import CONCEPTS, fragment
+from benchmark.world.quality import random_directions
 from methods.hybrid import hybrid
 
 
 @METHODS.register("random-direction")
 def random_direction(ctx: Context, features: list[int]) -> list[str]:
     """Steering with a random direction of the same norm as the feature's steering vector."""
-    g = torch.Generator().manual_seed(ctx.config.seed)
-    directions = torch.randn(ctx.sae.d_sae, ctx.sae.d_in, generator=g)[features]  # fixed per feature
-    directions = directions / directions.norm(dim=1, keepdim=True)
+    directions = random_directions(ctx.sae.d_sae, ctx.sae.d_in, ctx.config.seed)[features]  # fixed per feature
     coeffs = ctx.steering_multiplier * ctx.scales(features)
     return ctx.answer(ctx.empty_images(len(features)), coeffs[:, None] * directions)
 
