@@ -62,6 +62,21 @@ class PoolActivations:
         return self.mean_over_patches().topk(k, dim=0).indices.T
 
 
+def masked_top_images(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: torch.Tensor, features: list[int],
+                      patch: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Each feature's top images with the patches where it is inactive blacked out (what top-k shows
+    the VLM), and where it is active: (B, k, H, W, C) uint8, (B, k, P) bool."""
+    idx_BK = top_FK[features]
+    acts_BNP = acts.dense(torch.tensor(features)).permute(2, 0, 1)
+    active_BKP = acts_BNP[torch.arange(len(features))[:, None], idx_BK] > 0
+    images = images_NHWC[idx_BK.numpy()]
+    b, k, h, w, c = images.shape
+    grid = h // patch
+    keep = active_BKP.numpy().reshape(b, k, grid, 1, grid, 1)
+    keep = np.broadcast_to(keep, (b, k, grid, patch, grid, patch)).reshape(b, k, h, w, 1)
+    return np.where(keep, images, 0).astype(np.uint8), active_BKP
+
+
 @torch.no_grad()
 def compute_activations(states: Callable[[np.ndarray], torch.Tensor], sae: TopKSAE, images_NHWC: np.ndarray,
                         batch: int = 512) -> PoolActivations:

@@ -1,7 +1,9 @@
 """Command line.
 
     python -m benchmark --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
-    python -m benchmark methods
+    python -m benchmark methods | metrics
+    python -m benchmark validate-metrics [--lm large] [--json]
+    python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
     python -m benchmark bench [--json]
     python -m benchmark world build [--preset default|tiny] [--json]
 
@@ -52,9 +54,17 @@ def _run(args: argparse.Namespace) -> int:
     method = MethodConfig(top_k=args.top_k, empty=args.empty, steering_multiplier=args.steering_multiplier,
                           hybrid_multiplier=args.hybrid_multiplier, batch_size=args.batch_size)
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
-                       world=args.world, out=args.out, explanations=args.explanations, method=method)
+                       world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
+                       method=method)
     run_dir = run(config)
     print(f"explanations: {run_dir / 'explanations.jsonl'}")
+    if (run_dir / "scores.csv").exists():
+        import pandas as pd
+
+        scores = pd.read_csv(run_dir / "scores.csv")
+        print(scores.drop(columns=["world", "lm", "feature", "explanation", "concept", "category", "level", "aligned"])
+              .groupby("method").mean().round(3).to_string())
+        print(f"scores: {run_dir / 'scores.csv'}")
     return 0
 
 
@@ -65,6 +75,44 @@ def _methods(args: argparse.Namespace) -> int:
     for name in METHODS.names():
         doc = (METHODS.get(name).__doc__ or "").strip().splitlines()
         print(f"{name:<18} {doc[0] if doc else ''}")
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from benchmark.scoring import all_metrics
+
+    for m in all_metrics():
+        doc = (sys.modules[m.score.__module__].__doc__ or "").strip().splitlines()
+        print(f"{m.name:<20} {', '.join(m.columns):<70} {doc[0] if doc else ''}")
+    return 0
+
+
+def _validate_metrics(args: argparse.Namespace) -> int:
+    from benchmark.scoring import ScoringContext, resolve_metrics
+    from benchmark.validation import validate
+    from benchmark.world.build import build_world
+
+    world = build_world(args.world)
+    report = validate(world, args.lm, resolve_metrics(args.metrics), ScoringContext(world))
+    for name, r in report.items():
+        print(f"{name:<20} pairwise AUROC {_fmt(r['pairwise_auroc'])}   Spearman with oracle {_fmt(r['spearman_oracle'])}")
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
+    return 0
+
+
+def _fmt(x: float | None) -> str:
+    return "  n/a" if x is None else f"{x:.3f}"
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.leaderboard import markdown, regenerate
+
+    tables = regenerate(Path(args.dir), [Path(p) for p in args.add])
+    print(markdown(tables["main"]))
+    print(f"wrote {', '.join(str(Path(args.dir) / f'{n}.csv') for n in tables)}")
     return 0
 
 
@@ -80,7 +128,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "world", "bench")
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "world", "bench")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,8 +147,20 @@ def parser() -> argparse.ArgumentParser:
                      "top activation (default: the world's tuned value)")
     run.add_argument("--hybrid-multiplier", type=float, default=1.0, help="hybrid's coefficient, same units")
     run.add_argument("--batch-size", type=int, default=256, help="features per generate call")
+    run.add_argument("--metrics", default="all", help="metrics that score the explanations: all, none or a comma list")
     run.set_defaults(run=_run)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
+    commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)
+    validate = commands.add_parser("validate-metrics", help="check each metric against the world's ground truth")
+    validate.add_argument("--world", default="default", choices=sorted(PRESETS))
+    validate.add_argument("--lm", default="large", help="LM size whose methods' explanations are correlated with oracle")
+    validate.add_argument("--metrics", default="all", help="all or a comma list")
+    validate.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
+    validate.set_defaults(run=_validate_metrics)
+    board = commands.add_parser("leaderboard", help="regenerate leaderboards/*.csv from score rows (no model runs)")
+    board.add_argument("--add", nargs="*", default=[], metavar="RUN_DIR", help="merge these runs' scores first")
+    board.add_argument("--dir", default="leaderboards", help="leaderboard directory (rows/ inside)")
+    board.set_defaults(run=_leaderboard)
     bench = commands.add_parser("bench", help="time the steering engine against the one-feature loop")
     bench.add_argument("--world", default="default", choices=sorted(PRESETS))
     bench.add_argument("--lm", default="large")

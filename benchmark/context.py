@@ -9,6 +9,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from benchmark.activations import masked_top_images
 from benchmark.registry import UsageError
 from benchmark.steering import steered_generate
 from benchmark.world.build import World
@@ -84,14 +85,7 @@ class Context:
     def masked_top_images(self, features: list[int]) -> tuple[np.ndarray, torch.Tensor]:
         """The top-k images of each feature, patches where it is inactive blacked out, and where it
         is active as tower token positions (CLS first, never active): (B, k, H, W, C), (B, k, 1 + P)."""
-        idx = self.top_images[features]  # (B, k)
-        acts_BNP = self.topk_activations.dense(torch.tensor(features)).permute(2, 0, 1)
-        active = acts_BNP[torch.arange(len(features))[:, None], idx] > 0  # (B, k, P)
-        images = self.topk_pool.images_NHWC[idx.numpy()]  # (B, k, H, W, C)
-        b, k, h, w, c = images.shape
-        grid = h // self.patch
-        keep = active.numpy().reshape(b, k, grid, 1, grid, 1)
-        keep = np.broadcast_to(keep, (b, k, grid, self.patch, grid, self.patch)).reshape(b, k, h, w, 1)
-        masked = np.where(keep, images, 0).astype(np.uint8)
-        positions = torch.cat([torch.zeros(b, k, 1, dtype=torch.bool), active], dim=2)
-        return masked, positions
+        masked, active_BKP = masked_top_images(self.topk_pool.images_NHWC, self.topk_activations, self.top_images,
+                                               features, self.patch)
+        b, k, _ = active_BKP.shape
+        return masked, torch.cat([torch.zeros(b, k, 1, dtype=torch.bool), active_BKP], dim=2)

@@ -15,12 +15,14 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from benchmark.cache import config_hash
 from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
-from benchmark.results import ExplanationStore, write_atomic
+from benchmark.results import RowStore, write_atomic
+from benchmark.scoring import Metric, ScoringConfig, ScoringContext, resolve_metrics, score
 
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
 
@@ -39,7 +41,10 @@ class RunConfig:
     """Directory for run directories."""
     explanations: str | None = None
     """A CSV (feature,explanation) of explanations made elsewhere, recorded as one more method."""
+    metrics: str = "all"
+    """Metrics that score the explanations: 'all', 'none' or a comma list."""
     method: MethodConfig = field(default_factory=MethodConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
 
 def parse_features(spec: str, d_sae: int) -> list[int]:
@@ -93,8 +98,8 @@ def method_key(ctx: Context, name: str, fn) -> dict:
 
 def explain(ctx: Context, name: str, fn, features: list[int]) -> dict[int, str]:
     """Explanations of `features`, reading what the store has and computing only the rest."""
-    store = ExplanationStore(ctx.world.root / "explanations" / f"{name.replace('/', '_')}-{config_hash(method_key(ctx, name, fn))}.jsonl")
-    done = store.load()
+    store = RowStore(ctx.world.root / "explanations" / f"{name.replace('/', '_')}-{config_hash(method_key(ctx, name, fn))}.jsonl")
+    done = {int(row["feature"]): str(row["explanation"]) for row in store.load() if "explanation" in row}
     todo = [f for f in features if f not in done]
     batch = ctx.config.batch_size
     for start in tqdm(range(0, len(todo), batch), desc=name, unit="batch", disable=not todo):
@@ -102,7 +107,7 @@ def explain(ctx: Context, name: str, fn, features: list[int]) -> dict[int, str]:
         texts = fn(ctx, chunk)
         if len(texts) != len(chunk):
             raise UsageError(f"method {name!r} returned {len(texts)} explanations for {len(chunk)} features")
-        store.append(dict(zip(chunk, map(str, texts))))
+        store.append([{"feature": f, "explanation": str(t)} for f, t in zip(chunk, texts)])
         done.update(zip(chunk, map(str, texts)))
     return {f: done[f] for f in features}
 
@@ -113,6 +118,7 @@ def run(config: RunConfig) -> Path:
     from benchmark.world.build import build_world
 
     fns = {name: METHODS.get(name) for name in config.methods}
+    metrics = [] if config.metrics == "none" else resolve_metrics(config.metrics)
     world = build_world(config.world)
     ctx = Context(world, config.lm, config.method)
     features = parse_features(config.features, ctx.sae.d_sae)
@@ -129,12 +135,26 @@ def run(config: RunConfig) -> Path:
     settings = asdict(config)
     run_dir = Path(config.out) / f"{world.config.name}-{config.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    if metrics:
+        table = score_rows(ScoringContext(world, config.scoring), metrics, pd.DataFrame(rows))
+        write_atomic(run_dir / "scores.csv", table.to_csv(index=False, lineterminator="\n"))
     write_atomic(run_dir / "run.json", json.dumps({
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
         "world": {name: d.name for name, d in world.dirs.items()},
         "steering_multiplier": ctx.steering_multiplier,
     }, indent=1))
     return run_dir
+
+
+def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (world, lm, method, feature, explanation) with the feature's ground truth and every
+    metric's columns added."""
+    truth = sctx.groundtruth[["concept", "category", "level", "aligned"]]
+    table = rows.join(truth, on="feature")
+    for m in metrics:
+        scores = score(sctx, m, table.feature.tolist(), table.explanation.tolist())
+        table[list(m.columns)] = scores[list(m.columns)].to_numpy()
+    return table
 
 
 def _versions() -> dict[str, str | None]:

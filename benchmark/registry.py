@@ -102,3 +102,6 @@ def _load_from_file(spec: str, kind: str):
 
 METHODS: Registry = Registry("method", entry_point_group="featurebench.methods")
 """Explanation methods: `method(ctx: Context, features: list[int]) -> list[str]`, batched over features."""
+
+METRICS: Registry = Registry("metric", entry_point_group="featurebench.metrics")
+"""Fidelity metrics: `benchmark.scoring.Metric` objects, registered with `@metric(...)`."""

@@ -1,33 +1,35 @@
-"""Writing results: an append-only explanation store that survives kill -9, and atomic files."""
+"""Writing results: an append-only row store that survives kill -9, and atomic files."""
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 
-class ExplanationStore:
-    """One JSON line per explained feature, appended and fsynced as each batch finishes. A line torn
-    by a kill mid-write is ignored on reading, so that feature is simply explained again."""
+class RowStore:
+    """JSON rows appended and fsynced as each batch finishes (explanations, scores). A line torn by a
+    kill mid-write is ignored on reading, so its work is simply done again."""
 
     def __init__(self, fpath: Path):
         self.fpath = fpath
 
-    def load(self) -> dict[int, str]:
-        done: dict[int, str] = {}
+    def load(self) -> list[dict]:
+        rows: list[dict] = []
         if not self.fpath.exists():
-            return done
+            return rows
         for line in self.fpath.read_text().splitlines():
             try:
                 row = json.loads(line)
-                done[int(row["feature"])] = row["explanation"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            except json.JSONDecodeError:
                 continue
-        return done
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
 
-    def append(self, explanations: dict[int, str]) -> None:
+    def append(self, rows: list[dict]) -> None:
         self.fpath.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps({"feature": f, "explanation": e}) + "\n" for f, e in explanations.items())
+        text = "".join(json.dumps(r) + "\n" for r in rows)
         with open(self.fpath, "a") as fh:
             if fh.tell() and not self._ends_with_newline():
                 fh.write("\n")  # close a torn line so the new rows parse
@@ -41,9 +43,9 @@ class ExplanationStore:
             return fh.read(1) == b"\n"
 
 
-def write_atomic(fpath: Path, text: str) -> None:
+def write_atomic(fpath: Path, data: str | bytes) -> None:
     """Readers see the old file or the new one, never a half-written one."""
     fpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fpath.with_name(f".{fpath.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    tmp = fpath.with_name(f".{fpath.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, fpath)

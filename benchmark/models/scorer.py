@@ -35,6 +35,19 @@ class Scorer:
         return torch.cat(out)
 
     @torch.no_grad()
+    def encode_patches(self, images_NHWC: np.ndarray, batch: int = 512) -> torch.Tensor:
+        """(N, P, D) patch tokens through the final norm and the image projection, L2-normalised: a
+        text-patch similarity map in the manner of MaskCLIP, without training anything new."""
+        visual = self.model.visual
+        visual.output_tokens = True
+        try:
+            out = [visual(self.pixels(images_NHWC[i:i + batch]))[1] @ visual.proj
+                   for i in range(0, len(images_NHWC), batch)]
+        finally:
+            visual.output_tokens = False
+        return torch.nn.functional.normalize(torch.cat(out), dim=-1)
+
+    @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenizer(texts), normalize=True)
 

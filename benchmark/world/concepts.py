@@ -96,6 +96,24 @@ def named_concepts(text: str) -> set[str]:
     return {c.name for c in CONCEPTS if names(text, c.name)}
 
 
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "red": ("crimson", "scarlet"), "green": ("lime",), "blue": ("navy", "azure"), "yellow": ("golden",),
+    "purple": ("violet", "magenta"), "orange": ("amber",),
+    "plain": ("solid", "uniform", "unpatterned"), "striped": ("stripes", "stripe", "stripy", "banded", "lines"),
+    "circle": ("circles", "circular", "round", "disc", "disk", "dot", "ring"),
+    "square": ("squares", "box", "rectangle", "rectangular"), "triangle": ("triangles", "triangular"),
+    "cross": ("crosses", "plus", "x"), "small": ("tiny", "little"), "large": ("big", "huge"),
+    "top left": ("upper left",), "top right": ("upper right",),
+    "bottom left": ("lower left",), "bottom right": ("lower right",),
+}
+"""Words a free-text explanation may use for a concept (explanations made outside the world)."""
+
+
+def mentioned_concepts(text: str) -> set[str]:
+    """Concepts `text` names, by their own word or a synonym."""
+    return {c.name for c in CONCEPTS if any(names(text, w) for w in (c.name, *SYNONYMS.get(c.name, ())))}
+
+
 def is_clean(text: str, concept: str) -> bool:
     """Names `concept`, no rival concept of its category, and parses in the caption grammar."""
     category = CONCEPT_BY_NAME[concept].category

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.world.concepts import COLOURS, POSITIONS, SHAPES, SIZES, TEXTURES, ObjectSpec
+from benchmark.world.concepts import CONCEPT_BY_NAME, COLOURS, POSITIONS, SHAPES, SIZES, TEXTURES, ObjectSpec
 
 STRIPE_SHADE = 0.45  # dark stripes are the object's colour times this
 GENERATOR_VERSION = 2  # part of the pools' cache key: bump when drawing changes
@@ -116,3 +116,27 @@ def render_many(n: int, size: int, seed: int) -> tuple[list[Scene], np.ndarray, 
     for i, scene in enumerate(scenes):
         images[i], segmentation[i] = render(scene, size, rng)
     return scenes, images, segmentation
+
+
+def render_concepts(concepts: set[str], n: int, size: int, seed: int) -> np.ndarray:
+    """`n` images (N, H, W, 3) uint8 drawn from a set of concept names: the world's text-to-image
+    model. Each image has one object; a category with named values takes one of them in turn, every
+    other attribute is random. No concepts: `n` blank scenes."""
+    rng = np.random.default_rng(seed)
+    by_category: dict[str, list[str]] = {}
+    for name in sorted(concepts):
+        by_category.setdefault(CONCEPT_BY_NAME[name].category, []).append(name)
+    options = {"colour": list(COLOURS), "texture": list(TEXTURES), "shape": list(SHAPES), "size": list(SIZES),
+               "position": list(POSITIONS)}
+    images = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        background = _sample_background(rng)
+        if not concepts:
+            images[i] = render(Scene((), background, ()), size, rng)[0]
+            continue
+        attrs = {c: (by_category[c][i % len(by_category[c])] if c in by_category else str(rng.choice(vs)))
+                 for c, vs in options.items()}
+        jitter = rng.uniform(-1.0, 1.0, size=2) * size / 32
+        centre = tuple(float(v) for v in quadrant_centre(attrs["position"], size) + jitter)
+        images[i] = render(Scene((ObjectSpec(**attrs),), background, (centre,)), size, rng)[0]
+    return images

@@ -1,0 +1,147 @@
+"""Leaderboard tables, regenerated from per-feature score rows alone (no model runs).
+
+`leaderboards/rows/<world>-<lm>.csv.gz` hold the per-feature rows (one per method and feature:
+explanation, ground truth, every metric column); they are committed, and `--add RUN_DIR` merges a
+run's `scores.csv` into them, replacing that run's methods. From the rows come three tables:
+- `main.csv`: per (world, LM, method), each metric's headline mean over the alive features with a
+  95% bootstrap CI, and the number of features;
+- `per_category.csv`: the same means over aligned features, by level (low / high) and category;
+- `pairwise.csv`: per (world, LM, metric), one-sided Mann–Whitney U for every ordered pair of
+  methods (does method a score higher than b?), its p-value and whether p < 0.05.
+Every write happens under an exclusive lock on `leaderboards/.lock` and replaces files atomically,
+so concurrent writers serialise and a reader never sees a torn file. Output is deterministic.
+"""
+from __future__ import annotations
+
+import fcntl
+import gzip
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.registry import UsageError
+from benchmark.results import write_atomic
+from benchmark.stats import ALPHA, greater, mean_ci
+
+KEYS = ["world", "lm", "method"]
+ROW_COLUMNS = [*KEYS, "feature", "explanation", "concept", "category", "level", "aligned"]
+TABLE_FORMAT = "%.4g"
+ROW_FORMAT = "%.5g"
+
+
+def headline_columns(rows: pd.DataFrame) -> list[str]:
+    """Each registered metric's headline column that the rows hold, in metric-name order."""
+    from benchmark.scoring import all_metrics
+
+    return [m.headline for m in all_metrics() if m.headline in rows.columns]
+
+
+def main_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
+    out = []
+    for key, group in rows.groupby(KEYS, sort=True):
+        record = dict(zip(KEYS, key))
+        record["n_features"] = int(group[headlines].notna().any(axis=1).sum())
+        for col in headlines:
+            record[col], record[f"{col}_ci_low"], record[f"{col}_ci_high"] = mean_ci(group[col].to_numpy())
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def category_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
+    aligned = rows[rows.aligned.astype(bool)]
+    out = []
+    for by in ("level", "category"):
+        for key, group in aligned.groupby([*KEYS, by], sort=True):
+            record = {**dict(zip(KEYS, key[:3])), "group_by": by, "group": key[3], "n_features": len(group)}
+            record.update({col: group[col].mean() for col in headlines})
+            out.append(record)
+    return pd.DataFrame(out)
+
+
+def pairwise_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
+    out = []
+    for (world, lm), group in rows.groupby(["world", "lm"], sort=True):
+        by_method = {m: g for m, g in group.groupby("method", sort=True)}
+        for col in headlines:
+            for a, b in permutations(sorted(by_method), 2):
+                u, p = greater(by_method[a][col].to_numpy(), by_method[b][col].to_numpy())
+                out.append({"world": world, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
+                            "p_value": p, "a_greater": bool(p < ALPHA)})
+    return pd.DataFrame(out)
+
+
+def load_rows(dpath: Path) -> pd.DataFrame:
+    files = sorted((dpath / "rows").glob("*.csv.gz"))
+    if not files:
+        raise UsageError(f"{dpath / 'rows'}: no score rows (*.csv.gz); add a run with --add RUN_DIR")
+    rows = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
+    return rows.sort_values([*KEYS, "feature"], kind="stable").reset_index(drop=True)
+
+
+def add_run(dpath: Path, run_dpath: Path) -> None:
+    """Merges a run's scores into the rows file of its (world, LM), replacing its methods' rows."""
+    scores_fpath = run_dpath / "scores.csv"
+    if not scores_fpath.is_file():
+        raise UsageError(f"--add {run_dpath}: no scores.csv (was the run made with --metrics none?)")
+    new = pd.read_csv(scores_fpath)
+    missing = [c for c in ROW_COLUMNS if c not in new.columns]
+    if missing:
+        raise UsageError(f"{scores_fpath}: missing columns {', '.join(missing)}")
+    for (world, lm), part in new.groupby(["world", "lm"], sort=True):
+        fpath = dpath / "rows" / f"{world}-{lm}.csv.gz"
+        old = pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]
+        merged = pd.concat([old[~old.method.isin(part.method.unique())], part], ignore_index=True)
+        merged = merged.sort_values(["method", "feature"], kind="stable")
+        write_atomic(fpath, _gzip(merged.to_csv(index=False, float_format=ROW_FORMAT, lineterminator="\n")))
+
+
+def regenerate(dpath: Path, add: list[Path] = ()) -> dict[str, pd.DataFrame]:
+    """Adds runs (if any), then rewrites the three tables from the rows; all under the lock."""
+    for run_dpath in add:
+        if not Path(run_dpath).is_dir():
+            raise UsageError(f"--add {run_dpath}: no such run directory")
+    with _locked(dpath):
+        for run_dpath in add:
+            add_run(dpath, Path(run_dpath))
+        rows = load_rows(dpath)
+        headlines = headline_columns(rows)
+        tables = {"main": main_table(rows, headlines), "per_category": category_table(rows, headlines),
+                  "pairwise": pairwise_table(rows, headlines)}
+        for name, table in tables.items():
+            write_atomic(dpath / f"{name}.csv", table.to_csv(index=False, float_format=TABLE_FORMAT, lineterminator="\n"))
+    return tables
+
+
+def markdown(main: pd.DataFrame) -> str:
+    """The main table's means as a Markdown table (for the README)."""
+    headlines = [c for c in main.columns if c not in (*KEYS, "n_features") and not c.endswith(("_ci_low", "_ci_high"))]
+    lines = ["| " + " | ".join([*KEYS, "n", *headlines]) + " |", "|" + " --- |" * (len(KEYS) + 1 + len(headlines))]
+    for r in main.itertuples(index=False):
+        cells = [r.world, r.lm, r.method, str(r.n_features)]
+        cells += [f"{getattr(r, c):.3f}" if not np.isnan(getattr(r, c)) else "–" for c in headlines]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _locked(dpath: Path) -> Iterator[None]:
+    dpath.mkdir(parents=True, exist_ok=True)
+    with open(dpath / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _gzip(text: str) -> bytes:
+    """gzip with a zero timestamp, so equal rows give equal bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
+        fh.write(text.encode())
+    return buffer.getvalue()
