@@ -32,8 +32,15 @@ def detection(similarity_N: np.ndarray, active_N: np.ndarray, k: int, seed: int)
         members = rng.permutation(np.flatnonzero(labels == cls))
         half[members[: len(members) // 2]] = True
     accuracy = _held_out_balanced_accuracy(similarity_N[index], labels, half)
-    top = np.argsort(-similarity_N, kind="stable")[: min(k, len(positives))]
-    return area, accuracy, float(active_N[top].mean())
+    return area, accuracy, precision_at_k(similarity_N, active_N, min(k, len(positives)))
+
+
+def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of positives among the k highest scores; ties at the cut count at their positive rate,
+    so a constant score gets the base rate, not whatever order the ties happen to be in."""
+    cut = np.sort(scores)[-k]
+    above, tied = scores > cut, scores == cut
+    return float((labels[above].sum() + (k - above.sum()) * labels[tied].mean()) / k)
 
 
 def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:

@@ -1,0 +1,73 @@
+"""Scoring on the tiny world: every metric through the run, the score cache, validation, the CLI."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.pipeline import RunConfig, run
+from benchmark.scoring import Metric, ScoringContext, all_metrics, score
+from benchmark.validation import concept_pairs, pairwise_auroc, validate
+
+
+@pytest.fixture(scope="module")
+def scored(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    (out / "blank.csv").write_text("feature,explanation\n" + "".join(f"{f},qwerty\n" for f in range(48)))
+    return run(RunConfig(methods=("oracle", "random-words"), features="0:48", lm="small", world="tiny",
+                         out=str(out), explanations=str(out / "blank.csv")))
+
+
+def test_a_run_scores_every_explanation_with_every_metric(world, scored):
+    table = pd.read_csv(scored / "scores.csv")
+    assert len(table) == 3 * 48
+    for m in all_metrics():
+        assert set(m.columns) <= set(table.columns)
+    alive = ScoringContext(world).alive_F
+    oracle = table[(table.method == "oracle") & alive[table.feature] & table.concept.notna()]
+    assert len(oracle) > 10 and (oracle.oracle == 1).all() and np.allclose(oracle.semantic_similarity, 1, atol=1e-5)
+    nothing = table[(table.method == "submission:blank") & alive[table.feature]]  # names nothing renderable
+    assert len(nothing) and (nothing.generation_auroc == 0.5).all() and (nothing.localization_iou == 0).all()
+    dead = table[~alive[table.feature]]
+    assert dead.detection_auroc.isna().all()
+
+
+def test_scores_are_cached_per_feature_and_explanation(world):
+    calls = []
+
+    def count(ctx, features, texts):
+        calls.append(list(zip(features, texts)))
+        return {"n": np.array([len(t) for t in texts], float)}
+
+    metric = Metric("count-chars", ("n",), True, False, count)
+    ctx = ScoringContext(world)
+    alive = [int(f) for f in np.flatnonzero(ctx.alive_F)[:3]]
+    first = score(ctx, metric, alive, ["red", "blue", "red"])
+    again = score(ctx, metric, alive + alive[:1], ["red", "blue", "red", "green"])
+    assert first.n.tolist() == [3, 4, 3] and again.n.tolist() == [3, 4, 3, 5]
+    assert calls == [list(zip(alive, ["red", "blue", "red"])), [(alive[0], "green")]]
+
+
+def test_pairwise_auroc_known_answer():
+    assert pairwise_auroc(np.array([1.0, 2, 3]), np.array([0.0, 2, 4])) == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_validation_pairs_and_report(world):
+    pairs = concept_pairs(world.groundtruth())
+    assert len(pairs) and (pairs.right != pairs.wrong).all()
+    report = validate(world, "small", all_metrics(), ScoringContext(world))
+    assert set(report) == {m.name for m in all_metrics()}
+    assert report["oracle"] == {"pairwise_auroc": 1.0, "spearman_oracle": 1.0}
+    assert report["detection"]["pairwise_auroc"] > 0.7  # the scorer knows the world's words
+
+
+def test_cli_metrics_validate_and_leaderboard(world, scored, tmp_path, capsys):
+    assert main(["metrics"]) == 0 and "detection_auroc" in capsys.readouterr().out
+    assert main(["validate-metrics", "--world", "tiny", "--lm", "small", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "simulation" in report and set(report["simulation"]) == {"pairwise_auroc", "spearman_oracle"}
+    assert main(["leaderboard", "--add", str(scored), "--dir", str(tmp_path / "board")]) == 0
+    assert "| tiny | small | oracle |" in capsys.readouterr().out
+    main_table = pd.read_csv(tmp_path / "board" / "main.csv")
+    assert main_table.set_index("method").loc["oracle", "oracle"] == 1.0
