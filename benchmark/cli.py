@@ -1,6 +1,7 @@
 """Command line.
 
     python -m benchmark --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
+                        [--metrics all] [--tune METRIC [--tune-features 0:128]]
     python -m benchmark methods | metrics
     python -m benchmark validate-metrics [--lm large] [--json]
     python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
@@ -55,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
                           hybrid_multiplier=args.hybrid_multiplier, batch_size=args.batch_size)
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
-                       method=method)
+                       tune=args.tune, tune_features=args.tune_features, method=method)
     run_dir = run(config)
     print(f"explanations: {run_dir / 'explanations.jsonl'}")
     if (run_dir / "scores.csv").exists():
@@ -148,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--hybrid-multiplier", type=float, default=1.0, help="hybrid's coefficient, same units")
     run.add_argument("--batch-size", type=int, default=256, help="features per generate call")
     run.add_argument("--metrics", default="all", help="metrics that score the explanations: all, none or a comma list")
+    run.add_argument("--tune", metavar="METRIC", help="pick each steering coefficient by this metric's mean on a "
+                     "validation slice, then run the rest with it")
+    run.add_argument("--tune-features", help="validation slice for --tune (default: the first quarter of --features)")
     run.set_defaults(run=_run)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)

@@ -1,28 +1,28 @@
 """Running explanation methods over SAE features.
 
-Each method's explanations are cached per (world models, LM size, SAE, method, method source,
-method config) in an append-only store, so a run killed at any moment and started again redoes
-nothing it finished. The run directory then gets `explanations.jsonl` (one row per method and
-feature) and `run.json` (the full config, its hash, package versions, git sha)."""
+Explanations and scores are cached (`benchmark.explanations`, `benchmark.scoring`), so a run
+killed at any moment and started again redoes nothing it finished. The run directory gets
+`explanations.jsonl` (one row per method and feature), `scores.csv` (those rows with ground truth
+and every metric's columns) and `run.json` (the full config, its hash, package versions, git sha,
+the coefficients used and, with --tune, the sweep that chose them)."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib.metadata
-import inspect
 import json
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from benchmark.cache import config_hash
 from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
-from benchmark.results import RowStore, write_atomic
+from benchmark.explanations import explain
+from benchmark.results import write_atomic
 from benchmark.scoring import Metric, ScoringConfig, ScoringContext, resolve_metrics, score
+from benchmark.tuning import tune
 
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
 
@@ -43,6 +43,10 @@ class RunConfig:
     """A CSV (feature,explanation) of explanations made elsewhere, recorded as one more method."""
     metrics: str = "all"
     """Metrics that score the explanations: 'all', 'none' or a comma list."""
+    tune: str | None = None
+    """A metric whose headline mean over validation features picks each steering coefficient."""
+    tune_features: str | None = None
+    """Validation features for --tune (start:stop or a comma list); default: the first quarter of `features`."""
     method: MethodConfig = field(default_factory=MethodConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
@@ -87,31 +91,6 @@ def read_submission(fpath: Path, d_sae: int) -> dict[int, str]:
     return out
 
 
-def method_key(ctx: Context, name: str, fn) -> dict:
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = repr(fn)
-    return {"vlm": ctx.world.dirs[f"vlm-{ctx.lm}"].name, "sae": ctx.world.dirs["sae"].name, "method": name,
-            "source": hashlib.sha256(source.encode()).hexdigest()[:12], "config": asdict(ctx.config)}
-
-
-def explain(ctx: Context, name: str, fn, features: list[int]) -> dict[int, str]:
-    """Explanations of `features`, reading what the store has and computing only the rest."""
-    store = RowStore(ctx.world.root / "explanations" / f"{name.replace('/', '_')}-{config_hash(method_key(ctx, name, fn))}.jsonl")
-    done = {int(row["feature"]): str(row["explanation"]) for row in store.load() if "explanation" in row}
-    todo = [f for f in features if f not in done]
-    batch = ctx.config.batch_size
-    for start in tqdm(range(0, len(todo), batch), desc=name, unit="batch", disable=not todo):
-        chunk = todo[start:start + batch]
-        texts = fn(ctx, chunk)
-        if len(texts) != len(chunk):
-            raise UsageError(f"method {name!r} returned {len(texts)} explanations for {len(chunk)} features")
-        store.append([{"feature": f, "explanation": str(t)} for f, t in zip(chunk, texts)])
-        done.update(zip(chunk, map(str, texts)))
-    return {f: done[f] for f in features}
-
-
 def run(config: RunConfig) -> Path:
     """Resolves every name first (a mistake stops the run before anything is written), then runs."""
     import methods  # noqa: F401  (registers the built-in methods)
@@ -119,10 +98,17 @@ def run(config: RunConfig) -> Path:
 
     fns = {name: METHODS.get(name) for name in config.methods}
     metrics = [] if config.metrics == "none" else resolve_metrics(config.metrics)
+    tune_metric = resolve_metrics(config.tune)[0] if config.tune else None
     world = build_world(config.world)
     ctx = Context(world, config.lm, config.method)
     features = parse_features(config.features, ctx.sae.d_sae)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
+    sctx = ScoringContext(world, config.scoring)
+    tuning = None
+    if tune_metric is not None:
+        validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
+        method_config, tuning = tune(world, config.lm, config.method, list(fns), tune_metric, sctx, validation)
+        ctx = Context(world, config.lm, method_config)
     rows = []
     for name, fn in fns.items():
         for f, text in explain(ctx, name, fn, features).items():
@@ -136,14 +122,29 @@ def run(config: RunConfig) -> Path:
     run_dir = Path(config.out) / f"{world.config.name}-{config.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if metrics:
-        table = score_rows(ScoringContext(world, config.scoring), metrics, pd.DataFrame(rows))
+        table = score_rows(sctx, metrics, pd.DataFrame(rows))
         write_atomic(run_dir / "scores.csv", table.to_csv(index=False, lineterminator="\n"))
     write_atomic(run_dir / "run.json", json.dumps({
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
         "world": {name: d.name for name, d in world.dirs.items()},
-        "steering_multiplier": ctx.steering_multiplier,
+        "steering_multiplier": ctx.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
+        "tuning": tuning,
     }, indent=1))
     return run_dir
+
+
+def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple[list[int], list[int]]:
+    """(validation, test): the features `spec` names, or else the first quarter of `features`; the
+    test slice is the rest, so no feature is both tuned on and reported."""
+    if spec is None:
+        cut = max(1, len(features) // 4)
+        validation = features[:cut]
+    else:
+        validation = parse_features(spec, d_sae)
+    test = [f for f in features if f not in set(validation)]
+    if not test:
+        raise UsageError(f"--tune: no test features left after the validation slice ({len(validation)} features)")
+    return validation, test
 
 
 def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) -> pd.DataFrame:

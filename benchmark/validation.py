@@ -45,7 +45,7 @@ def pairwise_auroc(right: np.ndarray, wrong: np.ndarray) -> float:
 def method_explanations(world: World, lm: str, features: list[int]) -> pd.DataFrame:
     """Every built-in method's explanation of `features` (cached like any run's)."""
     import methods  # noqa: F401
-    from benchmark.pipeline import explain
+    from benchmark.explanations import explain
 
     ctx = Context(world, lm, MethodConfig())
     rows = []

@@ -71,3 +71,16 @@ def test_cli_metrics_validate_and_leaderboard(world, scored, tmp_path, capsys):
     assert "| tiny | small | oracle |" in capsys.readouterr().out
     main_table = pd.read_csv(tmp_path / "board" / "main.csv")
     assert main_table.set_index("method").loc["oracle", "oracle"] == 1.0
+
+
+def test_tune_picks_the_best_coefficient_on_validation_and_reports_only_the_rest(world, tmp_path):
+    run_dir = run(RunConfig(methods=("steering", "random-direction"), features="0:40", lm="small", world="tiny",
+                            out=str(tmp_path), metrics="oracle", tune="detection", tune_features="0:12"))
+    tuning = json.loads((run_dir / "run.json").read_text())["tuning"]
+    sweep = tuning["fields"]["steering_multiplier"]
+    assert tuning["validation_features"] == list(range(12)) and sweep["tuned_with"] == "steering"
+    assert set(sweep["means"]) == {"1.0", "2.0", "4.0", "8.0"}
+    assert sweep["chosen"] == float(max(sweep["means"], key=sweep["means"].get))
+    assert "hybrid_multiplier" not in tuning["fields"]  # no requested method reads it
+    table = pd.read_csv(run_dir / "scores.csv")
+    assert sorted(set(table.feature)) == list(range(12, 40)) and set(table.method) == {"steering", "random-direction"}
