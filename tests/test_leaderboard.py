@@ -1,5 +1,7 @@
 """Leaderboard tables from fixed score rows: known values, byte-stable output, safe concurrent writes."""
+import shutil
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,3 +88,11 @@ def test_bootstrap_ci_and_mann_whitney_known_answers():
     mean, low, high = mean_ci(list(range(100)))
     assert mean == 49.5 and 40 < low < 49.5 < high < 59
     assert greater(range(10, 20), range(10))[1] < 0.001 and greater(range(10), range(10, 20))[1] > 0.999
+
+
+def test_committed_leaderboards_regenerate_byte_for_byte(tmp_path):
+    committed = Path(__file__).resolve().parent.parent / "leaderboards"
+    shutil.copytree(committed / "rows", tmp_path / "rows")
+    regenerate(tmp_path)
+    for name in ("main.csv", "per_category.csv", "pairwise.csv"):
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
