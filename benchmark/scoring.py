@@ -30,8 +30,7 @@ from benchmark.cache import config_hash
 from benchmark.registry import METRICS, UsageError
 from benchmark.results import RowStore
 from benchmark.world.build import World
-from benchmark.world.concepts import fragment
-from benchmark.world.groundtruth import MIN_FRACTION
+from benchmark.world.groundtruth import MIN_FRACTION, concept_phrase
 from benchmark.world.pools import object_patch_masks
 from benchmark.world.render import render_concepts
 from benchmark.world.vlm import tower_states
@@ -214,12 +213,7 @@ class ScoringContext:
     def reference_phrase(self, feature: int) -> str | None:
         """The ground-truth concept as a phrase (with its position tag): what the oracle method says."""
         row = self.groundtruth.loc[feature]
-        if not isinstance(row.concept, str):
-            return None
-        concepts = {row.category: row.concept}
-        if isinstance(row.position_tag, str) and row.category != "position":
-            concepts["position"] = row.position_tag
-        return fragment(concepts)
+        return concept_phrase(row.category, row.concept, row.position_tag) if isinstance(row.concept, str) else None
 
     @cached_property
     def sentence_model(self):

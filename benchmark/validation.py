@@ -16,7 +16,8 @@ from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS
 from benchmark.scoring import Metric, ScoringContext, score
 from benchmark.world.build import World
-from benchmark.world.concepts import CATEGORY_VALUES, fragment
+from benchmark.world.concepts import CATEGORY_VALUES
+from benchmark.world.groundtruth import concept_phrase
 from metrics.functional import spearman
 
 
@@ -24,12 +25,11 @@ def concept_pairs(groundtruth: pd.DataFrame) -> pd.DataFrame:
     """One row per (aligned feature, wrong value of its category): feature, right and wrong phrase."""
     rows = []
     for r in groundtruth[groundtruth.aligned].itertuples():
-        tag = {"position": r.position_tag} if isinstance(r.position_tag, str) and r.category != "position" else {}
-        right = fragment({r.category: r.concept, **tag})
+        right = concept_phrase(r.category, r.concept, r.position_tag)
         for wrong in CATEGORY_VALUES[r.category]:
             if wrong != r.concept:
                 rows.append({"feature": int(r.feature), "category": r.category, "right": right,
-                             "wrong": fragment({r.category: wrong, **tag})})
+                             "wrong": concept_phrase(r.category, wrong, r.position_tag)})
     return pd.DataFrame(rows)
 
 

@@ -3,7 +3,8 @@ import numpy as np
 
 from benchmark.context import Context
 from benchmark.registry import METHODS
-from benchmark.world.concepts import CONCEPTS, fragment
+from benchmark.world.concepts import CONCEPTS
+from benchmark.world.groundtruth import concept_phrase
 from benchmark.world.quality import random_directions
 from methods.hybrid import hybrid
 
@@ -48,14 +49,5 @@ def random_words(ctx: Context, features: list[int]) -> list[str]:
 def oracle(ctx: Context, features: list[int]) -> list[str]:
     """The ground-truth concept phrase (worlds with ground truth only), with its position tag."""
     table = ctx.groundtruth.set_index("feature")
-    out = []
-    for f in features:
-        row = table.loc[f]
-        if not isinstance(row.concept, str):
-            out.append("")
-            continue
-        concepts = {row.category: row.concept}
-        if isinstance(row.position_tag, str) and row.category != "position":
-            concepts["position"] = row.position_tag
-        out.append(fragment(concepts))
-    return out
+    return [concept_phrase(r.category, r.concept, r.position_tag) if isinstance(r.concept, str) else ""
+            for r in (table.loc[f] for f in features)]

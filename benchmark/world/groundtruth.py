@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.world.concepts import CONCEPT_BY_NAME, CONCEPTS, POSITIONS
+from benchmark.world.concepts import CONCEPT_BY_NAME, CONCEPTS, POSITIONS, fragment
 from benchmark.world.pools import Pool, object_patch_masks
 
 MIN_FRACTION = 0.1  # of a patch's pixels, for the patch to show an object
@@ -102,3 +102,11 @@ def dissect(acts_NPF: torch.Tensor, masks: dict[str, np.ndarray]) -> pd.DataFram
     table = pd.DataFrame(rows)
     table["aligned"] = (table.iou >= ALIGNED_IOU) & (table.precision >= ALIGNED_PRECISION)
     return table
+
+
+def concept_phrase(category: str, concept: str, position_tag: str | None) -> str:
+    """A feature's ground truth as a phrase, with its position tag: 'red at top left'."""
+    concepts = {category: concept}
+    if isinstance(position_tag, str) and category != "position":
+        concepts["position"] = position_tag
+    return fragment(concepts)
