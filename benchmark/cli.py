@@ -18,7 +18,6 @@ import json
 import sys
 import time
 
-from benchmark.world.presets import PRESETS
 
 
 def _world_build(args: argparse.Namespace) -> int:
@@ -139,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default="hybrid", help="comma list of methods, or path/file.py:function")
     run.add_argument("--features", default="0:1024", help="start:stop or a comma list")
     run.add_argument("--lm", default="large", help="language-model size of the world's VLM")
-    run.add_argument("--world", default="default", choices=sorted(PRESETS), help="world preset")
+    run.add_argument("--world", default="default", help="world preset (default, tiny, or a registered plug-in)")
     run.add_argument("--out", default="results", help="directory for run directories")
     run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
     run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")
@@ -156,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)
     validate = commands.add_parser("validate-metrics", help="check each metric against the world's ground truth")
-    validate.add_argument("--world", default="default", choices=sorted(PRESETS))
+    validate.add_argument("--world", default="default")
     validate.add_argument("--lm", default="large", help="LM size whose methods' explanations are correlated with oracle")
     validate.add_argument("--metrics", default="all", help="all or a comma list")
     validate.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
@@ -166,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--dir", default="leaderboards", help="leaderboard directory (rows/ inside)")
     board.set_defaults(run=_leaderboard)
     bench = commands.add_parser("bench", help="time the steering engine against the one-feature loop")
-    bench.add_argument("--world", default="default", choices=sorted(PRESETS))
+    bench.add_argument("--world", default="default")
     bench.add_argument("--lm", default="large")
     bench.add_argument("--features", type=int, default=512, help="features the engine explains")
     bench.add_argument("--loop-features", type=int, default=32, help="features the one-at-a-time loop explains")
@@ -175,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_bench)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)
     build = world.add_parser("build", help="build (or load from cache) a world and print its quality report")
-    build.add_argument("--preset", choices=sorted(PRESETS), default="default", help="world size (tiny is for tests)")
+    build.add_argument("--preset", default="default", help="world preset (tiny is for tests)")
     build.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     build.set_defaults(run=_world_build)
     return top

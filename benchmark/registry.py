@@ -105,3 +105,6 @@ METHODS: Registry = Registry("method", entry_point_group="featurebench.methods")
 
 METRICS: Registry = Registry("metric", entry_point_group="featurebench.metrics")
 """Fidelity metrics: `benchmark.scoring.Metric` objects, registered with `@metric(...)`."""
+
+WORLDS: Registry = Registry("world", entry_point_group="featurebench.worlds")
+"""World presets: `benchmark.world.presets.WorldConfig` objects."""

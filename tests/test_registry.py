@@ -61,3 +61,11 @@ def test_entry_point_plugin(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "entry_points", fake)
     reg = Registry("method", entry_point_group="featurebench.methods")
     assert "sqrt-method" in reg.names() and reg.get("sqrt-method")(16.0) == 4.0
+
+
+def test_unknown_world_is_one_line_exit_2(capsys):
+    from benchmark.cli import main
+
+    assert main(["world", "build", "--preset", "tinny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown world 'tinny'; did you mean tiny?" in err

@@ -21,7 +21,8 @@ from benchmark.models.sae import TopKSAE, fraction_of_variance_explained
 from benchmark.models.scorer import Scorer
 from benchmark.world.groundtruth import ALIGNED_IOU, ALIGNED_PRECISION, concept_patch_masks, dissect
 from benchmark.world.pools import SPLITS, Pool, load_pool, make_pool, save_pool
-from benchmark.world.presets import PRESETS, WorldConfig
+from benchmark.registry import WORLDS
+from benchmark.world.presets import WorldConfig
 from benchmark.world.render import GENERATOR_VERSION
 from benchmark.world.quality import caption_recall, steering_sanity
 from benchmark.world.sae_training import train_sae
@@ -103,7 +104,7 @@ class World:
 
 
 def build_world(preset: str | WorldConfig = "default", root: Path | None = None) -> World:
-    cfg = PRESETS[preset] if isinstance(preset, str) else preset
+    cfg = WORLDS.get(preset) if isinstance(preset, str) else preset
     root = root or cache_root()
     parent = root / "world"
     world = World(cfg, root)

@@ -1,8 +1,10 @@
-"""World presets: `default` (the README's world, built in minutes on 2 cores) and `tiny` (tests)."""
+"""World presets, registered in `WORLDS`: `default` (the README's world, built in minutes on 2 cores)
+and `tiny` (tests)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from benchmark.registry import WORLDS
 from benchmark.world.sae_training import SAEConfig
 from benchmark.world.scorer_training import ScorerConfig
 from benchmark.world.tower import TowerConfig
@@ -36,23 +38,21 @@ class WorldConfig:
         return asdict(self)
 
 
-PRESETS = {
-    "default": WorldConfig(
-        name="default",
-        tower=TowerConfig(steps=400, lr=2.5e-3),
-        lms={"small": LMConfig(hidden=64, layers=2, steps=1300, lr=3e-3),
-             "medium": LMConfig(hidden=128, layers=2, steps=900, lr=2e-3),
-             "large": LMConfig(hidden=192, layers=3, steps=560, lr=1.5e-3)},
-        sae=SAEConfig(steps=1000),
-        scorer=ScorerConfig(steps=320),
-    ),
-    "tiny": WorldConfig(
-        name="tiny", n_train=2000, n_topk=500, n_scoring=500,
-        tower=TowerConfig(hidden=64, layers=3, steps=150, batch=128),
-        lms={"small": LMConfig(hidden=32, layers=1, steps=150, lr=3e-3),
-             "large": LMConfig(hidden=64, layers=2, steps=150, lr=3e-3)},
-        sae=SAEConfig(layer=2, d_sae=256, k=4, steps=300, batch=512, dead_after=20_000),
-        scorer=ScorerConfig(width=64, layers=2, text_width=32, text_layers=1, embed_dim=32, steps=60, batch=128),
-        quality_images=200, steering_multipliers=(2.0, 4.0),
-    ),
-}
+WORLDS.register("default")(WorldConfig(
+    name="default",
+    tower=TowerConfig(steps=400, lr=2.5e-3),
+    lms={"small": LMConfig(hidden=64, layers=2, steps=1300, lr=3e-3),
+         "medium": LMConfig(hidden=128, layers=2, steps=900, lr=2e-3),
+         "large": LMConfig(hidden=192, layers=3, steps=560, lr=1.5e-3)},
+    sae=SAEConfig(steps=1000),
+    scorer=ScorerConfig(steps=320),
+))
+WORLDS.register("tiny")(WorldConfig(
+    name="tiny", n_train=2000, n_topk=500, n_scoring=500,
+    tower=TowerConfig(hidden=64, layers=3, steps=150, batch=128),
+    lms={"small": LMConfig(hidden=32, layers=1, steps=150, lr=3e-3),
+         "large": LMConfig(hidden=64, layers=2, steps=150, lr=3e-3)},
+    sae=SAEConfig(layer=2, d_sae=256, k=4, steps=300, batch=512, dead_after=20_000),
+    scorer=ScorerConfig(width=64, layers=2, text_width=32, text_layers=1, embed_dim=32, steps=60, batch=128),
+    quality_images=200, steering_multipliers=(2.0, 4.0),
+))
