@@ -169,12 +169,6 @@ def test_cli_prints_the_report_as_the_last_json_line(world, capsys):
     assert report["load_seconds"] < 10
 
 
-def test_unknown_preset_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["world", "build", "--preset", "huge"])
-    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
-
-
 def test_saved_tokenizer_does_not_truncate_long_prompts(world):
     five_images = prompt(world.tokenizer, 5, 16)
     ids = world.tokenizer(five_images, add_special_tokens=False).input_ids
