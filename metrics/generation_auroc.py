@@ -5,7 +5,8 @@ In the world, the procedural renderer is the text-to-image model: it draws `gene
 scenes of the concepts the explanation names (own words or synonyms; `render_concepts`). The
 statistic is the AUROC of the feature's activation (mean over patches) on those images against
 `control_images` random scoring-pool images. An explanation that names nothing renderable scores
-0.5: it predicts nothing. With real images, a `diffusers` pipeline takes the renderer's place.
+0.5: it predicts nothing. For real image pools a `diffusers` pipeline would take the renderer's
+place; that option is not built yet.
 """
 from __future__ import annotations
 
