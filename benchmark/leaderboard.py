@@ -79,7 +79,7 @@ def load_rows(dpath: Path) -> pd.DataFrame:
     files = sorted((dpath / "rows").glob("*.csv.gz"))
     if not files:
         raise UsageError(f"{dpath / 'rows'}: no score rows (*.csv.gz); add a run with --add RUN_DIR")
-    rows = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
+    rows = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     return rows.sort_values([*KEYS, "feature"], kind="stable").reset_index(drop=True)
 
 

@@ -72,7 +72,8 @@ def resolve_metrics(spec: str | None) -> list[Metric]:
     """`None` or 'all': every registered metric; else a comma list of names."""
     if spec in (None, "all"):
         return all_metrics()
-    all_metrics()
+    import metrics  # noqa: F401  (built-ins first, so their names resolve)
+
     found = [METRICS.get(name) for name in spec.split(",") if name]
     for m in found:
         if not isinstance(m, Metric):

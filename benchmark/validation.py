@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.context import Context, MethodConfig
-from benchmark.registry import METHODS
+from benchmark.registry import METHODS, METRICS
 from benchmark.scoring import Metric, ScoringContext, score
 from benchmark.world.build import World
 from benchmark.world.concepts import CATEGORY_VALUES
@@ -59,7 +59,7 @@ def validate(world: World, lm: str, metrics: list[Metric], sctx: ScoringContext)
     pairs = concept_pairs(world.groundtruth())
     aligned = sorted(pairs.feature.unique().tolist())
     explained = method_explanations(world, lm, aligned)
-    oracle = _headline(sctx, _metric_named(metrics, "oracle"), explained)
+    oracle = _headline(sctx, METRICS.get("oracle"), explained)
     report = {}
     for m in metrics:
         right = _headline(sctx, m, pairs.assign(explanation=pairs.right))
@@ -74,12 +74,6 @@ def validate(world: World, lm: str, metrics: list[Metric], sctx: ScoringContext)
 def _headline(sctx: ScoringContext, m: Metric, rows: pd.DataFrame) -> np.ndarray:
     scores = score(sctx, m, rows.feature.tolist(), rows.explanation.tolist())
     return scores[m.headline].to_numpy(np.float64)
-
-
-def _metric_named(metrics: list[Metric], name: str) -> Metric:
-    from benchmark.registry import METRICS
-
-    return next((m for m in metrics if m.name == name), None) or METRICS.get(name)
 
 
 def _round(x: float) -> float | None:
