@@ -29,6 +29,11 @@ class PoolActivations:
     values_NPK: torch.Tensor
     d_sae: int
 
+    @classmethod
+    def concat(cls, parts: list["PoolActivations"]) -> "PoolActivations":
+        """Shards of one pass over consecutive images, joined in order."""
+        return cls(torch.cat([p.indices_NPK for p in parts]), torch.cat([p.values_NPK for p in parts]), parts[0].d_sae)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         n, p, _ = self.indices_NPK.shape

@@ -2,6 +2,7 @@
 
     python -m benchmark --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
                         [--metrics all] [--tune METRIC [--tune-features 0:128]]
+                        [--backend local|ray [--address auto|ray://...] [--workers N]]
     python -m benchmark methods | metrics
     python -m benchmark validate-metrics [--lm large] [--json]
     python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
@@ -48,6 +49,7 @@ def _human(report: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from benchmark.backends import make_backend
     from benchmark.context import MethodConfig
     from benchmark.pipeline import RunConfig, run
 
@@ -56,7 +58,11 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
                        tune=args.tune, tune_features=args.tune_features, method=method)
-    run_dir = run(config)
+    backend = make_backend(args.backend, args.address, args.workers)
+    try:
+        run_dir = run(config, backend)
+    finally:
+        backend.close()
     print(f"explanations: {run_dir / 'explanations.jsonl'}")
     if (run_dir / "scores.csv").exists():
         import pandas as pd
@@ -151,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--tune", metavar="METRIC", help="pick each steering coefficient by this metric's mean on a "
                      "validation slice, then run the rest with it")
     run.add_argument("--tune-features", help="validation slice for --tune (default: the first quarter of --features)")
+    run.add_argument("--backend", default="local", choices=("local", "ray"), help="where explanations are computed: "
+                     "this process, or shards over a Ray cluster (the ray extra)")
+    run.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one")
+    run.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU)")
     run.set_defaults(run=_run)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
+from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
 from benchmark.context import Context
 from benchmark.registry import UsageError
@@ -24,17 +25,18 @@ def method_key(ctx: Context, name: str, fn) -> dict:
             "source": hashlib.sha256(source.encode()).hexdigest()[:12], "config": asdict(ctx.config)}
 
 
-def explain(ctx: Context, name: str, fn, features: list[int]) -> dict[int, str]:
-    """Explanations of `features`, reading what the store has and computing only the rest."""
+def explain(ctx: Context, name: str, fn, features: list[int], backend: Backend | None = None) -> dict[int, str]:
+    """Explanations of `features`, reading what the store has and computing only the rest. The
+    backend computes (here, or shards on workers); only this process writes the store, one append
+    per finished shard, so a retried shard can never be stored twice."""
     store = RowStore(ctx.world.root / "explanations" / f"{name.replace('/', '_')}-{config_hash(method_key(ctx, name, fn))}.jsonl")
     done = {int(row["feature"]): str(row["explanation"]) for row in store.load() if "explanation" in row}
     todo = [f for f in features if f not in done]
-    batch = ctx.config.batch_size
-    for start in tqdm(range(0, len(todo), batch), desc=name, unit="batch", disable=not todo):
-        chunk = todo[start:start + batch]
-        texts = fn(ctx, chunk)
-        if len(texts) != len(chunk):
-            raise UsageError(f"method {name!r} returned {len(texts)} explanations for {len(chunk)} features")
-        store.append([{"feature": f, "explanation": str(t)} for f, t in zip(chunk, texts)])
-        done.update(zip(chunk, map(str, texts)))
+    with tqdm(total=len(todo), desc=name, unit="feature", disable=not todo) as bar:
+        for chunk, texts in (backend or LocalBackend()).explain(ctx, name, fn, todo):
+            if len(texts) != len(chunk):
+                raise UsageError(f"method {name!r} returned {len(texts)} explanations for {len(chunk)} features")
+            store.append([{"feature": f, "explanation": str(t)} for f, t in zip(chunk, texts)])
+            done.update(zip(chunk, map(str, texts)))
+            bar.update(len(chunk))
     return {f: done[f] for f in features}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
 from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
@@ -91,8 +92,10 @@ def read_submission(fpath: Path, d_sae: int) -> dict[int, str]:
     return out
 
 
-def run(config: RunConfig) -> Path:
-    """Resolves every name first (a mistake stops the run before anything is written), then runs."""
+def run(config: RunConfig, backend: Backend | None = None) -> Path:
+    """Resolves every name first (a mistake stops the run before anything is written), then runs,
+    computing on `backend` (default: this process). The backend is how, not what: it is recorded in
+    run.json but is no part of the run's key, since every backend gives the same results."""
     import methods  # noqa: F401  (registers the built-in methods)
     from benchmark.world.build import build_world
 
@@ -104,14 +107,17 @@ def run(config: RunConfig) -> Path:
     features = parse_features(config.features, ctx.sae.d_sae)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
     sctx = ScoringContext(world, config.scoring)
+    backend = backend or LocalBackend()
+    world.activations("topk", backend.activation_pass(world, "topk"))
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
-        method_config, tuning = tune(world, config.lm, config.method, list(fns), tune_metric, sctx, validation)
+        method_config, tuning = tune(world, config.lm, config.method, list(fns), tune_metric, sctx, validation,
+                                   backend)
         ctx = Context(world, config.lm, method_config)
     rows = []
     for name, fn in fns.items():
-        for f, text in explain(ctx, name, fn, features).items():
+        for f, text in explain(ctx, name, fn, features, backend).items():
             rows.append({"world": world.config.name, "lm": config.lm, "method": name, "feature": f, "explanation": text})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
@@ -128,7 +134,7 @@ def run(config: RunConfig) -> Path:
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
         "world": {name: d.name for name, d in world.dirs.items()},
         "steering_multiplier": ctx.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
-        "tuning": tuning,
+        "tuning": tuning, "backend": backend.describe(),
     }, indent=1))
     return run_dir
 

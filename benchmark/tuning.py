@@ -11,6 +11,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
+from benchmark.backends import Backend
 from benchmark.context import Context, MethodConfig
 from benchmark.explanations import explain
 from benchmark.registry import METHODS
@@ -26,7 +27,7 @@ activation, methods that read it)."""
 
 
 def tune(world: World, lm: str, config: MethodConfig, methods: list[str], metric: Metric, sctx: ScoringContext,
-         validation: list[int]) -> tuple[MethodConfig, dict]:
+         validation: list[int], backend: Backend | None = None) -> tuple[MethodConfig, dict]:
     """The config with every coefficient that `methods` read set to its best candidate by the mean of
     `metric`'s headline over the validation features, and a record of the sweep."""
     record = {"metric": metric.name, "column": metric.headline, "validation_features": validation, "fields": {}}
@@ -36,7 +37,7 @@ def tune(world: World, lm: str, config: MethodConfig, methods: list[str], metric
         means = {}
         for value in candidates:
             ctx = Context(world, lm, replace(config, **{field: value}))
-            texts = explain(ctx, owner, METHODS.get(owner), validation)
+            texts = explain(ctx, owner, METHODS.get(owner), validation, backend)
             values = score(sctx, metric, validation, [texts[f] for f in validation])[metric.headline].to_numpy()
             means[value] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
         sign = 1 if metric.higher_is_better else -1

@@ -6,6 +6,7 @@ on caption recall and steering). An interrupted build resumes at the stage it st
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -68,17 +69,19 @@ class World:
     def sae(self) -> TopKSAE:
         return TopKSAE.load(self.dirs["sae"])[0]
 
-    def activations(self, split: str) -> PoolActivations:
-        """The SAE's activations over a pool, computed once and cached beside the world."""
+    def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
+        """The SAE's activations over a pool, computed once and cached beside the world. `compute`
+        (default: the whole pool in this process) lets a backend spread the pass over workers."""
         key = {"tower": self.dirs["tower"].name, "sae": self.dirs["sae"].name, "pools": self.dirs["pools"].name,
                "split": split}
+        return cached_activations(self.root / "activations", key,
+                                  compute or (lambda: self.activations_of(split, slice(None))))
 
-        def compute() -> PoolActivations:
-            tower = self.tower()
-            return compute_activations(lambda images: tower_states(tower, images, self.sae_layer), self.sae(),
-                                       self.pool(split).images_NHWC)
-
-        return cached_activations(self.root / "activations", key, compute)
+    def activations_of(self, split: str, images: slice) -> PoolActivations:
+        """Uncached activations of a slice of a pool's images: one shard of the activation pass."""
+        tower = self.tower()
+        return compute_activations(lambda batch: tower_states(tower, batch, self.sae_layer), self.sae(),
+                                   self.pool(split).images_NHWC[images])
 
     def scorer(self) -> Scorer:
         return Scorer.load(self.dirs["scorer"])

@@ -1,0 +1,177 @@
+"""Where the expensive work runs: in this process (`local`, the default) or on a Ray cluster (`ray`).
+
+A backend only computes. `benchmark.explanations.explain` decides what is missing and is the only
+writer of the result store, so the Ray backend reuses the harness's resume logic rather than adding
+its own: a shard is Ray's unit of retry (a killed worker's actor is restarted and its shard runs
+again), and the driver appends a shard's rows once, when its result arrives. A run whose driver
+dies keeps every shard that finished; the next run computes only the rest.
+
+Ray is an optional extra (`pip install 'featurebench[ray]'`); nothing here imports it unless the
+`ray` backend is chosen.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from benchmark.activations import PoolActivations
+from benchmark.cache import cache_root
+from benchmark.context import Context, MethodConfig
+from benchmark.registry import METHODS, UsageError
+
+if TYPE_CHECKING:
+    from benchmark.world.build import World
+
+ACTIVATION_SHARD = 1024
+"""Images per shard of the activation pass: a multiple of `compute_activations`' batch, so shards
+split the pool at the same places a local pass does."""
+
+
+class Backend(Protocol):
+    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+        """(features, explanations) pieces covering `features`, in any order."""
+
+    def activation_pass(self, world: World, split: str) -> Callable[[], PoolActivations] | None:
+        """How to compute a pool's activations when they are not cached (None: in this process)."""
+
+    def describe(self) -> dict:
+        """What run.json records: the backend and the shard plan it ran."""
+
+    def close(self) -> None: ...
+
+
+def in_batches(ctx: Context, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+    """The method on `features`, `batch_size` at a time: the same batches on every backend, so
+    backends give the same explanations."""
+    size = ctx.config.batch_size
+    for start in range(0, len(features), size):
+        chunk = features[start:start + size]
+        yield chunk, list(fn(ctx, chunk))
+
+
+class LocalBackend:
+    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+        return in_batches(ctx, fn, features)
+
+    def activation_pass(self, world: World, split: str) -> None:
+        return None
+
+    def describe(self) -> dict:
+        return {"name": "local"}
+
+    def close(self) -> None:
+        pass
+
+
+class ShardWorker:
+    """A Ray actor: loads the world once per worker process, then explains shard after shard."""
+
+    def __init__(self, world: str):
+        import methods  # noqa: F401  (registers the built-in methods)
+        from benchmark.world.build import build_world
+
+        self.world = build_world(world)
+        self.contexts: dict[tuple[str, MethodConfig], Context] = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def explain(self, lm: str, config: MethodConfig, method: str, features: list[int]) -> list[tuple[list[int], list[str]]]:
+        if (lm, config) not in self.contexts:
+            self.contexts[lm, config] = Context(self.world, lm, config)
+        return list(in_batches(self.contexts[lm, config], METHODS.get(method), features))
+
+    def activations(self, split: str, start: int, stop: int) -> PoolActivations:
+        return self.world.activations_of(split, slice(start, stop))
+
+
+class RayBackend:
+    """Shards over a pool of `ShardWorker` actors, one per worker (a GPU each when the cluster has
+    GPUs, else one CPU each). A shard is `shard_batches` method batches of features, or
+    `image_shard` images of the activation pass."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None, shard_batches: int = 4,
+                 image_shard: int = ACTIVATION_SHARD):
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--backend ray needs Ray: pip install 'featurebench[ray]'") from None
+        self.ray, self.address, self.workers = ray, address, workers
+        self.shard_batches, self.image_shard = shard_batches, image_shard
+        self.actors: dict[str, list] = {}
+        self.plan: list[dict] = []
+        self.started_ray = False
+
+    def _pool(self, world: str):
+        ray = self.ray
+        if not ray.is_initialized():
+            # Workers find the world where this process does; a multi-node cluster needs that path shared.
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"FEATUREBENCH_CACHE": str(cache_root().resolve())}})
+            self.started_ray = True
+        if world not in self.actors:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            n = self.workers or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            actor = ray.remote(ShardWorker).options(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1,
+                                                    max_task_retries=-1)
+            self.actors[world] = [actor.remote(world) for _ in range(n)]
+        return ray.util.ActorPool(self.actors[world])
+
+    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+        size = ctx.config.batch_size * self.shard_batches
+        shards = [features[i:i + size] for i in range(0, len(features), size)]
+        self.plan.append({"method": name, "lm": ctx.lm, "shard_size": size,
+                          "shards": [[shard[0], shard[-1], len(shard)] for shard in shards]})
+        pool = self._pool(ctx.world.config.name)
+        method = _portable(name)
+        results = pool.map_unordered(lambda a, shard: a.explain.remote(ctx.lm, ctx.config, method, shard), shards)
+        for pieces in self._unwrap(results):
+            yield from pieces
+
+    def activation_pass(self, world: World, split: str) -> Callable[[], PoolActivations]:
+        def compute() -> PoolActivations:
+            n = len(world.pool(split).images_NHWC)
+            slices = [(s, min(s + self.image_shard, n)) for s in range(0, n, self.image_shard)]
+            self.plan.append({"activations": split, "shard_size": self.image_shard, "shards": [list(s) for s in slices]})
+            pool = self._pool(world.config.name)
+            return PoolActivations.concat(list(self._unwrap(pool.map(lambda a, s: a.activations.remote(split, *s), slices))))
+
+        return compute
+
+    def _unwrap(self, results: Iterator) -> Iterator:
+        """A worker's own exception (e.g. a UsageError from a method) re-raised as itself."""
+        try:
+            yield from results
+        except self.ray.exceptions.RayTaskError as e:
+            raise (e.cause if isinstance(e.cause, Exception) else e) from None
+
+    def describe(self) -> dict:
+        return {"name": "ray", "address": self.address, "workers": {w: len(a) for w, a in self.actors.items()},
+                "plan": self.plan}
+
+    def close(self) -> None:
+        for actors in self.actors.values():
+            for actor in actors:
+                self.ray.kill(actor)
+        self.actors.clear()
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def make_backend(name: str, address: str | None = None, workers: int | None = None) -> Backend:
+    if name == "local":
+        if address or workers:
+            raise UsageError("--address and --workers apply to --backend ray only")
+        return LocalBackend()
+    if name == "ray":
+        return RayBackend(address, workers)
+    raise UsageError(f"unknown backend {name!r}; available: local, ray")
+
+
+def _portable(method: str) -> str:
+    """A method name that resolves the same on a worker: a `file.py:function` plug-in gets an
+    absolute path, since a worker's working directory is not the driver's."""
+    path, sep, attr = method.rpartition(":")
+    return f"{Path(path).resolve()}:{attr}" if sep and path.endswith(".py") else method
