@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from benchmark.cache import cached_stage
-from benchmark.models.sae import TopKSAE
+from benchmark.models.sae import SAE
 
 FILE = "activations.safetensors"
 
@@ -83,15 +83,17 @@ def masked_top_images(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: to
 
 
 @torch.no_grad()
-def compute_activations(states: Callable[[np.ndarray], torch.Tensor], sae: TopKSAE, images_NHWC: np.ndarray,
-                        batch: int = 512) -> PoolActivations:
-    """`states(images)` gives the (n, P, D) residual stream the SAE reads."""
+def compute_activations(states: Callable[[np.ndarray], torch.Tensor], sae: SAE, images_NHWC: np.ndarray,
+                        batch: int = 512, width: int = 64) -> PoolActivations:
+    """`states(images)` gives the (n, P, D) residual stream the SAE reads. A TopK SAE keeps exactly
+    its k latents per token; an SAE without a k (ReLU, JumpReLU, BatchTopK) keeps its `width`
+    strongest, which is exact whenever no token has more active latents than that."""
     indices, values = [], []
     for start in tqdm(range(0, len(images_NHWC), batch), desc="SAE activations", leave=False):
-        pre = sae.pre_activations(states(images_NHWC[start:start + batch]))
-        top = pre.topk(sae.k, dim=-1)
+        acts = sae.encode(states(images_NHWC[start:start + batch]))
+        top = acts.topk(sae.k or min(width, sae.d_sae), dim=-1)
         indices.append(top.indices.int())
-        values.append(top.values.relu())
+        values.append(top.values)
     return PoolActivations(torch.cat(indices), torch.cat(values), sae.d_sae)
 
 

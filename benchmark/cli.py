@@ -8,6 +8,7 @@
     python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
     python -m benchmark bench [--json]
     python -m benchmark world build [--preset default|tiny] [--json]
+    python -m benchmark sae inspect PATH [--json]
 
 `run` is the default subcommand. User errors (unknown names, bad paths, malformed files) are one
 line on stderr and exit code 2, with nothing written.
@@ -134,7 +135,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "world", "bench")
+def _sae_inspect(args: argparse.Namespace) -> int:
+    from benchmark.models.sae_formats import inspect_sae
+
+    info = inspect_sae(args.path)
+    print(json.dumps(info) if args.json else "\n".join(f"{k:<21} {v}" for k, v in info.items()))
+    return 0
+
+
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "world", "bench", "sae")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -187,6 +196,11 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--preset", default="default", help="world preset (tiny is for tests)")
     build.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     build.set_defaults(run=_world_build)
+    sae = commands.add_parser("sae", help="SAE files").add_subparsers(dest="action", required=True)
+    inspect = sae.add_parser("inspect", help="detect an SAE file's format and print its shape")
+    inspect.add_argument("path", help="a SAELens directory, dictionary_learning ae.pt, saev checkpoint or .safetensors")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(run=_sae_inspect)
     return top
 
 

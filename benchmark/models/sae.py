@@ -1,8 +1,19 @@
-"""A TopK sparse autoencoder in the SAELens layout, and its own on-disk format.
+"""One sparse autoencoder class for the architectures real SAEs use at inference.
 
-Keys and shapes follow SAELens (`W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `b_enc`, `b_dec`) so
-real SAEs and the world's share one class. On disk: `cfg.json` + `sae_weights.safetensors`.
-Decoder rows are unit-norm, so a latent's activation is its contribution's length in the residual.
+Keys and shapes follow SAELens (`W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `b_enc`, `b_dec`) so the
+world's SAE and converted foreign ones (see `sae_formats`) share one class. The architectures differ
+only in how pre-activations become activations:
+
+- `topk`: the k largest pre-activations per row, ReLU'd; the rest zero.
+- `batchtopk`: trained with a top-k over the whole batch; at inference a learned global scalar
+  `threshold` replaces it (act = ReLU(pre) where pre > threshold), as dictionary_learning's
+  BatchTopK/Matryoshka SAEs and saev's BatchTopK do in eval mode.
+- `relu`: ReLU(pre).
+- `jumprelu`: like batchtopk with one threshold per latent (`threshold [d_sae]`), as SAELens.
+
+`apply_b_dec_to_input` says whether b_dec is subtracted before encoding (SAELens's flag of the same
+name): most SAEs do, Gemma Scope, dictionary_learning's JumpReLU and recent saev checkpoints do not.
+On disk (`save`/`load`): `cfg.json` + `sae_weights.safetensors`, the SAELens layout.
 """
 from __future__ import annotations
 
@@ -10,27 +21,43 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+ARCHITECTURES = ("topk", "batchtopk", "relu", "jumprelu")
 
-class TopKSAE(nn.Module):
-    def __init__(self, d_in: int, d_sae: int, k: int):
+
+class SAE(nn.Module):
+    def __init__(self, d_in: int, d_sae: int, k: int | None = None, architecture: str = "topk",
+                 apply_b_dec_to_input: bool = True):
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown SAE architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        if architecture == "topk" and not (isinstance(k, int) and 0 < k <= d_sae):
+            raise ValueError(f"a topk SAE needs an integer k in [1, {d_sae}], got {k!r}")
         self.d_in, self.d_sae, self.k = d_in, d_sae, k
+        self.architecture, self.apply_b_dec_to_input = architecture, apply_b_dec_to_input
         self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.W_dec = nn.Parameter(torch.empty(d_sae, d_in))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
+        if architecture in ("batchtopk", "jumprelu"):
+            self.threshold = nn.Parameter(torch.zeros(() if architecture == "batchtopk" else (d_sae,)))
 
     def pre_activations(self, x_ND: torch.Tensor) -> torch.Tensor:
-        return (x_ND - self.b_dec) @ self.W_enc + self.b_enc
+        x_ND = x_ND - self.b_dec if self.apply_b_dec_to_input else x_ND
+        return x_ND @ self.W_enc + self.b_enc
 
     def encode(self, x_ND: torch.Tensor) -> torch.Tensor:
-        """Keeps the k largest pre-activations per row (ReLU'd); the rest are zero."""
-        pre = self.pre_activations(x_ND)
-        top = pre.topk(self.k, dim=-1)
-        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
+        pre_NF = self.pre_activations(x_ND)
+        if self.architecture == "topk":
+            top = pre_NF.topk(self.k, dim=-1)
+            return torch.zeros_like(pre_NF).scatter_(-1, top.indices, top.values.relu())
+        if self.architecture == "relu":
+            return pre_NF.relu()
+        # ReLU(pre) * (pre > t) is both libraries' rule: for t >= 0 it is pre * (pre > t), and an unset
+        # (negative) BatchTopK threshold falls back to a plain ReLU.
+        return pre_NF.relu() * (pre_NF > self.threshold)
 
     def decode(self, acts_NF: torch.Tensor) -> torch.Tensor:
         return acts_NF @ self.W_dec + self.b_dec
@@ -42,18 +69,27 @@ class TopKSAE(nn.Module):
     def normalize_decoder(self) -> None:
         self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
+    def config(self) -> dict:
+        """What, besides the tensors, it takes to rebuild this SAE."""
+        return {"architecture": self.architecture, "d_in": self.d_in, "d_sae": self.d_sae, "k": self.k,
+                "apply_b_dec_to_input": self.apply_b_dec_to_input}
+
     def save(self, dpath: Path, **extra) -> None:
         dpath.mkdir(parents=True, exist_ok=True)
-        cfg = {"architecture": "topk", "d_in": self.d_in, "d_sae": self.d_sae, "k": self.k, **extra}
-        (dpath / "cfg.json").write_text(json.dumps(cfg, indent=1))
-        save_file({n: p.detach().contiguous() for n, p in self.named_parameters()}, str(dpath / "sae_weights.safetensors"))
+        (dpath / "cfg.json").write_text(json.dumps({**self.config(), **extra}, indent=1))
+        save_file({n: p.detach().contiguous() for n, p in self.state_dict().items()},
+                  str(dpath / "sae_weights.safetensors"))
 
-    @classmethod
-    def load(cls, dpath: Path) -> tuple["TopKSAE", dict]:
-        cfg = json.loads((dpath / "cfg.json").read_text())
-        sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"])
-        sae.load_state_dict(load_file(str(dpath / "sae_weights.safetensors")))
-        return sae.eval().requires_grad_(False), cfg
+    @staticmethod
+    def load(dpath: Path) -> tuple["SAE", dict]:
+        """Any format `sae_formats` detects; returns the SAE and the config as the file has it."""
+        from benchmark.models.sae_formats import load_sae  # that module builds on this one
+
+        sae, info = load_sae(dpath)
+        return sae, info.config
+
+
+TopKSAE = SAE  # the world's name for it: `TopKSAE(d_in, d_sae, k)` is a topk SAE
 
 
 def fraction_of_variance_explained(x_ND: torch.Tensor, recon_ND: torch.Tensor) -> float:

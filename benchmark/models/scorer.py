@@ -2,10 +2,12 @@
 
 A scorer directory holds `<name>.json` (an open_clip model config) and `open_clip_model.safetensors`,
 loaded through open_clip's own `add_model_config` + `create_model`, the path any open_clip
-checkpoint takes. Embeddings come back L2-normalised.
+checkpoint takes; `Scorer.open` takes any open_clip model by name too. Embeddings come back
+L2-normalised.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import numpy as np
 import open_clip
 import torch
 from safetensors.torch import save_file
+
+from benchmark.registry import UsageError
 
 WEIGHTS = "open_clip_model.safetensors"
 
@@ -25,7 +29,12 @@ class Scorer:
         self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 
     def pixels(self, images_NHWC: np.ndarray) -> torch.Tensor:
+        """Normalised pixels at the model's input size (images of another size are resized)."""
         x = torch.from_numpy(np.array(images_NHWC, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255  # copy: inputs may be read-only views
+        size = self.model.visual.image_size
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        if tuple(x.shape[-2:]) != size:
+            x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True).clamp(0, 1)
         return (x - self.mean) / self.std
 
     @torch.no_grad()
@@ -60,6 +69,22 @@ class Scorer:
         dpath.mkdir(parents=True, exist_ok=True)
         (dpath / f"{name}.json").write_text(json.dumps(model_config, indent=1))
         return cls._from_dir(dpath, pretrained=None)
+
+    @classmethod
+    def open(cls, model: str, pretrained: str | None = None) -> "Scorer":
+        """Any open_clip scorer: a directory in this module's format, or an open_clip model name with
+        a pretrained tag (fetched by open_clip from its hub; the paper's is ViT-L-14 / openai) or a
+        local checkpoint file (.pt, .bin or .safetensors)."""
+        if Path(model).is_dir():
+            return cls.load(Path(model))
+        if model not in open_clip.list_models():
+            close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
+            raise UsageError(f"unknown open_clip model {model!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        if pretrained and not Path(pretrained).is_file() and pretrained not in open_clip.list_pretrained_tags_by_model(model):
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
+            raise UsageError(f"{model}: pretrained {pretrained!r} is neither a file nor a known tag (tags: {tags})")
+        return cls(open_clip.create_model(model, pretrained=pretrained, output_dict=True), open_clip.get_tokenizer(model),
+                   model)
 
     @classmethod
     def load(cls, dpath: Path) -> "Scorer":

@@ -1,0 +1,32 @@
+"""The scorer by open_clip name: a model name with a local checkpoint file loads the same weights."""
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+from benchmark.models.scorer import WEIGHTS, Scorer
+from benchmark.registry import UsageError
+
+
+def test_open_by_name_and_checkpoint_file_matches_the_directory(world):
+    dpath = world.dirs["scorer"]
+    (config,) = [p for p in dpath.glob("*.json") if "embed_dim" in json.loads(p.read_text())]
+    open_clip.add_model_config(config)  # what a user's open_clip already knows for ViT-L-14
+    by_name = Scorer.open(config.stem, str(dpath / WEIGHTS))
+    texts = ["red", "a small cross"]
+    assert torch.equal(by_name.encode_texts(texts), world.scorer().encode_texts(texts))
+    images = world.pool("scoring").images_NHWC[:2]
+    big = images.repeat(2, axis=1).repeat(2, axis=2)  # another size is resized to the model's
+    assert by_name.encode_images(big).shape == by_name.encode_images(images).shape
+
+
+@pytest.mark.parametrize("model, pretrained, message", [
+    ("ViT-L-15", None, "did you mean .*ViT-L-14"),
+    ("ViT-L-14", "no-such-tag", "neither a file nor a known tag"),
+])
+def test_bad_names_are_usage_errors(model, pretrained, message):
+    with pytest.raises(UsageError, match=message):
+        Scorer.open(model, pretrained)
