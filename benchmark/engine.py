@@ -1,0 +1,117 @@
+"""The steering engine at scale: many features per `generate`, the tower split at the SAE layer.
+
+Steering adds a vector to tower hidden state L; everything before L depends on the image alone.
+- **Shared images** (steering and its controls: every row shows the one empty image).
+  `generate_shared` runs the embeddings and blocks 1..L once per call, then per feature batch only
+  the blocks after L, on the cached state plus each row's vector. For LLaVA-1.5 at L = 22 that skips
+  22 of the 23 blocks the projector needs; for Gemma 3 at L = 16, 16 of 27 SigLIP blocks over
+  4,096 tokens per row. The prompt is encoded once and its ids expanded over the rows (same text,
+  same image count: no padding).
+- **Per-row images** (hybrid: each feature's own masked top images). `generate_rows` runs the
+  prefix per image (nothing to share), adds each row's vector at its positions and finishes the
+  tower: the hook's arithmetic without the hook.
+- The language model gets the image features through `generate(mm_encoder_outputs=...)`, the
+  route transformers takes itself after encoding pixels, so prefill, masks (Gemma 3's bidirectional
+  image blocks) and decoding are the plain path's own. Greedy answers equal the hook + `generate`
+  path (a test checks every family in fp32).
+- The top-k activation pass, `tower_states`, runs the tower only up to L: no later blocks, no LM.
+
+Not done, on purpose:
+- Sharing the KV cache of the text before the image. That prefix is 1 to 5 tokens (`USER: `,
+  `<bos><start_of_turn>user\\n`) of a 280 to 600 token prefill, under 2% of it; what follows the
+  image depends on the image tokens, so it differs per row.
+- A static cache with torch.compile by default. Compiling (CUDA graphs) removes the per-step
+  Python and kernel-launch cost of decoding, which dominates the batch-1 loop. At the engine's batch
+  sizes a decoding step's own GPU time already covers those launches (LLaVA-7B at B = 256 reads
+  14 GB of weights and ~80 GB of KV cache per step, ~20 ms), and decoding is the smaller part of the
+  work: by FLOP and byte counts about 5 of 19 ms per row for LLaVA-7B, the rest a compute-bound
+  prefill of ~600 tokens. Compiling also costs minutes per batch shape (the last, partial batch
+  compiles again). So it is opt-in: `cache_implementation="static"` in `generate_kwargs`, which
+  transformers compiles on CUDA; `run_shape_bench(..., static_cache=True)` times it beside the default.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from benchmark.models.adapters.base import ImageLike, VLMAdapter
+
+
+class SteeringEngine:
+    def __init__(self, vlm: VLMAdapter, hidden_state: int, batch_size: int = 256, **generate_kwargs: Any):
+        """Steers tower hidden state `hidden_state` of `vlm`, `batch_size` features per `generate`;
+        `generate_kwargs` go to every `generate` (e.g. min_new_tokens, cache_implementation)."""
+        vlm.layer(hidden_state)  # refuses a state the language model never sees
+        self.vlm, self.hidden_state, self.batch_size = vlm, hidden_state, batch_size
+        self.generate_kwargs = generate_kwargs
+
+    def answer(self, images_N: Sequence[ImageLike], prompt: str, vectors_BD: torch.Tensor,
+               positions_NT: torch.Tensor | None = None, max_new_tokens: int = 64) -> list[str]:
+        """B answers; every row shows the same N images, row b steered by vectors_BD[b] at the tower
+        tokens where positions_NT is true (every token when None)."""
+        inputs = self.vlm.encode([images_N], prompt)
+        return self.vlm.decode(self.generate_shared(inputs, vectors_BD, positions_NT, max_new_tokens))
+
+    def answer_rows(self, images_BN: Sequence[Sequence[ImageLike]], prompt: str, vectors_BD: torch.Tensor,
+                    positions_BNT: torch.Tensor | None = None, max_new_tokens: int = 64) -> list[str]:
+        """B answers; row b shows its own N images, steered by vectors_BD[b] where positions_BNT[b] is true."""
+        answers: list[str] = []
+        for start in range(0, len(vectors_BD), self.batch_size):
+            stop = start + self.batch_size
+            inputs = self.vlm.encode(images_BN[start:stop], prompt)
+            positions = None if positions_BNT is None else positions_BNT[start:stop]
+            answers += self.vlm.decode(self.generate_rows(inputs, vectors_BD[start:stop], positions, max_new_tokens))
+        return answers
+
+    @torch.no_grad()
+    def generate_shared(self, inputs: Mapping[str, torch.Tensor], vectors_BD: torch.Tensor,
+                        positions_NT: torch.Tensor | None, max_new_tokens: int) -> list[torch.Tensor]:
+        """New token ids per row (pads after an early stop). `inputs`: one encoded row with its N
+        images' `pixel_values`, as `VLMAdapter.encode` gives it; the prefix runs once for all rows."""
+        prefix_NTD = self.vlm.tower_prefix(inputs["pixel_values"], self.hidden_state)
+        n_images = len(prefix_NTD)
+        text = {k: v for k, v in inputs.items() if k != "pixel_values"}
+        out: list[torch.Tensor] = []
+        for start in range(0, len(vectors_BD), self.batch_size):
+            vectors_bD = vectors_BD[start:start + self.batch_size]
+            b = len(vectors_bD)
+            positions = None if positions_NT is None else positions_NT.repeat(b, 1)
+            delta_nTD = _delta(vectors_bD.repeat_interleave(n_images, dim=0), positions, prefix_NTD)
+            hidden_nTD = (prefix_NTD.unsqueeze(0) + delta_nTD.unflatten(0, (b, n_images))).flatten(0, 1)
+            out += self._generate(hidden_nTD, {k: v.expand(b, -1) for k, v in text.items()}, max_new_tokens)
+        return out
+
+    @torch.no_grad()
+    def generate_rows(self, inputs: Mapping[str, torch.Tensor], vectors_bD: torch.Tensor,
+                      positions_bNT: torch.Tensor | None, max_new_tokens: int) -> list[torch.Tensor]:
+        """New token ids per row for one batch of encoded rows, each with its own N images."""
+        n_images = len(inputs["pixel_values"]) // len(vectors_bD)
+        prefix_nTD = self.vlm.tower_prefix(inputs["pixel_values"], self.hidden_state)
+        positions = None if positions_bNT is None else positions_bNT.flatten(0, 1)
+        hidden = prefix_nTD + _delta(vectors_bD.repeat_interleave(n_images, dim=0), positions, prefix_nTD)
+        return self._generate(hidden, {k: v for k, v in inputs.items() if k != "pixel_values"}, max_new_tokens)
+
+    @torch.no_grad()
+    def tower_states(self, images: torch.Tensor | Sequence[ImageLike], batch_size: int = 512) -> Iterator[torch.Tensor]:
+        """The top-k activation pass: tower hidden state L of each image, (n, T, D) per batch of n,
+        for the SAE to encode. `images`: (N, C, H, W) pixel values, or images to process per batch."""
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            pixels = batch if isinstance(batch, torch.Tensor) else self.vlm.pixel_values(batch)
+            yield self.vlm.tower_prefix(pixels, self.hidden_state)
+
+    def _generate(self, hidden_nTD: torch.Tensor, text: Mapping[str, torch.Tensor],
+                  max_new_tokens: int) -> list[torch.Tensor]:
+        features = self.vlm.image_features(hidden_nTD, self.hidden_state)
+        out = self.vlm.model.generate(**text, mm_encoder_outputs={"image": self.vlm.encoder_output(features)},
+                                      max_new_tokens=max_new_tokens, do_sample=False, **self.generate_kwargs)
+        return list(out[:, text["input_ids"].shape[1]:])
+
+
+def _delta(vectors_bD: torch.Tensor, positions_bT: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """What the steering hook adds: (b, 1, D) at every token, or (b, T, D) at chosen tokens; in the
+    hidden state's dtype, cast before the product, as the hook does."""
+    delta = vectors_bD.to(like.device, like.dtype)[:, None, :]
+    return delta if positions_bT is None else delta * positions_bT.to(like.device, like.dtype)[..., None]
