@@ -1,12 +1,13 @@
 """Command line.
 
-    python -m benchmark --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
+    python -m benchmark [--config run.toml] --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
                         [--metrics all] [--tune METRIC [--tune-features 0:128]]
                         [--backend local|ray [--address auto|ray://...] [--workers N]]
     python -m benchmark methods | metrics
     python -m benchmark validate-metrics [--lm large] [--json]
     python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
     python -m benchmark bench [--json]
+    python -m benchmark bench --shape llava-1.5-7b|gemma-3-27b --random-weights --device cuda [--json]
     python -m benchmark world build [--preset default|tiny] [--json]
     python -m benchmark sae inspect PATH [--json]
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 
 
@@ -124,6 +126,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.shape:
+        return _shape_bench(args)
     from benchmark.bench import bench
 
     report = bench(args.world, args.lm, args.features, args.loop_features, args.batch_size)
@@ -143,6 +147,20 @@ def _sae_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shape_bench(args: argparse.Namespace) -> int:
+    from benchmark.gpu_bench import run_shape_bench
+
+    report = run_shape_bench(args.shape, args.device, random_weights=args.random_weights, path=args.checkpoint,
+                             static_cache=args.static_cache)
+    for name in ("steering", "hybrid"):
+        r = report[name]
+        print(f"{name:<9} engine {r['engine_per_s']:8.2f} feat/s   loop {r['loop_per_s']:6.2f} feat/s   x{r['engine_ratio']:.1f}")
+    print(f"top-k pass {report['topk']['images_per_s']:.0f} images/s")
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
+    return 0
+
+
 COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "world", "bench", "sae")
 
 
@@ -150,6 +168,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m benchmark", description="featurebench: explain SAE features, score the explanations")
     commands = top.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="explain features with one or more methods (the default command)")
+    run.add_argument("--config", metavar="FILE", help="a TOML or YAML file of these options (flags override it)")
     run.add_argument("--method", default="hybrid", help="comma list of methods, or path/file.py:function")
     run.add_argument("--features", default="0:1024", help="start:stop or a comma list")
     run.add_argument("--lm", default="large", help="language-model size of the world's VLM")
@@ -189,6 +208,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--features", type=int, default=512, help="features the engine explains")
     bench.add_argument("--loop-features", type=int, default=32, help="features the one-at-a-time loop explains")
     bench.add_argument("--batch-size", type=int, default=256, help="the engine's features per generate call")
+    bench.add_argument("--shape", help="time a real model shape instead of the world: llava-1.5-7b, gemma-3-27b, "
+                       "tiny (CPU), tiny-gemma3 (CPU)")
+    bench.add_argument("--random-weights", action="store_true", help="with --shape: build it from its config, no download")
+    bench.add_argument("--checkpoint", help="with --shape: a local checkpoint of that family instead of random weights")
+    bench.add_argument("--device", default="cuda", help="with --shape: torch device (cuda, cpu)")
+    bench.add_argument("--static-cache", action="store_true", help="with --shape: also time a static KV cache")
     bench.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     bench.set_defaults(run=_bench)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)
@@ -204,14 +229,60 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
+    """A TOML or YAML run config as `run` arguments, so argparse checks its values exactly as it
+    checks flags; flags after these override the file."""
+    from benchmark.registry import UsageError
+
+    path = Path(fpath)
+    if not path.is_file():
+        raise UsageError(f"--config {fpath}: no such file")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            config = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            config = yaml.safe_load(path.read_text())
+        else:
+            raise UsageError(f"--config {fpath}: expected a .toml, .yaml or .yml file")
+    except (ValueError, ImportError) as e:  # tomllib.TOMLDecodeError and yaml.YAMLError
+        raise UsageError(f"--config {fpath}: {' '.join(str(e).split())}") from None
+    except Exception as e:
+        if type(e).__module__.startswith("yaml"):
+            raise UsageError(f"--config {fpath}: {' '.join(str(e).split())}") from None
+        raise
+    if not isinstance(config, dict):
+        raise UsageError(f"--config {fpath}: expected a table of run options at the top level")
+    flags = {a.dest: a for a in run._actions if a.option_strings and a.dest not in ("help", "config")}
+    out: list[str] = []
+    for key, value in config.items():
+        dest = str(key).replace("-", "_")
+        if dest not in flags:
+            raise UsageError(f"--config {fpath}: unknown option {key!r}; options: {', '.join(sorted(flags))}")
+        flag = flags[dest].option_strings[0]
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        if isinstance(value, bool) or isinstance(value, dict) or value is None:
+            raise UsageError(f"--config {fpath}: {key} = {value!r} is not a value for {flag}")
+        out += [flag, str(value)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmark.registry import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            run = top._subparsers._group_actions[0].choices["run"]
+            args = top.parse_args(["run", *config_arguments(args.config, run), *argv[1:]])
         return args.run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""`--config run.toml|run.yaml`: a file of run options, checked like flags, which flags override."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.cli import main
+
+
+def run_json(out) -> dict:
+    (run_dir,) = out.iterdir()
+    return json.loads((run_dir / "run.json").read_text())["config"]
+
+
+@pytest.mark.parametrize("name, text", [
+    ("run.toml", 'method = ["oracle", "random-words"]\nfeatures = "0:6"\nworld = "tiny"\nlm = "small"\n'
+                 'metrics = "none"\nbatch-size = 3\nhybrid_multiplier = 0.5\n'),
+    ("run.yaml", "method: [oracle, random-words]\nfeatures: '0:6'\nworld: tiny\nlm: small\nmetrics: none\n"
+                 "batch-size: 3\nhybrid_multiplier: 0.5\n"),
+])
+def test_config_file_sets_options_and_flags_override_it(world, tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    assert main(["--config", str(tmp_path / name), "--features", "0:4", "--out", str(tmp_path / "out")]) == 0
+    config = run_json(tmp_path / "out")
+    assert config["methods"] == ["oracle", "random-words"] and config["features"] == "0:4"  # the flag won
+    assert config["method"]["batch_size"] == 3 and config["method"]["hybrid_multiplier"] == 0.5
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("run.toml", "metod = 'hybrid'\n", "unknown option 'metod'"),
+    ("run.toml", "method = \n", "--config"),
+    ("run.yaml", "method: [a\n", "--config"),
+    ("run.yaml", "- hybrid\n", "expected a table"),
+    ("run.json", "{}", "expected a .toml, .yaml or .yml"),
+    ("missing.toml", None, "no such file"),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys, name, text, message):
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    assert main(["--config", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_values_get_the_flags_checks(tmp_path):
+    (tmp_path / "run.toml").write_text('empty = "grey"\n')
+    with pytest.raises(SystemExit) as e:  # argparse's own error for an invalid choice
+        main(["--config", str(tmp_path / "run.toml")])
+    assert e.value.code == 2
