@@ -6,6 +6,7 @@
     python -m benchmark methods | metrics
     python -m benchmark validate-metrics [--lm large] [--json]
     python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
+    python -m benchmark report [--run RUN_DIR ...] [--leaderboards leaderboards] [--out report]
     python -m benchmark bench [--json]
     python -m benchmark bench --shape llava-1.5-7b|gemma-3-27b --random-weights --device cuda [--json]
     python -m benchmark world build [--preset default|tiny] [--json]
@@ -139,6 +140,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from benchmark.report import write_report
+
+    board = Path(args.leaderboards) if args.leaderboards else None
+    out = write_report([Path(d) for d in args.run], Path(args.out), board)
+    print(f"report: {out / 'index.html'}")
+    return 0
+
+
 def _sae_inspect(args: argparse.Namespace) -> int:
     from benchmark.models.sae_formats import inspect_sae
 
@@ -161,7 +171,7 @@ def _shape_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "world", "bench", "sae")
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "report", "world", "bench", "sae")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -202,6 +212,12 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--add", nargs="*", default=[], metavar="RUN_DIR", help="merge these runs' scores first")
     board.add_argument("--dir", default="leaderboards", help="leaderboard directory (rows/ inside)")
     board.set_defaults(run=_leaderboard)
+    report = commands.add_parser("report", help="write a static HTML report of runs and leaderboards")
+    report.add_argument("--run", nargs="*", default=[], metavar="RUN_DIR", help="run directories whose features to show")
+    report.add_argument("--leaderboards", default="leaderboards", help="leaderboard directory for the index tables "
+                        "('' to use the runs' own scores)")
+    report.add_argument("--out", default="report", help="directory to write (an earlier report there is replaced)")
+    report.set_defaults(run=_report)
     bench = commands.add_parser("bench", help="time the steering engine against the one-feature loop")
     bench.add_argument("--world", default="default")
     bench.add_argument("--lm", default="large")
