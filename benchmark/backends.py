@@ -11,6 +11,7 @@ Ray is an optional extra (`pip install 'featurebench[ray]'`); nothing here impor
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,11 +121,11 @@ class RayBackend:
         return ray.util.ActorPool(self.actors[world])
 
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
-        size = ctx.config.batch_size * self.shard_batches
+        pool = self._pool(ctx.world.config.name)
+        size = shard_size(len(features), ctx.config.batch_size, self.shard_batches, len(self.actors[ctx.world.config.name]))
         shards = [features[i:i + size] for i in range(0, len(features), size)]
         self.plan.append({"method": name, "lm": ctx.lm, "shard_size": size,
                           "shards": [[shard[0], shard[-1], len(shard)] for shard in shards]})
-        pool = self._pool(ctx.world.config.name)
         method = _portable(name)
         results = pool.map_unordered(lambda a, shard: a.explain.remote(ctx.lm, ctx.config, method, shard), shards)
         for pieces in self._unwrap(results):
@@ -158,6 +159,13 @@ class RayBackend:
         self.actors.clear()
         if self.started_ray:
             self.ray.shutdown()
+
+
+def shard_size(n_features: int, batch_size: int, max_batches: int, workers: int) -> int:
+    """Features per shard: whole method batches (so shards batch exactly as a local run does), at
+    most `max_batches` of them, and few enough that every worker gets about two shards."""
+    batches = math.ceil(n_features / batch_size / (2 * workers))
+    return batch_size * max(1, min(max_batches, batches))
 
 
 def make_backend(name: str, address: str | None = None, workers: int | None = None) -> Backend:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.backends import RayBackend, make_backend
+from benchmark.backends import RayBackend, make_backend, shard_size
 from benchmark.context import MethodConfig
 from benchmark.pipeline import RunConfig, run
 from benchmark.registry import UsageError
@@ -43,6 +43,15 @@ def fresh_cache(world_cache: Path, tmp_path: Path) -> Path:
 def test_local_backend_rejects_ray_options():
     with pytest.raises(UsageError, match="--backend ray only"):
         make_backend("local", workers=2)
+
+
+@pytest.mark.parametrize("n, batch, max_batches, workers, size", [
+    (1024, 256, 4, 2, 256),    # four shards: two per worker
+    (65536, 256, 4, 8, 1024),  # capped at max_batches batches
+    (10, 256, 4, 2, 256),      # never less than one batch
+])
+def test_shards_are_whole_batches_and_spread_over_workers(n, batch, max_batches, workers, size):
+    assert shard_size(n, batch, max_batches, workers) == size
 
 
 @needs_ray
