@@ -22,6 +22,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmark.real_models import ModelsConfig
 
 
 
@@ -61,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
                           hybrid_multiplier=args.hybrid_multiplier, batch_size=args.batch_size)
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
-                       tune=args.tune, tune_features=args.tune_features, method=method)
+                       tune=args.tune, tune_features=args.tune_features, method=method, models=args.models)
     backend = make_backend(args.backend, args.address, args.workers)
     try:
         run_dir = run(config, backend)
@@ -144,7 +148,7 @@ def _report(args: argparse.Namespace) -> int:
     from benchmark.report import write_report
 
     board = Path(args.leaderboards) if args.leaderboards else None
-    out = write_report([Path(d) for d in args.run], Path(args.out), board)
+    out = write_report([Path(d) for d in args.runs], Path(args.out), board)
     print(f"report: {out / 'index.html'}")
     return 0
 
@@ -181,8 +185,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="a TOML or YAML file of these options (flags override it)")
     run.add_argument("--method", default="hybrid", help="comma list of methods, or path/file.py:function")
     run.add_argument("--features", default="0:1024", help="start:stop or a comma list")
-    run.add_argument("--lm", default="large", help="language-model size of the world's VLM")
-    run.add_argument("--world", default="default", help="world preset (default, tiny, or a registered plug-in)")
+    run.add_argument("--lm", help="language-model size of the world's VLM (default large); with real models, the "
+                     "VLM's name in rows (default: its checkpoint's last path part)")
+    run.add_argument("--world", default="default", help="world preset (default, tiny, or a registered plug-in); "
+                     "unused when the config file has [vlm], [sae], [pool] tables")
     run.add_argument("--out", default="results", help="directory for run directories")
     run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
     run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")
@@ -199,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
                      "this process, or shards over a Ray cluster (the ray extra)")
     run.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one")
     run.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU)")
-    run.set_defaults(run=_run)
+    run.set_defaults(run=_run, models=None)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)
     validate = commands.add_parser("validate-metrics", help="check each metric against the world's ground truth")
@@ -213,7 +219,8 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--dir", default="leaderboards", help="leaderboard directory (rows/ inside)")
     board.set_defaults(run=_leaderboard)
     report = commands.add_parser("report", help="write a static HTML report of runs and leaderboards")
-    report.add_argument("--run", nargs="*", default=[], metavar="RUN_DIR", help="run directories whose features to show")
+    report.add_argument("--run", nargs="*", default=[], dest="runs", metavar="RUN_DIR",
+                        help="run directories whose features get pages")
     report.add_argument("--leaderboards", default="leaderboards", help="leaderboard directory for the index tables "
                         "('' to use the runs' own scores)")
     report.add_argument("--out", default="report", help="directory to write (an earlier report there is replaced)")
@@ -245,9 +252,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
-    """A TOML or YAML run config as `run` arguments, so argparse checks its values exactly as it
-    checks flags; flags after these override the file."""
+def read_config(fpath: str) -> dict:
+    """A TOML or YAML run config's top-level table; an unreadable file is a one-line UsageError."""
     from benchmark.registry import UsageError
 
     path = Path(fpath)
@@ -272,12 +278,25 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
         raise
     if not isinstance(config, dict):
         raise UsageError(f"--config {fpath}: expected a table of run options at the top level")
+    return config
+
+
+def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
+    """A TOML or YAML run config's options as `run` arguments, so argparse checks their values
+    exactly as it checks flags; flags after these override the file. The model tables are
+    `config_models`' to read."""
+    from benchmark.real_models import TABLES
+    from benchmark.registry import UsageError
+
     flags = {a.dest: a for a in run._actions if a.option_strings and a.dest not in ("help", "config")}
     out: list[str] = []
-    for key, value in config.items():
+    for key, value in read_config(fpath).items():
         dest = str(key).replace("-", "_")
+        if dest in TABLES:
+            continue
         if dest not in flags:
-            raise UsageError(f"--config {fpath}: unknown option {key!r}; options: {', '.join(sorted(flags))}")
+            raise UsageError(f"--config {fpath}: unknown option {key!r}; options: {', '.join(sorted(flags))}; "
+                             f"tables: {', '.join(TABLES)}")
         flag = flags[dest].option_strings[0]
         if isinstance(value, list):
             value = ",".join(map(str, value))
@@ -285,6 +304,16 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
             raise UsageError(f"--config {fpath}: {key} = {value!r} is not a value for {flag}")
         out += [flag, str(value)]
     return out
+
+
+def config_models(fpath: str) -> ModelsConfig | None:
+    """The real models a run config's [vlm], [sae], [scorer], [pool] and [prompts] tables name
+    (`benchmark.real_models.ModelsConfig`), or None when it has none: the run explains the world."""
+    from benchmark.real_models import TABLES, models_config
+
+    names = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}
+    tables = {k: v for k, v in names.items() if k in TABLES}
+    return models_config(tables, f"--config {fpath}") if tables else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "config", None):
             run = top._subparsers._group_actions[0].choices["run"]
             args = top.parse_args(["run", *config_arguments(args.config, run), *argv[1:]])
+            args.models = config_models(args.config)
         return args.run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,165 @@
+"""A static HTML report over runs and leaderboards, opened from disk (file://, no server).
+
+    write_report([Path("results/default-large-<hash>")], Path("report"), Path("leaderboards"))
+
+What it writes (all links relative, so the folder can be moved or zipped):
+    index.html                       leaderboard tables (95% CIs, significance marks); per metric the
+                                     plots (by method, by LM size, low- vs high-level) as inline SVG,
+                                     per-category means and pairwise-test matrices
+    gallery.html                     every feature of the runs: filtered, sorted and paged in JavaScript
+    feature.html#<world>/<id>        one feature: images, ground truth, each method's explanation,
+                                     coefficient and scores
+    data/index.js                    the gallery's index: per feature its key and ground truth
+    data/source-<i>.js               one run's method: explanations and headline scores
+    data/features/<world>-<n>.js     the feature-page records of feature ids n .. n + SHARD - 1
+    img/<world>/<id>-heat.png, -masked.png   the top-k strips (`benchmark.report.images`)
+    static/                          CSS and JavaScript
+Data files are scripts calling `fbData(name, value)`, because Chromium blocks fetch() of file://.
+
+Byte cost per feature, measured on the default world's 1,024 features with all nine methods and
+eleven score columns: index 51 B; source files 79 B per method; feature records 2.5 KB (220 B per
+method, plus 560 B of ground truth and top-image captions); images 1.4 KB
+(`benchmark.report.images`); 4.7 KB in all, about 8 KB on a disk of 4 KB blocks. The gallery loads
+the index, one source file and one page of `PAGE_SIZE` thumbnails; a feature page loads one shard
+(at most `SHARD` features). So for 10,000 features a gallery view loads about 1.4 MB and a feature
+page about 0.3 MB, whatever the folder's total (about 50 MB, or 120 MB on disk).
+
+The report is written into a temporary directory beside `out` and renamed into place only when
+complete; an earlier report in `out` is replaced, any other non-empty directory is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from benchmark.cache import cache_root
+from benchmark.leaderboard import ROW_COLUMNS, category_table, headline_columns, main_table, pairwise_table
+from benchmark.registry import WORLDS, UsageError
+from benchmark.report import data, html
+from benchmark.report.images import WorldImages
+from benchmark.report.inputs import Leaderboard, Run, check_out, read_leaderboard, read_run, world_stages
+
+MARKER = ".featurebench-report"
+"""A file every report holds, so that writing a report again may replace that directory."""
+PAGE_SIZE = 50
+"""Gallery rows per page."""
+CHUNK = 256
+"""Features whose images are drawn in one batch."""
+STATIC = Path(__file__).parent / "static"
+EXTRA_COLUMNS = ("run", "source", "multiplier", "coefficient")
+
+
+def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = None) -> Path:
+    """Writes the report for `run_dirs` into `out` and returns `out`. The leaderboard tables come
+    from the directory `leaderboards` (main.csv, per_category.csv, pairwise.csv) when given, else
+    from the runs' own scores."""
+    out = Path(out)
+    if not run_dirs and leaderboards is None:
+        raise UsageError("report: nothing to report; give --run RUN_DIR and/or --leaderboards DIR")
+    check_out(out, MARKER)
+    runs = [read_run(Path(d)) for d in run_dirs]
+    board = read_leaderboard(Path(leaderboards)) if leaderboards is not None else None
+    stages = world_stages(runs, cache_root())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write(tmp, runs, board, stages, "leaderboards" if leaderboards is None else str(leaderboards))
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, stages: dict[str, dict[str, Path]],
+           board_name: str) -> None:
+    from benchmark.scoring import all_metrics
+    from benchmark.tuning import TUNABLE
+
+    shutil.copytree(STATIC, dpath / "static")
+    (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")
+    k = {name: max(r.top_k for r in runs if r.world == name) for name in stages}
+    worlds = {name: WorldImages(name, dirs, cache_root(), k[name]) for name, dirs in stages.items()}
+    readers = {f: methods for f, (_, _, methods) in TUNABLE.items()}
+    rows = data.combine_rows(runs, {w: im.scales for w, im in worlds.items()}, readers) if runs else None
+    if board is None:
+        board = _tables(data.table_rows(rows))
+        note = "Tables computed from the runs below (bootstrap CIs and Mann–Whitney tests as for the leaderboards)."
+    else:
+        note = f"Tables from {board_name}/ (main.csv, per_category.csv, pairwise.csv)."
+    higher = {m.headline: m.higher_is_better for m in all_metrics()}
+    cells = data.marked_cells(board.main, board.pairwise, higher)
+    lm_orders = {w: data.lm_order(list(board.main[board.main.world == w].lm), _known_lms(w))
+                 for w in set(board.main.world)}
+    (dpath / "index.html").write_text(html.index_page(cells, board, _run_summaries(runs), lm_orders, note))
+    (dpath / "gallery.html").write_text(html.gallery_page())
+    (dpath / "feature.html").write_text(html.feature_page())
+    _write_features(dpath, rows, worlds)
+
+
+def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, WorldImages]) -> None:
+    """Images per feature (the slow part, under the progress bar), then the gallery's and the feature
+    pages' data files."""
+    if rows is None:
+        rows = pd.DataFrame(columns=[*ROW_COLUMNS, *EXTRA_COLUMNS])
+    features = data.feature_table(rows)
+    extras: dict[tuple[str, int], dict] = {}
+    with tqdm(total=len(features), desc="report", unit="feature") as bar:
+        for world, part in features.groupby("world", sort=True):
+            (dpath / "img" / world).mkdir(parents=True)
+            ids = part.feature.astype(int).tolist()
+            for start in range(0, len(ids), CHUNK):
+                for f, drawn in worlds[world].draw(ids[start:start + CHUNK]).items():
+                    (dpath / "img" / world / f"{f}-heat.png").write_bytes(drawn.pop("heat"))
+                    (dpath / "img" / world / f"{f}-masked.png").write_bytes(drawn.pop("masked"))
+                    extras[world, f] = drawn
+                bar.update(len(ids[start:start + CHUNK]))
+    headlines = headline_columns(rows)
+    score_cols = [c for c in rows.columns if c not in (*ROW_COLUMNS, *EXTRA_COLUMNS)]
+    source_list = data.sources(rows)
+    _write_js(dpath / "data" / "index.js", "index", data.gallery_index(features, source_list, headlines, PAGE_SIZE))
+    for i, source in enumerate(source_list):
+        _write_js(dpath / "data" / f"source-{i}.js", f"source-{i}",
+                  data.source_columns(rows, features, source["label"], headlines))
+    for name, records in data.feature_records(rows, features, score_cols, extras).items():
+        _write_js(dpath / "data" / "features" / f"{name}.js", f"features/{name}", records)
+
+
+def _tables(rows: pd.DataFrame) -> Leaderboard:
+    headlines = headline_columns(rows)
+    return Leaderboard(main_table(rows, headlines), category_table(rows, headlines), pairwise_table(rows, headlines))
+
+
+def _run_summaries(runs: list[Run]) -> list[dict]:
+    return [{"run": r.name, "world": r.world, "lm": ", ".join(dict.fromkeys(r.scores.lm.astype(str))),
+             "methods": list(dict.fromkeys(r.scores.method)), "features": int(r.scores.feature.nunique()),
+             "steering_multiplier": r.meta.get("steering_multiplier"),
+             "hybrid_multiplier": r.meta.get("hybrid_multiplier"), "git_sha": r.meta.get("git_sha")} for r in runs]
+
+
+def _known_lms(world: str) -> list[str]:
+    """The world's LM sizes, smallest first, if it is a registered world."""
+    try:
+        return list(WORLDS.get(world).lms)
+    except UsageError:
+        return []
+
+
+def _write_js(fpath: Path, name: str, value) -> None:
+    fpath.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    fpath.write_text(f"fbData({json.dumps(name)},{payload});\n", encoding="utf-8")
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Moves the finished report into place; an earlier one there is moved aside first, then removed."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,230 @@
+"""The report's page data as plain dicts and DataFrames, made from score rows and leaderboard
+tables by pure functions, so that what each page shows is tested without a browser or a world.
+
+Leaderboard side: each headline mean with its CI and a significance mark against the best method
+of its (world, LM); pairwise p-value matrices; per-category pivots; the series the plots draw.
+Feature side: one row per (world, feature) with its ground truth (the gallery's index), one column
+file per source (a run's method: explanations and headline scores, the gallery's filter and sort
+keys), and the detail records of the feature pages in shards of `SHARD` consecutive feature ids.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from benchmark.leaderboard import KEYS
+from benchmark.report.inputs import Run
+from benchmark.stats import ALPHA
+from benchmark.world.concepts import CATEGORIES, CATEGORY_LEVEL
+
+SHARD = 100
+"""Feature ids per feature-page data file: a page loads one file of at most this many features."""
+TRUTH = ["concept", "category", "level", "aligned"]
+GROUP_ORDER = [*dict.fromkeys(CATEGORY_LEVEL.values()), *CATEGORIES]
+"""Level and category groups in the embedded world's order: low, high, colour, texture, ..."""
+DIGITS = 4
+PREFERRED_METRIC = "detection_auroc"
+"""The metric a page shows first, when the tables have it (the README's first column)."""
+
+
+def metric_columns(main: pd.DataFrame) -> list[str]:
+    """The headline metric columns of a main table (not its keys, counts or CI bounds)."""
+    return [c for c in main.columns if c not in (*KEYS, "n_features") and not c.endswith(("_ci_low", "_ci_high"))]
+
+
+def default_metric(metrics: list[str]) -> str:
+    return PREFERRED_METRIC if PREFERRED_METRIC in metrics else (metrics[0] if metrics else "")
+
+
+def clean(value):
+    """A JSON-safe scalar: NaN and None become None, floats are rounded, numpy types unwrapped."""
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return None
+    if isinstance(value, float | np.floating):
+        return round(float(value), DIGITS)
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# ---- leaderboard ------------------------------------------------------------------------------
+
+def marked_cells(main: pd.DataFrame, pairwise: pd.DataFrame, higher: dict[str, bool]) -> pd.DataFrame:
+    """One row per (world, lm, method, metric): mean, CI, and `mark`: "best" for the method with the
+    best mean in its (world, lm), "tied" where the best is not significantly better (one-sided
+    Mann–Whitney p >= ALPHA, the p-value in `p`), "" where it is. Metrics missing from `higher`
+    count as higher-is-better."""
+    pairs = pairwise.set_index(["world", "lm", "metric", "method_a", "method_b"]).p_value.to_dict()
+    out = []
+    for (world, lm), group in main.groupby(["world", "lm"], sort=False):
+        for col in metric_columns(main):
+            sign = 1.0 if higher.get(col, True) else -1.0
+            signed = group[col] * sign
+            best = group.method[signed.idxmax()] if signed.notna().any() else None
+            for r in group.to_dict("records"):
+                better = (best, r["method"]) if sign > 0 else (r["method"], best)
+                p = math.nan if best is None or r["method"] == best else pairs.get((world, lm, col, *better), math.nan)
+                mark = "best" if r["method"] == best else ("tied" if p >= ALPHA else "")
+                out.append({"world": world, "lm": lm, "method": r["method"], "metric": col, "mean": r[col],
+                            "low": r.get(f"{col}_ci_low", math.nan), "high": r.get(f"{col}_ci_high", math.nan),
+                            "n_features": r["n_features"], "mark": mark, "p": p})
+    return pd.DataFrame(out)
+
+
+def pairwise_matrix(pairwise: pd.DataFrame, world: str, lm: str, metric: str) -> tuple[list[str], list[list[float]]]:
+    """Methods and p[i][j], the p-value of "method i scores higher than method j" (NaN on the diagonal)."""
+    part = pairwise[(pairwise.world == world) & (pairwise.lm == lm) & (pairwise.metric == metric)]
+    methods = sorted(set(part.method_a) | set(part.method_b))
+    p = part.set_index(["method_a", "method_b"]).p_value.to_dict()
+    return methods, [[p.get((a, b), math.nan) for b in methods] for a in methods]
+
+
+def group_order(groups: list[str]) -> list[str]:
+    """Levels low, high, then categories in the world's order, then anything else alphabetically."""
+    return sorted(set(groups), key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g))
+
+
+def category_pivot(per_category: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows (world, lm, method), columns the level and category groups, values `metric`'s mean over
+    the aligned features of that group."""
+    table = per_category.pivot_table(index=KEYS, columns="group", values=metric, aggfunc="first", sort=True)
+    return table[group_order(list(table.columns))]
+
+
+def lm_order(lms: list[str], known: list[str]) -> list[str]:
+    """LM sizes smallest first as the world lists them; sizes it does not list follow, sorted."""
+    return sorted(set(lms), key=lambda s: (known.index(s) if s in known else len(known), s))
+
+
+def by_method(main: pd.DataFrame, world: str, metric: str, lms: list[str]) -> tuple[list[str], dict[str, list]]:
+    """Methods, and per LM size the (mean, low, high) of `metric` for each method (None if absent)."""
+    part = main[main.world == world]
+    methods = sorted(set(part.method))
+    series = {}
+    for lm in lms:
+        rows = part[part.lm == lm].set_index("method")
+        series[lm] = [tuple(rows.loc[m, [metric, f"{metric}_ci_low", f"{metric}_ci_high"]]) if m in rows.index
+                      else None for m in methods]
+    return methods, series
+
+
+def by_level(per_category: pd.DataFrame, world: str, lm: str, metric: str) -> tuple[list[str], dict[str, list]]:
+    """Methods, and per level (low, high) `metric`'s mean over aligned features of that level."""
+    part = per_category[(per_category.world == world) & (per_category.lm == lm) & (per_category.group_by == "level")]
+    methods = sorted(set(part.method))
+    values = part.set_index(["method", "group"])[metric].to_dict()
+    levels = group_order(list(part.group))
+    return methods, {lv: [(values[m, lv],) if (m, lv) in values else None for m in methods] for lv in levels}
+
+
+def by_lm(main: pd.DataFrame, world: str, metric: str, lms: list[str]) -> dict[str, list[float]]:
+    """Per method, `metric`'s mean at each LM size in `lms` (NaN where that size has no run)."""
+    part = main[main.world == world]
+    values = part.set_index(["method", "lm"])[metric].to_dict()
+    return {m: [values.get((m, lm), math.nan) for lm in lms] for m in sorted(set(part.method))}
+
+
+# ---- features ---------------------------------------------------------------------------------
+
+def source_labels(keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str, str, str], str]:
+    """(run, world, lm, method) -> the name a run's method goes by: the method's name, or with the
+    run's name added where two runs give the same (world, lm, method)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for _, world, lm, method in keys:
+        counts[world, lm, method] = counts.get((world, lm, method), 0) + 1
+    return {k: k[3] if counts[k[1:]] == 1 else f"{k[3]} ({k[0]})" for k in keys}
+
+
+def combine_rows(runs: list[Run], scales: dict[str, pd.Series], readers: dict[str, frozenset[str]]) -> pd.DataFrame:
+    """Every run's score rows in one table with `run`, `source` (the name its method goes by),
+    `multiplier` and `coefficient`. A method that reads the run's coefficient field f (`readers`:
+    field -> methods) steered feature i with `run.json[f] * scales[world][i]`; the others get NaN."""
+    parts = []
+    for run in runs:
+        part = run.scores.copy()
+        part.insert(0, "run", run.name)
+        fields = {m: f for f, methods in readers.items() for m in methods}
+        part["multiplier"] = [run.meta.get(fields[m], math.nan) if m in fields else math.nan for m in part.method]
+        part["coefficient"] = part.multiplier * scales[run.world].reindex(part.feature).to_numpy()
+        parts.append(part)
+    rows = pd.concat(parts, ignore_index=True)
+    rows["explanation"] = rows.explanation.fillna("")  # an empty answer reads back from CSV as NaN
+    keys = list(dict.fromkeys(zip(rows.run, rows.world, rows.lm, rows.method)))
+    labels = source_labels(keys)
+    rows.insert(1, "source", [labels[k] for k in zip(rows.run, rows.world, rows.lm, rows.method)])
+    return rows
+
+
+def table_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The combined rows in the shape `benchmark.leaderboard` tabulates: the source as the method."""
+    return rows.drop(columns=["method"]).rename(columns={"source": "method"})
+
+
+def sources(rows: pd.DataFrame) -> list[dict]:
+    """Each (run, method) once, in run order: label, run, world, lm, method."""
+    first = rows.drop_duplicates(["run", "source"])
+    return [{"label": r.source, "run": r.run, "world": r.world, "lm": r.lm, "method": r.method}
+            for r in first.itertuples(index=False)]
+
+
+def feature_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (world, feature), sorted, with its ground truth and `key` ("world/feature")."""
+    table = rows.drop_duplicates(["world", "feature"])[["world", "feature", *TRUTH]]
+    table = table.sort_values(["world", "feature"], kind="stable").reset_index(drop=True)
+    table.insert(0, "key", [f"{w}/{f}" for w, f in zip(table.world, table.feature)])
+    return table
+
+
+def shard_name(world: str, feature: int) -> str:
+    return f"{world}-{feature // SHARD * SHARD}"
+
+
+def gallery_index(features: pd.DataFrame, source_list: list[dict], headlines: list[str], page_size: int) -> dict:
+    """What the gallery loads first, column-wise (one list per field): per (world, feature) its key,
+    ground truth and thumbnail; the sources and metrics to choose from; categories to filter by."""
+    categories = group_order([c for c in features.category.dropna().unique()])
+    return {
+        "key": features.key.tolist(), "feature": features.feature.astype(int).tolist(),
+        "world": features.world.tolist(), "concept": [clean(c) for c in features.concept],
+        "category": [clean(c) for c in features.category],
+        "aligned": features.aligned.fillna(False).astype(bool).tolist(),
+        "sources": source_list, "metrics": headlines, "default_metric": default_metric(headlines),
+        "categories": categories, "page_size": page_size,
+    }
+
+
+def source_columns(rows: pd.DataFrame, features: pd.DataFrame, label: str, headlines: list[str]) -> dict:
+    """One source's explanation and headline scores, aligned with the gallery index (None where the
+    source has no row for a feature, or the feature is dead)."""
+    keys = list(zip(features.world, features.feature))
+    part = rows[rows.source == label].set_index(["world", "feature"]).reindex(keys)
+    return {"label": label, "explanation": [clean(e) for e in part.explanation],
+            "scores": {col: [clean(v) for v in part[col]] for col in headlines if col in part.columns}}
+
+
+def feature_records(rows: pd.DataFrame, features: pd.DataFrame, score_cols: list[str],
+                    extras: dict[tuple[str, int], dict]) -> dict[str, dict]:
+    """The feature pages' data, by shard name: `columns` (the score columns, named once per shard)
+    and `features`, per feature its ground truth, its neighbours in the gallery's order (`prev`,
+    `next`), each source's explanation, LM, coefficient and scores (a list in `columns`' order), and
+    `extras` (top-image captions and activations) under the feature's (world, feature)."""
+    grouped = {key: part for key, part in rows.groupby(["world", "feature"], sort=False)}
+    keys = features.key.tolist()
+    out: dict[str, list[dict]] = {}
+    for i, f in enumerate(features.to_dict("records")):
+        part = grouped[f["world"], f["feature"]]
+        record = {k: clean(f[k]) for k in ("key", "world", "feature", *TRUTH)}
+        record["prev"] = keys[i - 1] if i else None
+        record["next"] = keys[i + 1] if i + 1 < len(keys) else None
+        record["explanations"] = [
+            {"source": r["source"], "lm": r["lm"], "method": r["method"], "explanation": clean(r["explanation"]),
+             "multiplier": clean(r["multiplier"]), "coefficient": clean(r["coefficient"]),
+             "scores": [clean(r.get(c)) for c in score_cols]}
+            for r in part.to_dict("records")]
+        record.update(extras.get((f["world"], f["feature"]), {}))
+        out.setdefault(shard_name(f["world"], int(f["feature"])), []).append(record)
+    return {name: {"columns": score_cols, "features": records} for name, records in out.items()}

@@ -1,0 +1,179 @@
+"""The report's HTML pages. `index.html` is rendered whole here (tables and inline SVG plots, every
+metric's view present and all but one hidden until the metric selector shows it); `gallery.html`
+and `feature.html` are shells that `static/*.js` fill from the data files."""
+from __future__ import annotations
+
+import math
+from html import escape
+
+import pandas as pd
+
+from benchmark.report import data, svg
+from benchmark.report.inputs import Leaderboard
+from benchmark.stats import ALPHA
+
+NAV = (("index.html", "Leaderboard"), ("gallery.html", "Features"))
+
+
+def page(title: str, body: str, scripts: list[str], active: str, attrs: str = "") -> str:
+    nav = "".join(f'<a href="{href}"{" class=active" if href == active else ""}>{name}</a>' for href, name in NAV)
+    tags = "".join(f'<script src="{escape(s)}"></script>' for s in scripts)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="stylesheet" href="static/report.css"></head>\n<body{attrs}><header><b>featurebench</b>'
+            f'<nav>{nav}</nav></header><main>\n{body}\n</main>{tags}</body></html>\n')
+
+
+def index_page(cells: pd.DataFrame, board: Leaderboard, runs: list[dict], lm_orders: dict[str, list[str]],
+               source_note: str) -> str:
+    """The leaderboard tables with CIs and marks, then per metric: plots, per-category means and the
+    pairwise test matrices."""
+    metrics = list(dict.fromkeys(cells.metric))
+    body = [f"<h1>Leaderboard</h1><p class=note>{escape(source_note)}</p>", runs_table(runs) if runs else "",
+            "<h2>Headline means</h2>", LEGEND]
+    for world in dict.fromkeys(cells.world):
+        body += [main_table(cells[(cells.world == world) & (cells.lm == lm)]) for lm in lm_orders[world]]
+    shown = data.default_metric(metrics)
+    options = "".join(f'<option value="{escape(m)}"{" selected" if m == shown else ""}>{escape(_name(m))}</option>'
+                      for m in metrics)
+    body.append(f'<h2>By metric <select id="metric" aria-label="metric">{options}</select></h2>')
+    for metric in metrics:
+        hidden = "" if metric == shown else " hidden"
+        body.append(f'<section class="by-metric" data-metric="{escape(metric)}"{hidden}>')
+        body += [metric_views(board, world, metric, lm_orders[world]) for world in dict.fromkeys(board.main.world)]
+        body.append("</section>")
+    return page("featurebench report", "\n".join(body), ["static/index.js"], "index.html")
+
+
+LEGEND = (f"<p class=note>Mean over alive features, 95% bootstrap CI below. <b>Bold</b>: the best method of its "
+          f"world and LM. <span class=tied>≈</span>: not significantly below the best (one-sided Mann–Whitney, "
+          f"p ≥ {ALPHA}); unmarked: significantly below it. Click a column to sort.</p>")
+
+
+def main_table(cells: pd.DataFrame) -> str:
+    world, lm = cells.world.iloc[0], cells.lm.iloc[0]
+    metrics = list(dict.fromkeys(cells.metric))
+    head = "".join(f'<th class=num data-sort=num>{escape(_name(m))}</th>' for m in metrics)
+    rows = []
+    for method, group in cells.groupby("method", sort=False):
+        by = group.set_index("metric")
+        tds = "".join(_cell(by.loc[m]) for m in metrics)
+        rows.append(f'<tr><th scope=row>{escape(method)}</th><td class=num>{int(by.n_features.iloc[0])}</td>{tds}</tr>')
+    return (f'<table class="board sortable" data-world="{escape(world)}" data-lm="{escape(lm)}">'
+            f'<caption>{escape(world)} · {escape(lm)} LM</caption><thead><tr><th data-sort=text>method</th>'
+            f'<th class=num data-sort=num>n</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def _cell(c: pd.Series) -> str:
+    if not _finite(c["mean"]):
+        return "<td class=num data-value=''>–</td>"
+    mean = f"<b>{c['mean']:.3f}</b>" if c["mark"] == "best" else f"{c['mean']:.3f}"
+    mark = "<span class=tied>≈</span>" if c["mark"] == "tied" else ""
+    ci = f"<small>[{c['low']:.3f}, {c['high']:.3f}]</small>" if _finite(c["low"]) else ""
+    tip = f' title="best vs this: p = {c["p"]:.3g}"' if _finite(c["p"]) else ""
+    return f'<td class="num {c["mark"]}" data-value="{c["mean"]:.6g}"{tip}>{mean}{mark}{ci}</td>'
+
+
+def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str]) -> str:
+    """One world's plots, per-category table and pairwise matrices for one metric."""
+    main = board.main[board.main.world == world]
+    lms = [lm for lm in lms if lm in set(main.lm)]
+    name = _name(metric)
+    methods, series = data.by_method(main, world, metric, lms)
+    plots = [svg.dot_plot(methods, series, f"{world}: {name} by method (95% CI)", name)]
+    if len(lms) > 1:
+        plots.append(svg.line_plot(lms, data.by_lm(main, world, metric, lms), f"{world}: {name} by LM size", name))
+    for lm in lms:
+        level_methods, levels = data.by_level(board.per_category, world, lm, metric)
+        if level_methods:
+            plots.append(svg.dot_plot(level_methods, levels, f"{world} · {lm}: low- vs high-level (aligned)", name))
+    out = [f"<h3>{escape(world)}</h3><div class=plots>{''.join(plots)}</div>"]
+    per_category = board.per_category[board.per_category.world == world]
+    if len(per_category):
+        out.append(category_table(data.category_pivot(per_category, metric), name))
+    matrices = [pairwise_table(lm, *data.pairwise_matrix(board.pairwise, world, lm, metric)) for lm in lms]
+    out.append(f"<p class=note>Pairwise tests on {escape(name)}: ✓ where the row's method scores significantly "
+               f"higher than the column's (one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p).</p>"
+               f"<div class=matrices>{''.join(matrices)}</div>")
+    return "".join(out)
+
+
+def category_table(pivot: pd.DataFrame, name: str) -> str:
+    head = "".join(f"<th class=num data-sort=num>{escape(str(g))}</th>" for g in pivot.columns)
+    rows = []
+    for (world, lm, method), values in pivot.iterrows():
+        tds = "".join(f'<td class=num data-value="{v:.6g}">{v:.3f}</td>' if _finite(v) else "<td class=num>–</td>"
+                      for v in values)
+        rows.append(f"<tr><td>{escape(lm)}</td><th scope=row>{escape(method)}</th>{tds}</tr>")
+    return (f'<table class="sortable categories"><caption>{escape(name)} on aligned features, by level and '
+            f'category</caption><thead><tr><th data-sort=text>LM</th><th data-sort=text>method</th>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def pairwise_table(lm: str, methods: list[str], p: list[list[float]]) -> str:
+    """Row method a, column method b: ✓ where a scores significantly higher than b."""
+    if not methods:
+        return ""
+    head = "".join(f"<th class=vertical><span>{escape(m)}</span></th>" for m in methods)
+    rows = []
+    for a, ps in zip(methods, p):
+        tds = []
+        for b, value in zip(methods, ps):
+            if a == b or not _finite(value):
+                tds.append("<td class=na></td>")
+            else:
+                sig = value < ALPHA
+                tip = f"{escape(a)} &gt; {escape(b)}: p = {value:.3g}"
+                tds.append(f'<td class="{"sig" if sig else "ns"}" title="{tip}">{"✓" if sig else ""}</td>')
+        rows.append(f"<tr><th scope=row>{escape(a)}</th>{''.join(tds)}</tr>")
+    return (f'<table class=pairwise><caption>{escape(lm)} LM: row beats column</caption><thead><tr><th></th>{head}'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def runs_table(runs: list[dict]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(r['run'])}</td><td>{escape(r['world'])}</td><td>{escape(r['lm'])}</td>"
+        f"<td>{escape(', '.join(r['methods']))}</td><td class=num>{r['features']}</td>"
+        f"<td class=num>{_multiplier(r['steering_multiplier'])}</td>"
+        f"<td class=num>{_multiplier(r['hybrid_multiplier'])}</td>"
+        f"<td><code>{escape(str(r['git_sha'] or '–')[:10])}</code></td></tr>" for r in runs)
+    return ("<table class=runs><caption>Runs</caption><thead><tr><th>run</th><th>world</th><th>LM</th><th>methods</th>"
+            "<th class=num>features</th><th class=num>steering ×</th><th class=num>hybrid ×</th><th>git</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>")
+
+
+def gallery_page() -> str:
+    body = ("<h1>Features</h1><form id=filters onsubmit='return false'>"
+            "<label>method <select id=source></select></label>"
+            "<label>metric <select id=metric></select></label>"
+            "<label>category <select id=category></select></label>"
+            "<label>min score <input id=min type=number step=0.05 size=5></label>"
+            "<label><input id=aligned type=checkbox> aligned only</label>"
+            "<label>sort <select id=sort><option value=feature>feature id</option>"
+            "<option value=desc>score, high first</option><option value=asc>score, low first</option></select></label>"
+            "</form><p id=status class=note>loading…</p>"
+            "<table id=gallery><thead><tr><th>feature</th><th>top images (activation heat map)</th>"
+            "<th>ground truth</th><th>explanation</th><th class=num>score</th></tr></thead><tbody></tbody></table>"
+            "<nav class=pager><button id=prev type=button>← previous</button><span id=page></span>"
+            "<button id=next type=button>next →</button></nav>")
+    return page("featurebench features", body, ["static/data.js", "data/index.js", "static/gallery.js"],
+                "gallery.html")
+
+
+def feature_page() -> str:
+    body = ("<nav class=pager><a id=prev>← previous</a><a href=gallery.html>gallery</a><a id=next>next →</a></nav>"
+            "<h1 id=title>Feature</h1><p id=status class=note>loading…</p><div id=feature></div>")
+    return page("featurebench feature", body, ["static/data.js", "static/feature.js"], "gallery.html",
+                f' data-shard-size="{data.SHARD}"')
+
+
+def _name(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def _multiplier(value) -> str:
+    return f"{value:g}" if _finite(value) else "–"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

@@ -1,0 +1,111 @@
+"use strict";
+// The feature gallery: filter by category, alignment and minimum score, sort by feature id or score,
+// one method ("source") at a time, a page of rows at a time. data/index.js holds every feature's
+// ground truth; data/source-<i>.js one source's explanations and scores, loaded when it is chosen.
+// The state lives in the URL hash, so the back button returns to the same page of the same view.
+const index = window.FB_DATA.index;
+const ui = (id) => document.getElementById(id);
+const state = {source: 0, metric: index.default_metric, category: "", min: "", aligned: false, sort: "feature", page: 0};
+const worlds = new Set(index.world);
+const lms = new Set(index.sources.map((s) => s.world + "/" + s.lm));
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  for (const name of Object.keys(state)) {
+    if (!params.has(name)) continue;
+    const value = params.get(name);
+    state[name] = typeof state[name] === "number" ? Number(value) || 0 : typeof state[name] === "boolean" ? value === "true" : value;
+  }
+  state.source = Math.min(Math.max(state.source, 0), Math.max(index.sources.length - 1, 0));
+}
+
+function options(select, pairs, value) {
+  select.replaceChildren(...pairs.map(([v, text]) => el("option", {value: v}, text)));
+  select.value = String(value);
+}
+
+function sourceName(source) {
+  return source.label + (lms.size > 1 ? " · " + (worlds.size > 1 ? source.world + " " : "") + source.lm : "");
+}
+
+function setUp() {
+  options(ui("source"), index.sources.map((s, i) => [i, sourceName(s)]), state.source);
+  options(ui("metric"), index.metrics.map((m) => [m, m.replaceAll("_", " ")]), state.metric);
+  options(ui("category"), [["", "all"], ...index.categories.map((c) => [c, c]), ["none", "(no concept)"]], state.category);
+  ui("min").value = state.min;
+  ui("aligned").checked = state.aligned;
+  ui("sort").value = state.sort;
+  for (const id of ["source", "metric", "category", "sort", "min", "aligned"]) {
+    ui(id).addEventListener(id === "min" ? "input" : "change", () => {
+      const input = ui(id);
+      state[id] = id === "source" ? Number(input.value) : id === "aligned" ? input.checked : input.value;
+      state.page = 0;
+      render();
+    });
+  }
+  ui("prev").addEventListener("click", () => { state.page -= 1; render(); });
+  ui("next").addEventListener("click", () => { state.page += 1; render(); });
+}
+
+// Indices into the index of the rows that pass the filters, in the chosen order.
+function select(column) {
+  const scores = column.scores[state.metric] || [];
+  const min = parseFloat(state.min);
+  const rows = [];
+  for (let i = 0; i < index.key.length; i++) {
+    if (column.explanation[i] === null) continue;  // this source did not explain the feature
+    if (state.category === "none" ? index.category[i] !== null : state.category && index.category[i] !== state.category) continue;
+    if (state.aligned && !index.aligned[i]) continue;
+    if (!Number.isNaN(min) && !(scores[i] !== null && scores[i] >= min)) continue;
+    rows.push(i);
+  }
+  if (state.sort !== "feature") {
+    const sign = state.sort === "asc" ? 1 : -1;
+    const key = (i) => (scores[i] === null ? Infinity : sign * scores[i]);
+    rows.sort((a, b) => key(a) - key(b) || a - b);
+  }
+  return {rows, scores};
+}
+
+function row(i, column, scores) {
+  const link = "feature.html#" + encodeURIComponent(index.key[i]);
+  const name = (worlds.size > 1 ? index.world[i] + " " : "") + "#" + index.feature[i];
+  const truth = index.concept[i] === null ? el("span", {class: "note"}, "no concept")
+    : [el("b", {}, index.concept[i]), " ", el("span", {class: "note"}, index.category[i]),
+       index.aligned[i] ? el("span", {class: "badge"}, "aligned") : null];
+  return el("tr", {class: "feature-row"},
+    el("td", {}, el("a", {href: link}, name)),
+    el("td", {}, el("a", {href: link}, el("img", {class: "strip", alt: "top images of feature " + index.feature[i],
+                                                  src: imagePath(index.world[i], index.feature[i], "heat")}))),
+    el("td", {}, truth),
+    el("td", {}, explanationText(column.explanation[i])),
+    el("td", {class: "num"}, fmt(scores[i])));
+}
+
+async function render() {
+  history.replaceState(null, "", "#" + new URLSearchParams(state));
+  if (!index.sources.length) {
+    ui("status").textContent = "no runs in this report";
+    return;
+  }
+  let column;
+  try {
+    column = await fbLoad("source-" + state.source);
+  } catch (error) {
+    ui("status").textContent = error.message;
+    return;
+  }
+  const {rows, scores} = select(column);
+  const pages = Math.max(1, Math.ceil(rows.length / index.page_size));
+  state.page = Math.min(Math.max(state.page, 0), pages - 1);
+  const shown = rows.slice(state.page * index.page_size, (state.page + 1) * index.page_size);
+  ui("gallery").tBodies[0].replaceChildren(...shown.map((i) => row(i, column, scores)));
+  ui("status").textContent = rows.length + " of " + index.key.length + " features match";
+  ui("page").textContent = "page " + (state.page + 1) + " of " + pages;
+  ui("prev").disabled = state.page === 0;
+  ui("next").disabled = state.page >= pages - 1;
+}
+
+readHash();
+setUp();
+render();

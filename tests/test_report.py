@@ -1,0 +1,209 @@
+"""The HTML report's data, images and plots on known inputs, its errors, and a leaderboard-only
+report written whole (no world needed). The browser test is in test_report_browser.py."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.activations import PoolActivations, masked_top_images
+from benchmark.registry import UsageError
+from benchmark.report import MARKER, data, html, svg, write_report
+from benchmark.report.images import DIM, heat_overlay, strip, top_image_arrays
+from benchmark.report.inputs import Run
+
+LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
+
+
+def test_marks_best_tied_and_significantly_worse():
+    main = pd.DataFrame([
+        {"world": "w", "lm": "s", "method": m, "n_features": 10, "up": up, "up_ci_low": up - 0.1,
+         "up_ci_high": up + 0.1, "down": down, "down_ci_low": down, "down_ci_high": down}
+        for m, up, down in (("a", 0.8, 0.1), ("b", 0.75, 0.3), ("c", 0.5, 0.2))])
+    p = {("up", "a", "b"): 0.2, ("up", "a", "c"): 0.001, ("down", "b", "a"): 0.01, ("down", "c", "a"): 0.3}
+    pairwise = pd.DataFrame([{"world": "w", "lm": "s", "metric": m, "method_a": a, "method_b": b, "p_value": v}
+                             for (m, a, b), v in p.items()])
+    cells = data.marked_cells(main, pairwise, {"down": False}).set_index(["metric", "method"])
+    assert cells.loc[("up", "a"), "mark"] == "best" and math.isnan(cells.loc[("up", "a"), "p"])
+    assert cells.loc[("up", "b"), ["mark", "p"]].tolist() == ["tied", 0.2]
+    assert cells.loc[("up", "c"), "mark"] == "" and cells.loc[("up", "c"), "low"] == pytest.approx(0.4)
+    # lower is better: a is best; b is significantly worse (b > a at p 0.01), c is not (p 0.3)
+    assert [cells.loc[("down", m), "mark"] for m in "abc"] == ["best", "", "tied"]
+
+
+def test_pairwise_matrix_and_category_pivot_orders():
+    pairwise = pd.DataFrame([{"world": "w", "lm": "s", "metric": "m", "method_a": a, "method_b": b, "p_value": p}
+                             for a, b, p in (("x", "y", 0.01), ("y", "x", 0.99))])
+    methods, p = data.pairwise_matrix(pairwise, "w", "s", "m")
+    assert methods == ["x", "y"] and p[0][1] == 0.01 and p[1][0] == 0.99 and math.isnan(p[0][0])
+    per_category = pd.DataFrame([{"world": "w", "lm": "s", "method": "x", "group_by": by, "group": g, "m": v}
+                                 for by, g, v in (("category", "shape", 1.0), ("level", "high", 2.0),
+                                                  ("category", "colour", 3.0), ("level", "low", 4.0))])
+    pivot = data.category_pivot(per_category, "m")
+    assert list(pivot.columns) == ["low", "high", "colour", "shape"] and pivot.iloc[0].tolist() == [4.0, 2.0, 3.0, 1.0]
+    assert data.lm_order(["large", "small", "xl"], ["small", "medium", "large"]) == ["small", "large", "xl"]
+
+
+def test_plot_series_follow_lm_order_and_leave_gaps():
+    main = pd.DataFrame([{"world": "w", "lm": lm, "method": m, "n_features": 3, "d": v, "d_ci_low": v - 0.1,
+                          "d_ci_high": v + 0.1} for lm, m, v in (("large", "a", 0.5), ("small", "a", 0.25),
+                                                                 ("small", "b", 0.75))])
+    lms = data.lm_order(list(main.lm), ["small", "medium", "large"])
+    methods, series = data.by_method(main, "w", "d", lms)
+    assert methods == ["a", "b"] and list(series) == ["small", "large"]
+    assert series["small"][1] == pytest.approx((0.75, 0.65, 0.85)) and series["large"][1] is None
+    by_lm = data.by_lm(main, "w", "d", lms)
+    assert by_lm["a"] == [0.25, 0.5] and by_lm["b"][0] == 0.75 and math.isnan(by_lm["b"][1])
+    per_category = pd.DataFrame([{"world": "w", "lm": "small", "method": "a", "group_by": "level", "group": g, "d": v}
+                                 for g, v in (("high", 0.5), ("low", 0.25))])
+    assert data.by_level(per_category, "w", "small", "d") == (["a"], {"low": [(0.25,)], "high": [(0.5,)]})
+
+
+def _run(name: str, lm: str, methods: tuple[str, ...], features: range, steering: float = 8.0) -> Run:
+    rows = [{"world": "w", "lm": lm, "method": m, "feature": f, "explanation": f"{m} says {f}",
+             "concept": "red" if f % 2 else None, "category": "colour" if f % 2 else None,
+             "level": "low" if f % 2 else None, "aligned": f % 4 == 1, "detection_auroc": f / 1000, "oracle": 1.0}
+            for m in methods for f in features]
+    meta = {"config": {"world": "w", "method": {"top_k": 5}}, "world": {}, "steering_multiplier": steering,
+            "hybrid_multiplier": 0.5}
+    return Run(name, pd.DataFrame(rows), meta)
+
+
+READERS = {"steering_multiplier": frozenset({"steering"}), "hybrid_multiplier": frozenset({"hybrid"})}
+
+
+def test_combined_rows_label_sources_and_record_coefficients():
+    scales = {"w": pd.Series([2.0] * 300, index=range(300))}
+    runs = [_run("r1", "s", ("steering", "topk"), range(3)), _run("r2", "s", ("steering", "hybrid"), range(3), 4.0)]
+    rows = data.combine_rows(runs, scales, READERS)
+    labels = {(r, m): s for r, m, s in zip(rows.run, rows.method, rows.source)}
+    assert labels == {("r1", "steering"): "steering (r1)", ("r1", "topk"): "topk", ("r2", "steering"): "steering (r2)",
+                      ("r2", "hybrid"): "hybrid"}
+    coeff = rows.groupby("source").coefficient.first()
+    assert coeff["steering (r1)"] == 16.0 and coeff["steering (r2)"] == 8.0 and coeff["hybrid"] == 1.0
+    assert math.isnan(coeff["topk"])
+    assert sorted(data.table_rows(rows).method.unique()) == ["hybrid", "steering (r1)", "steering (r2)", "topk"]
+
+
+def test_gallery_index_sources_and_shards():
+    scales = {"w": pd.Series([1.0] * 300, index=range(300))}
+    runs = [_run("r1", "s", ("steering",), range(250)), _run("r2", "s", ("topk",), range(10))]
+    runs[1].scores.loc[3, "explanation"] = None  # an empty answer, as read back from scores.csv
+    rows = data.combine_rows(runs, scales, READERS)
+    features = data.feature_table(rows)
+    index = data.gallery_index(features, data.sources(rows), ["detection_auroc", "oracle"], page_size=50)
+    assert len(index["key"]) == 250 and index["key"][:2] == ["w/0", "w/1"] and index["concept"][:2] == [None, "red"]
+    assert index["categories"] == ["colour"] and [s["label"] for s in index["sources"]] == ["steering", "topk"]
+    assert index["aligned"][1] and not index["aligned"][3] and index["default_metric"] == "detection_auroc"
+    topk = data.source_columns(rows, features, "topk", ["detection_auroc"])
+    assert topk["explanation"][9] == "topk says 9" and topk["explanation"][10] is None and topk["explanation"][3] == ""
+    assert topk["scores"]["detection_auroc"][9] == 0.009 and topk["scores"]["detection_auroc"][10] is None
+    shards = data.feature_records(rows, features, ["detection_auroc", "oracle"], {("w", 7): {"captions": ["c"]}})
+    assert {k: len(v["features"]) for k, v in shards.items()} == {"w-0": 100, "w-100": 100, "w-200": 50}
+    first, seventh = shards["w-0"]["features"][0], shards["w-0"]["features"][7]
+    assert first["prev"] is None and first["next"] == "w/1" and shards["w-200"]["features"][-1]["next"] is None
+    assert [e["source"] for e in seventh["explanations"]] == ["steering", "topk"] and seventh["captions"] == ["c"]
+    assert seventh["explanations"][0]["scores"] == [0.007, 1.0] and seventh["explanations"][0]["coefficient"] == 8.0
+    assert shards["w-100"]["features"][0]["explanations"][0]["explanation"] == "steering says 100"
+    json.dumps(shards, allow_nan=False)  # every NaN became None
+
+
+def test_top_images_masks_and_heat_overlay_on_a_known_pool():
+    # 3 images of 4 x 4 px, patches of 2 px (4 per image), 1 active latent per patch out of 3
+    images = np.full((3, 4, 4, 3), 200, np.uint8)
+    indices = torch.tensor([[[0], [1], [0], [2]], [[1], [1], [1], [1]], [[0], [2], [2], [2]]], dtype=torch.int32)
+    values = torch.tensor([[[1.0], [2.0], [3.0], [1.0]], [[1.0], [1.0], [1.0], [1.0]], [[8.0], [1.0], [1.0], [1.0]]])
+    acts = PoolActivations(indices, values, 3)
+    top = acts.top_images(2)
+    got_images, masked, acts_BKP, idx_BK = top_image_arrays(images, acts, top, [0, 2], patch=2)
+    expected, _ = masked_top_images(images, acts, top, [0, 2], patch=2)
+    assert np.array_equal(masked, expected) and idx_BK.tolist() == [[2, 0], [2, 0]]
+    assert acts_BKP[0].tolist() == [[8.0, 0.0, 0.0, 0.0], [1.0, 0.0, 3.0, 0.0]]
+    heat = heat_overlay(got_images[0], acts_BKP[0], patch=2)
+    assert (heat[0, :2, 2:] == round(200 * DIM)).all()  # inactive patch dimmed
+    strongest = heat[0, 0, 0]
+    assert strongest[0] > strongest[1] and strongest[0] > strongest[2]  # crimson at the feature's maximum
+    assert strip(heat).shape == (4, 2 * 4 + 1, 3)
+
+
+def test_svg_plots_escape_text_and_draw_every_value():
+    assert svg.ticks(0.43, 0.81) == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    plot = svg.dot_plot(["a<b", "c"], {"small": [(0.5, 0.4, 0.6), None], "large": [(0.7,), (0.2,)]}, "t", "x")
+    assert "a&lt;b" in plot and "a<b" not in plot and plot.count("<circle") == 3 + 2  # 3 dots, 2 legend keys
+    lines = svg.line_plot(["small", "large"], {"m": [0.5, float("nan")]}, "t", "y")
+    assert lines.count("<polyline") == 0 and lines.count("<circle") == 2
+
+
+def test_pairwise_table_marks_significant_cells():
+    table = html.pairwise_table("s", ["x", "y"], [[math.nan, 0.01], [0.99, math.nan]])
+    assert table.count("✓") == 1 and 'title="x &gt; y: p = 0.01"' in table
+
+
+def _no_run(t):
+    return [t / "nope"], t / "out", None
+
+
+def _run_without_scores(t):
+    (t / "run").mkdir()
+    return [t / "run"], t / "out", None
+
+
+def _scored_run(t, meta: str | None):
+    (t / "run").mkdir()
+    row = {"world": "tiny", "lm": "small", "method": "m", "feature": 0, "explanation": "red", "concept": "red",
+           "category": "colour", "level": "low", "aligned": True}
+    pd.DataFrame([row]).to_csv(t / "run" / "scores.csv", index=False)
+    if meta is not None:
+        (t / "run" / "run.json").write_text(meta)
+    return [t / "run"], t / "out", None
+
+
+def _run_of_an_unbuilt_world(t):
+    stages = {s: f"{s}-000000000000" for s in ("pools", "tower", "sae", "groundtruth")}
+    return _scored_run(t, json.dumps({"config": {"world": "tiny", "method": {"top_k": 5}}, "world": stages}))
+
+
+def _out_is_a_file(t):
+    (t / "file").write_text("x")
+    return [], t / "file", LEADERBOARDS
+
+
+def _out_is_someone_elses(t):
+    (t / "mine").mkdir()
+    (t / "mine" / "notes.txt").write_text("x")
+    return [], t / "mine", LEADERBOARDS
+
+
+@pytest.mark.parametrize("make, message", [
+    (_no_run, "no such run directory"), (_run_without_scores, "no scores.csv"),
+    (lambda t: _scored_run(t, None), "no run.json"), (lambda t: _scored_run(t, "{}"), "not a run record"),
+    (_run_of_an_unbuilt_world, "its pools stage pools-000000000000 is not in the cache"), (_out_is_a_file, "is a file"),
+    (_out_is_someone_elses, "is not an earlier report"), (lambda t: ([], t / "out", t / "none"), "no main.csv"),
+    (lambda t: ([], t / "out", None), "nothing to report"),
+])
+def test_bad_inputs_are_one_line_usage_errors(tmp_path, monkeypatch, make, message):
+    monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UsageError, match=message) as error:
+        write_report(*make(tmp_path))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_leaderboard_only_report_is_whole_and_replaces_an_earlier_one(tmp_path, monkeypatch):
+    out = write_report([], tmp_path / "report", LEADERBOARDS)
+    assert (out / MARKER).is_file() and (out / "static" / "gallery.js").is_file()
+    page = (out / "index.html").read_text()
+    main = pd.read_csv(LEADERBOARDS / "main.csv")
+    assert page.count("<table class=\"board") == len(main.groupby(["world", "lm"]))
+    assert page.count("<svg") >= 7 and "≈" in page and "✓" in page
+    (out / "stale.txt").write_text("from an earlier report")
+    monkeypatch.setattr(html, "feature_page", lambda: 1 / 0)  # fails after the index is written
+    with pytest.raises(ZeroDivisionError):
+        write_report([], out, LEADERBOARDS)
+    assert (out / "stale.txt").exists() and not list(tmp_path.glob(".*"))  # the earlier report is untouched
+    monkeypatch.undo()
+    write_report([], out, LEADERBOARDS)
+    assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
