@@ -4,23 +4,28 @@ Explanations and scores are cached (`benchmark.explanations`, `benchmark.scoring
 killed at any moment and started again redoes nothing it finished. The run directory gets
 `explanations.jsonl` (one row per method and feature), `scores.csv` (those rows with ground truth
 and every metric's columns) and `run.json` (the full config, its hash, package versions, git sha,
-the coefficients used and, with --tune, the sweep that chose them)."""
+the coefficients used and, with --tune, the sweep that chose them).
+
+What is explained is the embedded world (`--world`), or real checkpoints when the config has
+`models` (`benchmark.real_models`); methods and metrics that need ground truth are refused on real
+models before anything is computed."""
 from __future__ import annotations
 
 import csv
 import importlib.metadata
 import json
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
-from benchmark.context import Context, MethodConfig
+from benchmark.context import GROUNDTRUTH_METHODS, Context, MethodConfig, Models
 from benchmark.registry import METHODS, UsageError
 from benchmark.explanations import explain
+from benchmark.real_models import ModelsConfig, RealModels
 from benchmark.results import write_atomic
 from benchmark.scoring import Metric, ScoringConfig, ScoringContext, resolve_metrics, score
 from benchmark.tuning import tune
@@ -34,10 +39,11 @@ class RunConfig:
     """Method names, `path/file.py:function`, or installed plug-ins."""
     features: str = "0:1024"
     """Feature range `start:stop` or a comma list."""
-    lm: str = "large"
-    """Language-model size of the world's VLM."""
+    lm: str | None = None
+    """World: the language-model size of its VLM (None: large). Real models: the VLM's name in rows
+    and run directories (None: its checkpoint's last path part, e.g. llava-1.5-7b-hf)."""
     world: str = "default"
-    """World preset."""
+    """World preset (unused when `models` is set)."""
     out: str = "results"
     """Directory for run directories."""
     explanations: str | None = None
@@ -50,6 +56,8 @@ class RunConfig:
     """Validation features for --tune (start:stop or a comma list); default: the first quarter of `features`."""
     method: MethodConfig = field(default_factory=MethodConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    models: ModelsConfig | None = None
+    """Real models to explain instead of the world (the config file's [vlm], [sae], [scorer], [pool], [prompts])."""
 
 
 def parse_features(spec: str, d_sae: int) -> list[int]:
@@ -97,35 +105,37 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     computing on `backend` (default: this process). The backend is how, not what: it is recorded in
     run.json but is no part of the run's key, since every backend gives the same results."""
     import methods  # noqa: F401  (registers the built-in methods)
-    from benchmark.world.build import build_world
 
     fns = {name: METHODS.get(name) for name in config.methods}
-    metrics = [] if config.metrics == "none" else resolve_metrics(config.metrics)
+    groundtruth = config.models is None
+    metrics = [] if config.metrics == "none" else resolve_metrics(config.metrics, groundtruth)
     tune_metric = resolve_metrics(config.tune)[0] if config.tune else None
-    world = build_world(config.world)
-    ctx = Context(world, config.lm, config.method)
+    if not groundtruth:
+        refuse_groundtruth(list(fns), [*metrics, *([tune_metric] if tune_metric else [])])
+    backend = backend or LocalBackend()
+    world, lm, source_name = open_source(config, backend)
+    config = replace(config, lm=lm)  # run.json and the run's key record the LM used, not None
+    ctx = Context(world, lm, config.method)
     features = parse_features(config.features, ctx.sae.d_sae)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
     sctx = ScoringContext(world, config.scoring)
-    backend = backend or LocalBackend()
     world.activations("topk", backend.activation_pass(world, "topk"))
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
-        method_config, tuning = tune(world, config.lm, config.method, list(fns), tune_metric, sctx, validation,
-                                   backend)
-        ctx = Context(world, config.lm, method_config)
+        method_config, tuning = tune(world, lm, config.method, list(fns), tune_metric, sctx, validation, backend)
+        ctx = Context(world, lm, method_config)
     rows = []
     for name, fn in fns.items():
         for f, text in explain(ctx, name, fn, features, backend).items():
-            rows.append({"world": world.config.name, "lm": config.lm, "method": name, "feature": f, "explanation": text})
+            rows.append({"world": source_name, "lm": lm, "method": name, "feature": f, "explanation": text})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
         wanted = set(features)
-        rows += [{"world": world.config.name, "lm": config.lm, "method": name, "feature": f, "explanation": e}
+        rows += [{"world": source_name, "lm": lm, "method": name, "feature": f, "explanation": e}
                  for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
-    run_dir = Path(config.out) / f"{world.config.name}-{config.lm}-{config_hash(settings)}"
+    run_dir = Path(config.out) / f"{source_name}-{lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if metrics:
         table = score_rows(sctx, metrics, pd.DataFrame(rows))
@@ -137,6 +147,29 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         "tuning": tuning, "backend": backend.describe(),
     }, indent=1))
     return run_dir
+
+
+def open_source(config: RunConfig, backend: Backend) -> tuple[Models, str, str]:
+    """(source, its LM's name, its name in rows): the world preset, or the config's real models."""
+    if config.models is None:
+        from benchmark.world.build import build_world
+
+        world = build_world(config.world)
+        return world, config.lm or "large", world.config.name
+    if backend.describe()["name"] != "local":
+        raise UsageError(f"--backend {backend.describe()['name']} runs the embedded world only; real models run "
+                         f"with --backend local")
+    lm = config.lm or config.models.vlm_name
+    return RealModels(config.models, lm), lm, config.models.sae_name
+
+
+def refuse_groundtruth(methods: list[str], metrics: list[Metric]) -> None:
+    """One UsageError naming every method and metric that needs ground truth, on a source without it."""
+    needs = [m for m in methods if m in GROUNDTRUTH_METHODS] + [m.name for m in metrics if m.needs_groundtruth]
+    if needs:
+        names = list(dict.fromkeys(needs))
+        raise UsageError(f"{', '.join(names)}: need{'s' if len(names) == 1 else ''} ground truth; this run has none "
+                         f"(real models)")
 
 
 def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple[list[int], list[int]]:

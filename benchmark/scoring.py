@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from benchmark.activations import PoolActivations, compute_activations, masked_top_images
 from benchmark.cache import config_hash
+from benchmark.context import Models
 from benchmark.registry import METRICS, UsageError
 from benchmark.results import RowStore
-from benchmark.world.build import World
 from benchmark.world.groundtruth import MIN_FRACTION, concept_phrase
 from benchmark.world.pools import object_patch_masks
 from benchmark.world.render import render_concepts
@@ -45,7 +45,7 @@ class Metric:
     """Score columns it writes; the first is its headline number on the leaderboard."""
     higher_is_better: bool
     needs_groundtruth: bool
-    """Only defined on worlds that know each feature's concept."""
+    """Only defined on sources that know each feature's concept (the world; not real models)."""
     score: ScoreFn
 
     @property
@@ -68,10 +68,11 @@ def all_metrics() -> list[Metric]:
     return [METRICS.get(name) for name in METRICS.names()]
 
 
-def resolve_metrics(spec: str | None) -> list[Metric]:
-    """`None` or 'all': every registered metric; else a comma list of names."""
+def resolve_metrics(spec: str | None, groundtruth: bool = True) -> list[Metric]:
+    """`None` or 'all': every registered metric the run can compute (without `groundtruth`, those
+    that need none); else a comma list of names."""
     if spec in (None, "all"):
-        return all_metrics()
+        return [m for m in all_metrics() if groundtruth or not m.needs_groundtruth]
     import metrics  # noqa: F401  (built-ins first, so their names resolve)
 
     found = [METRICS.get(name) for name in spec.split(",") if name]
@@ -105,9 +106,12 @@ class ScoringConfig:
 class ScoringContext:
     """Everything metrics read, each loaded or computed once: the scorer CLIP and its embeddings of the
     scoring pool (whole images and patch tokens), the SAE's activations on that pool, the masked
-    top-k images, the renderer with the tower and SAE for generated images, and ground truth."""
+    top-k images, the renderer with the tower and SAE for generated images, and ground truth.
 
-    def __init__(self, world: World, config: ScoringConfig = ScoringConfig()):
+    Over any source (`Models`: the world or real models); what only ground-truth metrics read
+    (segmentation, the renderer, concepts) exists on the world alone."""
+
+    def __init__(self, world: Models, config: ScoringConfig = ScoringConfig()):
         self.world, self.config = world, config
         self._texts: dict[str, torch.Tensor] = {}
         self._generated: dict[frozenset, torch.Tensor] = {}

@@ -1,0 +1,162 @@
+"""Real models end to end on tiny random-weight checkpoints: a LLaVA (and a Gemma 3) saved with
+`save_pretrained`, an SAE file on its tower, a folder of images and an open_clip scorer known by
+name with a checkpoint file, all named by a run config's tables; a second run is served from the
+caches, and what needs ground truth is refused."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import open_clip
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.activations import PoolActivations, masked_top_images
+from benchmark.cli import main
+from benchmark.context import Context, MethodConfig
+from benchmark.models.sae import SAE
+from benchmark.models.sae_formats import save_sae
+from benchmark.models.scorer import WEIGHTS, Scorer
+from benchmark.real_models import RealModels, models_config, top_activation_mean
+from tests.test_adapters import PATCH, SIZE, STEERED, save_tiny_checkpoint
+
+SCORER = "featurebench-test-scorer"
+IMAGES = 120  # scoring_fraction 0.5: 60 held out, more than simulation's 50 top records
+METRIC_COLUMNS = ("detection_auroc", "detection_balanced_accuracy", "detection_precision_at_k", "simulation_r",
+                  "simulation_spearman", "simulation_patch_r")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The checkpoints, SAE, images and scorer a user would have on disk, and a cache of their own."""
+    root = tmp_path_factory.mktemp("real")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FEATUREBENCH_CACHE", str(root / "cache"))
+    for family in ("llava", "gemma3"):
+        save_tiny_checkpoint(family, root / family, seed=3)
+    torch.manual_seed(0)
+    sae = SAE(32, 16, k=4)  # the tiny towers are 32 wide
+    with torch.no_grad():
+        sae.W_enc.normal_()
+        sae.W_dec.copy_(sae.W_enc.T)
+        sae.normalize_decoder()
+    save_sae(sae, root / "sae.safetensors", hook_layer=STEERED)
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir()
+    for i in range(IMAGES):  # a flat colour with one patch of another
+        image = np.full((SIZE, SIZE, 3), rng.integers(0, 256, 3), np.uint8)
+        r, c = rng.integers(0, SIZE // PATCH, 2)
+        image[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = rng.integers(0, 256, 3)
+        Image.fromarray(image).save(root / "images" / f"{i:03}.png")
+    config = {"embed_dim": 16, "vision_cfg": {"image_size": SIZE, "patch_size": PATCH, "width": 32, "layers": 1,
+                                              "head_width": 16},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (root / f"{SCORER}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(root / f"{SCORER}.json")  # as open_clip knows ViT-L-14
+    torch.manual_seed(1)
+    Scorer(open_clip.create_model(SCORER), open_clip.get_tokenizer(SCORER), SCORER).save_weights(root)
+    yield root
+    mp.undo()
+
+
+def tables(root, family: str = "llava") -> dict:
+    return {"vlm": {"family": family, "path": str(root / family), "device": "cpu", "dtype": "float32",
+                    "max_new_tokens": 3},
+            "sae": {"path": str(root / "sae.safetensors")},
+            "scorer": {"model": SCORER, "pretrained": str(root / WEIGHTS)},
+            "pool": {"source": str(root / "images"), "scoring_fraction": 0.5},
+            "prompts": {"describe": "describe what you see .", "shared": "what do you see ."}}
+
+
+def write_toml(fpath, flat: dict, models: dict) -> str:
+    def value(v):
+        return json.dumps(v)  # a JSON string or number is a TOML one
+
+    lines = [f"{k} = {value(v)}" for k, v in flat.items()]
+    for name, table in models.items():
+        lines += [f"[{name}]", *(f"{k} = {value(v)}" for k, v in table.items())]
+    fpath.write_text("\n".join(lines) + "\n")
+    return str(fpath)
+
+
+def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypatch, capsys):
+    toml = write_toml(tmp_path / "run.toml", {"features": "0:6", "batch-size": 4}, tables(files))
+    args = ["--config", toml, "--method", "steering,topk,hybrid", "--metrics", "detection,simulation",
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
+    assert sorted((r["method"], r["feature"]) for r in rows) == sorted(
+        (m, f) for m in ("steering", "topk", "hybrid") for f in range(6))
+    assert {(r["world"], r["lm"]) for r in rows} == {("sae", "llava")}  # the SAE file's and the checkpoint's names
+    scores = pd.read_csv(run_dir / "scores.csv")
+    for column in METRIC_COLUMNS:
+        assert np.isfinite(scores[column]).any(), column
+    assert scores.concept.isna().all() and scores.aligned.isna().all()  # no ground truth
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["config"]["models"]["vlm"]["family"] == "llava" and meta["config"]["models"]["sae"]["layer"] is None
+    assert set(meta["world"]) == {"tower", "pools", "sae", "vlm-llava", "scorer"}
+    assert meta["steering_multiplier"] == 8.0
+    first = {name: (run_dir / name).read_text() for name in ("explanations.jsonl", "scores.csv")}
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("a cached run loaded a model")
+
+    monkeypatch.setattr("benchmark.real_models.load_vlm", recompute)
+    monkeypatch.setattr(Scorer, "open", recompute)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert {name: (run_dir / name).read_text() for name in first} == first
+
+
+def test_hybrid_positions_are_the_tokens_of_active_patches(files):
+    for family, cls_tokens in (("llava", 1), ("gemma3", 0)):
+        models = RealModels(models_config(tables(files, family), "test"), family)
+        ctx = Context(models, family, MethodConfig(batch_size=4))
+        masked, positions_BKT = ctx.masked_top_images([0, 1, 2])
+        _, active_BKP = masked_top_images(ctx.topk_pool.images_NHWC, ctx.topk_activations, ctx.top_images, [0, 1, 2],
+                                          ctx.patch)
+        assert positions_BKT.shape == (3, 5, cls_tokens + (SIZE // PATCH) ** 2)
+        assert not positions_BKT[..., :cls_tokens].any() and torch.equal(positions_BKT[..., cls_tokens:], active_BKP)
+        assert len(ctx.answer(masked, ctx.sae.W_dec[:3], positions_BKT)) == 3
+
+
+def test_scale_is_the_mean_of_the_top_activations():
+    g = torch.Generator().manual_seed(0)
+    d_sae, k = 12, 3
+    indices = torch.stack([torch.randperm(d_sae, generator=g)[:k] for _ in range(40 * 4)]).reshape(40, 4, k)
+    acts = PoolActivations(indices.int(), torch.rand(40, 4, k, generator=g), d_sae)
+    dense = acts.dense().reshape(-1, d_sae)
+    torch.testing.assert_close(top_activation_mean(acts, 16), dense.topk(16, dim=0).values.mean(0))
+    rare = PoolActivations(torch.tensor([[[0]]], dtype=torch.int32), torch.tensor([[[2.0]]]), 3)
+    torch.testing.assert_close(top_activation_mean(rare, 4), torch.tensor([0.5, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "oracle"], "oracle: needs ground truth; this run has none"),
+    (["--method", "steering", "--metrics", "detection,semantic-similarity"], "semantic-similarity: needs ground truth"),
+])
+def test_what_needs_ground_truth_is_refused_before_anything_runs(files, tmp_path, capsys, argv, message):
+    toml = write_toml(tmp_path / "run.toml", {"features": "0:2"}, tables(files))
+    assert main(["--config", toml, *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t["vlm"].update(famly="llava"), "[vlm]: unknown key 'famly'"),
+    (lambda t: t.pop("pool"), "missing [pool]"),
+    (lambda t: t["pool"].update(limit="ten"), "[pool]: limit = 'ten'"),
+    (lambda t: t["pool"].update(scoring_fraction=1.5), "scoring_fraction must lie"),
+    (lambda t: t["sae"].pop("path"), "[sae]: missing key 'path'"),
+])
+def test_bad_model_tables_are_one_line_exit_2(files, tmp_path, capsys, change, message):
+    models = tables(files)
+    change(models)
+    toml = write_toml(tmp_path / "run.toml", {"method": "steering"}, models)
+    assert main(["--config", toml, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
