@@ -15,15 +15,12 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from benchmark.activations import PoolActivations
 from benchmark.cache import cache_root
-from benchmark.context import Context, MethodConfig
+from benchmark.context import Context, MethodConfig, Models
 from benchmark.registry import METHODS, UsageError
-
-if TYPE_CHECKING:
-    from benchmark.world.build import World
 
 ACTIVATION_SHARD = 1024
 """Images per shard of the activation pass: a multiple of `compute_activations`' batch, so shards
@@ -34,7 +31,7 @@ class Backend(Protocol):
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
         """(features, explanations) pieces covering `features`, in any order."""
 
-    def activation_pass(self, world: World, split: str) -> Callable[[], PoolActivations] | None:
+    def activation_pass(self, world: Models, split: str) -> Callable[[], PoolActivations] | None:
         """How to compute a pool's activations when they are not cached (None: in this process)."""
 
     def describe(self) -> dict:
@@ -56,7 +53,7 @@ class LocalBackend:
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
         return in_batches(ctx, fn, features)
 
-    def activation_pass(self, world: World, split: str) -> None:
+    def activation_pass(self, world: Models, split: str) -> None:
         return None
 
     def describe(self) -> dict:
@@ -66,14 +63,31 @@ class LocalBackend:
         pass
 
 
+def recipe(source: Models) -> tuple:
+    """How a worker opens the driver's source: a world by preset name, real models by their spec."""
+    from benchmark.real_models import RealModels
+
+    return ("models", source.spec, source.lm) if isinstance(source, RealModels) else ("world", source.config.name)
+
+
+def open_recipe(recipe: tuple) -> Models:
+    if recipe[0] == "models":
+        from benchmark.real_models import RealModels
+
+        return RealModels(*recipe[1:])
+    from benchmark.world.build import build_world
+
+    return build_world(recipe[1])
+
+
 class ShardWorker:
-    """A Ray actor: loads the world once per worker process, then explains shard after shard."""
+    """A Ray actor: opens the source once per worker process (the VLM loads on first use, onto the
+    worker's GPU when it has one), then explains shard after shard."""
 
-    def __init__(self, world: str):
+    def __init__(self, recipe: tuple):
         import methods  # noqa: F401  (registers the built-in methods)
-        from benchmark.world.build import build_world
 
-        self.world = build_world(world)
+        self.world = open_recipe(recipe)
         self.contexts: dict[tuple[str, MethodConfig], Context] = {}
 
     def pid(self) -> int:
@@ -105,24 +119,25 @@ class RayBackend:
         self.plan: list[dict] = []
         self.started_ray = False
 
-    def _pool(self, world: str):
+    def _pool(self, source: Models):
         ray = self.ray
         if not ray.is_initialized():
             # Workers find the world where this process does; a multi-node cluster needs that path shared.
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"FEATUREBENCH_CACHE": str(cache_root().resolve())}})
             self.started_ray = True
-        if world not in self.actors:
+        key = source_name(source)
+        if key not in self.actors:
             gpus = int(ray.cluster_resources().get("GPU", 0))
             n = self.workers or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
             actor = ray.remote(ShardWorker).options(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1,
                                                     max_task_retries=-1)
-            self.actors[world] = [actor.remote(world) for _ in range(n)]
-        return ray.util.ActorPool(self.actors[world])
+            self.actors[key] = [actor.remote(recipe(source)) for _ in range(n)]
+        return ray.util.ActorPool(self.actors[key])
 
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
-        pool = self._pool(ctx.world.config.name)
-        size = shard_size(len(features), ctx.config.batch_size, self.shard_batches, len(self.actors[ctx.world.config.name]))
+        pool = self._pool(ctx.world)
+        size = shard_size(len(features), ctx.config.batch_size, self.shard_batches, len(self.actors[source_name(ctx.world)]))
         shards = [features[i:i + size] for i in range(0, len(features), size)]
         self.plan.append({"method": name, "lm": ctx.lm, "shard_size": size,
                           "shards": [[shard[0], shard[-1], len(shard)] for shard in shards]})
@@ -131,12 +146,12 @@ class RayBackend:
         for pieces in self._unwrap(results):
             yield from pieces
 
-    def activation_pass(self, world: World, split: str) -> Callable[[], PoolActivations]:
+    def activation_pass(self, world: Models, split: str) -> Callable[[], PoolActivations]:
         def compute() -> PoolActivations:
             n = len(world.pool(split).images_NHWC)
             slices = [(s, min(s + self.image_shard, n)) for s in range(0, n, self.image_shard)]
             self.plan.append({"activations": split, "shard_size": self.image_shard, "shards": [list(s) for s in slices]})
-            pool = self._pool(world.config.name)
+            pool = self._pool(world)
             return PoolActivations.concat(list(self._unwrap(pool.map(lambda a, s: a.activations.remote(split, *s), slices))))
 
         return compute
@@ -159,6 +174,12 @@ class RayBackend:
         self.actors.clear()
         if self.started_ray:
             self.ray.shutdown()
+
+
+def source_name(source: Models) -> str:
+    """The source's name in run.json's worker counts: the world preset, or the real models' SAE."""
+    kind, *parts = recipe(source)
+    return parts[0].sae_name if kind == "models" else parts[0]
 
 
 def shard_size(n_features: int, batch_size: int, max_batches: int, workers: int) -> int:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,21 +31,37 @@ def cached_stage(parent: Path, name: str, config: dict, build: Callable[[Path], 
     `build(tmp_dpath)` writes into a fresh temporary directory and returns metrics; the directory is
     renamed into place only after `meta.json` (config, metrics, seconds) is written inside it, so a
     stage either exists whole or not at all. An interrupted build leaves only a temporary directory,
-    which the next attempt removes."""
+    which a later attempt on the same host removes once its process is gone. Processes building the
+    same stage at once (Ray workers) each build their own; the first to finish wins."""
     dpath = parent / f"{name}-{config_hash(config)}"
     if (dpath / META).exists():
         return dpath, json.loads((dpath / META).read_text())
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{dpath.name}.tmp-{os.getpid()}"
-    for stale in parent.glob(f".{dpath.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    host = socket.gethostname()
+    tmp = parent / f".{dpath.name}.tmp-{host}-{os.getpid()}"
+    for stale in parent.glob(f".{dpath.name}.tmp-{host}-*"):
+        if not _alive(int(stale.name.rsplit("-", 1)[1])):  # another live process (a Ray worker) may be building it too
+            shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     start = time.perf_counter()
     metrics = build(tmp)
     meta = {"stage": name, "config": config, "seconds": round(time.perf_counter() - start, 2), **metrics}
     (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
-    if dpath.exists():  # someone else finished the same stage first; theirs is equally valid
-        shutil.rmtree(tmp)
-    else:
+    try:
         os.replace(tmp, dpath)
+    except OSError:  # someone else finished the same stage first; theirs is equally valid
+        if not (dpath / META).exists():
+            raise
+        shutil.rmtree(tmp)
     return dpath, meta
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

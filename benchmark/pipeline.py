@@ -113,13 +113,15 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     if not groundtruth:
         refuse_groundtruth(list(fns), [*metrics, *([tune_metric] if tune_metric else [])])
     backend = backend or LocalBackend()
-    world, lm, source_name = open_source(config, backend)
+    world, lm, source_name = open_source(config)
     config = replace(config, lm=lm)  # run.json and the run's key record the LM used, not None
     ctx = Context(world, lm, config.method)
     features = parse_features(config.features, ctx.sae.d_sae)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
     sctx = ScoringContext(world, config.scoring)
-    world.activations("topk", backend.activation_pass(world, "topk"))
+    for split in ("topk", "scoring"):  # here, before any worker needs them (the scoring pass gives the scales)
+        world.activations(split, backend.activation_pass(world, split))
+    world.groundtruth()
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
@@ -149,16 +151,13 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     return run_dir
 
 
-def open_source(config: RunConfig, backend: Backend) -> tuple[Models, str, str]:
+def open_source(config: RunConfig) -> tuple[Models, str, str]:
     """(source, its LM's name, its name in rows): the world preset, or the config's real models."""
     if config.models is None:
         from benchmark.world.build import build_world
 
         world = build_world(config.world)
         return world, config.lm or "large", world.config.name
-    if backend.describe()["name"] != "local":
-        raise UsageError(f"--backend {backend.describe()['name']} runs the embedded world only; real models run "
-                         f"with --backend local")
     lm = config.lm or config.models.vlm_name
     return RealModels(config.models, lm), lm, config.models.sae_name
 

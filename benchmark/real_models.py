@@ -278,9 +278,10 @@ class RealModels:
     def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
         """The SAE's activations on a split's patch tokens, computed once and cached."""
         return cached_activations(self.root / "activations", {"sae": self.dirs["sae"].name, "split": split},
-                                  compute or (lambda: self._activations_of(split)))
+                                  compute or (lambda: self.activations_of(split, slice(None))))
 
-    def _activations_of(self, split: str) -> PoolActivations:
+    def activations_of(self, split: str, images: slice) -> PoolActivations:
+        """Uncached activations of a slice of a split's images: one shard of the activation pass."""
         vlm = self.vlm
         engine = SteeringEngine(vlm, self.layer)
         patches_T = (vlm.token_patches()[:, 0] >= 0).to(vlm.device)
@@ -290,7 +291,7 @@ class RealModels:
             return torch.cat(list(engine.tower_states(images_NHWC, len(images_NHWC))))[:, patches_T].float()
 
         batch = max(1, TOKENS_PER_BATCH // len(patches_T))
-        acts = compute_activations(states, sae, self.pool(split).images_NHWC, batch=batch)
+        acts = compute_activations(states, sae, self.pool(split).images_NHWC[images], batch=batch)
         return PoolActivations(acts.indices_NPK.cpu(), acts.values_NPK.cpu(), acts.d_sae)
 
     def groundtruth(self) -> pd.DataFrame:

@@ -160,3 +160,26 @@ def test_bad_model_tables_are_one_line_exit_2(files, tmp_path, capsys, change, m
     assert main(["--config", toml, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path, monkeypatch):
+    """Workers open the same checkpoints from the run's spec; the activation pass shards over images."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'featurebench[ray]')")
+    from dataclasses import replace
+
+    from benchmark.backends import RayBackend
+    from benchmark.pipeline import RunConfig, run
+
+    config = RunConfig(methods=("steering", "hybrid"), features="0:8", metrics="none",
+                       models=models_config(tables(files), "test"), method=MethodConfig(batch_size=2),
+                       out=str(tmp_path / "local"))
+    local = run(config)
+    monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "fresh"))  # nothing cached: the workers compute it all
+    backend = RayBackend(workers=2, shard_batches=1, image_shard=32)
+    try:
+        remote = run(replace(config, out=str(tmp_path / "ray")), backend)
+    finally:
+        backend.close()
+    assert (remote / "explanations.jsonl").read_text() == (local / "explanations.jsonl").read_text()
+    plan = json.loads((remote / "run.json").read_text())["backend"]["plan"]
+    assert [len(p["shards"]) for p in plan] == [2, 2, 4, 4]  # 60 top-k and 60 scoring images; 8 features by 2

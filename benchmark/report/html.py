@@ -101,7 +101,7 @@ def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str]) ->
 def category_table(pivot: pd.DataFrame, name: str) -> str:
     head = "".join(f"<th class=num data-sort=num>{escape(str(g))}</th>" for g in pivot.columns)
     rows = []
-    for (world, lm, method), values in pivot.iterrows():
+    for (_world, lm, method), values in pivot.iterrows():
         tds = "".join(f'<td class=num data-value="{v:.6g}">{v:.3f}</td>' if _finite(v) else "<td class=num>–</td>"
                       for v in values)
         rows.append(f"<tr><td>{escape(lm)}</td><th scope=row>{escape(method)}</th>{tds}</tr>")
