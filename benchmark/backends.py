@@ -28,6 +28,9 @@ split the pool at the same places a local pass does."""
 
 
 class Backend(Protocol):
+    def start(self, source: Models) -> None:
+        """Called once the run's source is open, so workers can load it while this process goes on."""
+
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
         """(features, explanations) pieces covering `features`, in any order."""
 
@@ -50,6 +53,9 @@ def in_batches(ctx: Context, fn, features: list[int]) -> Iterator[tuple[list[int
 
 
 class LocalBackend:
+    def start(self, source: Models) -> None:
+        pass
+
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
         return in_batches(ctx, fn, features)
 
@@ -118,6 +124,9 @@ class RayBackend:
         self.actors: dict[str, list] = {}
         self.plan: list[dict] = []
         self.started_ray = False
+
+    def start(self, source: Models) -> None:
+        self._pool(source)  # actors are created asynchronously: they load the source in the background
 
     def _pool(self, source: Models):
         ray = self.ray

@@ -93,11 +93,23 @@ class WorldSpeaker:
     def __init__(self, world: World, lm: str):
         if lm not in world.config.lms:
             raise UsageError(f"unknown LM size {lm!r}; this world has {', '.join(world.config.lms)}")
-        self.vlm, self.tokenizer = world.vlm(lm), world.tokenizer
-        self.layer = self.vlm.model.vision_tower.encoder.layers[world.sae_layer - 1]
+        self.world, self.lm = world, lm
         self.image_size = world.config.image_size
         self.default_multiplier = float(world.report()["steering_multiplier"][lm])
         self.token_patch_T = torch.arange(-1, (world.config.image_size // world.patch) ** 2)  # CLS first
+
+    @cached_property
+    def vlm(self):
+        """Loaded on first use: a run whose answers come from workers or the cache never loads it."""
+        return self.world.vlm(self.lm)
+
+    @cached_property
+    def tokenizer(self):
+        return self.world.tokenizer
+
+    @cached_property
+    def layer(self):
+        return self.vlm.model.vision_tower.encoder.layers[self.world.sae_layer - 1]
 
     def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
                batch_size: int) -> list[str]:

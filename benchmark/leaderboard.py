@@ -83,15 +83,21 @@ def load_rows(dpath: Path) -> pd.DataFrame:
     return rows.sort_values([*KEYS, "feature"], kind="stable").reset_index(drop=True)
 
 
-def add_run(dpath: Path, run_dpath: Path) -> None:
-    """Merges a run's scores into the rows file of its (world, LM), replacing its methods' rows."""
+def read_run_scores(run_dpath: Path, flag: str) -> pd.DataFrame:
+    """A run directory's scores.csv, checked for the row columns; `flag` names the option in errors."""
     scores_fpath = run_dpath / "scores.csv"
     if not scores_fpath.is_file():
-        raise UsageError(f"--add {run_dpath}: no scores.csv (was the run made with --metrics none?)")
-    new = pd.read_csv(scores_fpath)
-    missing = [c for c in ROW_COLUMNS if c not in new.columns]
+        raise UsageError(f"{flag} {run_dpath}: no scores.csv (was the run made with --metrics none?)")
+    scores = pd.read_csv(scores_fpath)
+    missing = [c for c in ROW_COLUMNS if c not in scores.columns]
     if missing:
         raise UsageError(f"{scores_fpath}: missing columns {', '.join(missing)}")
+    return scores
+
+
+def add_run(dpath: Path, run_dpath: Path) -> None:
+    """Merges a run's scores into the rows file of its (world, LM), replacing its methods' rows."""
+    new = read_run_scores(run_dpath, "--add")
     for (world, lm), part in new.groupby(["world", "lm"], sort=True):
         fpath = dpath / "rows" / f"{world}-{lm}.csv.gz"
         old = pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]

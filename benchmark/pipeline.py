@@ -114,6 +114,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         refuse_groundtruth(list(fns), [*metrics, *([tune_metric] if tune_metric else [])])
     backend = backend or LocalBackend()
     world, lm, source_name = open_source(config)
+    backend.start(world)
     config = replace(config, lm=lm)  # run.json and the run's key record the LM used, not None
     ctx = Context(world, lm, config.method)
     features = parse_features(config.features, ctx.sae.d_sae)

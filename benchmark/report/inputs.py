@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 import benchmark.world.presets  # noqa: F401  (registers the built-in worlds)
-from benchmark.leaderboard import ROW_COLUMNS
+from benchmark.leaderboard import read_run_scores
 from benchmark.registry import WORLDS, UsageError
 
 IMAGE_STAGES = ("pools", "tower", "sae", "groundtruth")
@@ -43,15 +43,10 @@ class Leaderboard:
 def read_run(dpath: Path) -> Run:
     if not dpath.is_dir():
         raise UsageError(f"--run {dpath}: no such run directory")
-    scores_fpath, meta_fpath = dpath / "scores.csv", dpath / "run.json"
-    if not scores_fpath.is_file():
-        raise UsageError(f"--run {dpath}: no scores.csv (was the run made with --metrics none?)")
+    scores = read_run_scores(dpath, "--run")
+    meta_fpath = dpath / "run.json"
     if not meta_fpath.is_file():
         raise UsageError(f"--run {dpath}: no run.json (not a run directory?)")
-    scores = pd.read_csv(scores_fpath)
-    missing = [c for c in ROW_COLUMNS if c not in scores.columns]
-    if missing:
-        raise UsageError(f"{scores_fpath}: missing columns {', '.join(missing)}")
     try:
         meta = json.loads(meta_fpath.read_text())
         if meta["config"].get("models"):

@@ -44,6 +44,7 @@ class World:
     root: Path
     dirs: dict[str, Path] = field(default_factory=dict)
     metas: dict[str, dict] = field(default_factory=dict)
+    _pools: dict[str, Pool] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def patch(self) -> int:
@@ -54,7 +55,10 @@ class World:
         return self.config.sae.layer
 
     def pool(self, split: str) -> Pool:
-        return load_pool(self.dirs["pools"] / split)
+        """Loaded once (about a second for the default world's 5,000 images), then shared."""
+        if split not in self._pools:
+            self._pools[split] = load_pool(self.dirs["pools"] / split)
+        return self._pools[split]
 
     @cached_property
     def tokenizer(self):

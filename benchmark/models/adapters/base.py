@@ -79,8 +79,12 @@ class VLMAdapter:
 
     @property
     def read_state(self) -> int:
-        """The tower hidden state the projector reads; steering after it changes nothing."""
-        raise NotImplementedError
+        """The tower hidden state the projector reads; steering after it changes nothing. Default: the
+        config's `vision_feature_layer` (LLaVA, InternVL), negative counting from the last state."""
+        read = self.model.config.vision_feature_layer
+        if not isinstance(read, int):
+            raise ValueError(f"vision_feature_layer {read} concatenates several states; one state is supported")
+        return read if read >= 0 else len(self.tower_layers) + 1 + read
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -91,8 +95,9 @@ class VLMAdapter:
 
     @property
     def tokens_per_image(self) -> int:
-        """Image tokens one image occupies in the language model's input."""
-        raise NotImplementedError
+        """Image tokens one image occupies in the language model's input. Default: the config's
+        `image_seq_length`."""
+        return self.model.config.image_seq_length
 
     def layer(self, hidden_state: int) -> nn.Module:
         """The block whose output is tower hidden state `hidden_state`: where a steering hook goes."""

@@ -32,17 +32,6 @@ class LlavaAdapter(VLMAdapter):
     def tower_layers(self) -> nn.ModuleList:
         return self.tower.encoder.layers
 
-    @property
-    def read_state(self) -> int:
-        read = self.model.config.vision_feature_layer
-        if not isinstance(read, int):
-            raise ValueError(f"vision_feature_layer {read} concatenates several states; one state is supported")
-        return read if read >= 0 else len(self.tower_layers) + 1 + read
-
-    @property
-    def tokens_per_image(self) -> int:
-        return self.model.config.image_seq_length
-
     def encoder_output(self, features_NPD: torch.Tensor) -> BaseModelOutputWithPooling:
         return BaseModelOutputWithPooling(pooler_output=list(features_NPD))  # LlavaModel concatenates a list
 
