@@ -48,19 +48,20 @@ class SteeringEngine:
         self.generate_kwargs = generate_kwargs
 
     def answer(self, images_N: Sequence[ImageLike], prompt: str, vectors_BD: torch.Tensor,
-               positions_NT: torch.Tensor | None = None, max_new_tokens: int = 64) -> list[str]:
+               positions_NT: torch.Tensor | None = None, max_new_tokens: int = 64, answer_prefix: str = "") -> list[str]:
         """B answers; every row shows the same N images, row b steered by vectors_BD[b] at the tower
         tokens where positions_NT is true (every token when None)."""
-        inputs = self.vlm.encode([images_N], prompt)
+        inputs = self.vlm.encode([images_N], prompt, answer_prefix)
         return self.vlm.decode(self.generate_shared(inputs, vectors_BD, positions_NT, max_new_tokens))
 
     def answer_rows(self, images_BN: Sequence[Sequence[ImageLike]], prompt: str, vectors_BD: torch.Tensor,
-                    positions_BNT: torch.Tensor | None = None, max_new_tokens: int = 64) -> list[str]:
+                    positions_BNT: torch.Tensor | None = None, max_new_tokens: int = 64,
+                    answer_prefix: str = "") -> list[str]:
         """B answers; row b shows its own N images, steered by vectors_BD[b] where positions_BNT[b] is true."""
         answers: list[str] = []
         for start in range(0, len(vectors_BD), self.batch_size):
             stop = start + self.batch_size
-            inputs = self.vlm.encode(images_BN[start:stop], prompt)
+            inputs = self.vlm.encode(images_BN[start:stop], prompt, answer_prefix)
             positions = None if positions_BNT is None else positions_BNT[start:stop]
             answers += self.vlm.decode(self.generate_rows(inputs, vectors_BD[start:stop], positions, max_new_tokens))
         return answers

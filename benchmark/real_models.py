@@ -59,6 +59,7 @@ DESCRIBE = ("Describe in one sentence the highlighted element in this image: a l
             "abstract concept. Prefer the most general reading.")
 SHARED = ("Each image shows one element; everything else is blacked out. In one sentence, name the one element "
           "shared by all images: a low-level visual pattern or an abstract concept.")
+ANSWER_PREFIX = "The element is"
 STEERING_MULTIPLIER = 8.0
 """Default steering coefficient in units of each feature's mean top activation: the value the
 embedded world tunes to for every LM size. Tune it per model with `--tune`."""
@@ -134,6 +135,8 @@ class PromptSpec:
     """Asked with one image (steering and its controls, caption-top1)."""
     shared: str = SHARED
     """Asked with several images (top-k, hybrid)."""
+    answer_prefix: str = ANSWER_PREFIX
+    """Words every answer is forced to begin with, never part of the explanation."""
 
 
 @dataclass(frozen=True)
@@ -329,10 +332,10 @@ class RealSpeaker:
         spec = self.models.spec
         engine = SteeringEngine(self.models.vlm, self.models.layer, batch_size)
         prompt = spec.prompts.describe if images_BNHWC.shape[1] == 1 else spec.prompts.shared
-        tokens = spec.vlm.max_new_tokens
+        tokens, prefix = spec.vlm.max_new_tokens, spec.prompts.answer_prefix
         if positions_BNT is None and all(np.array_equal(images_BNHWC[0], row) for row in images_BNHWC[1:]):
-            return engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens)
-        return engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens)
+            return engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prefix)
+        return engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prefix)
 
 
 def top_activation_mean(acts: PoolActivations, k: int) -> torch.Tensor:

@@ -184,6 +184,17 @@ def test_the_prompt_follows_the_checkpoints_chat_template(vlms):
     assert vlms["llava"].prompt_text(2, PROMPT) == f"USER: <image>\n<image>\n{PROMPT} ASSISTANT:"
 
 
+def test_answers_begin_with_the_forced_prefix_which_is_never_decoded(vlms):
+    vlm = vlms["llava"]
+    assert vlm.prompt_text(1, PROMPT, "The element is") == f"USER: <image>\n{PROMPT} ASSISTANT: The element is"
+    plain, forced = (vlm.encode([[planted_image(10)]], PROMPT, prefix)["input_ids"][0] for prefix in ("", "The element is"))
+    prefix_ids = vlm.processor.tokenizer(" The element is", add_special_tokens=False)["input_ids"]
+    assert forced.tolist() == plain.tolist() + prefix_ids  # the prefix is prompt, not answer
+    readable = {"suppress_tokens": vlm.processor.tokenizer.all_special_ids}
+    (answer,) = vlm.generate([[planted_image(10)]], PROMPT, max_new_tokens=3, answer_prefix="The element is", **readable)
+    assert len(answer.split()) == 3  # only the new tokens
+
+
 def test_steering_after_the_read_state_is_refused(vlms):
     with pytest.raises(ValueError, match="outside"):
         vlms["llava"].layer(3)  # LLaVA reads hidden state 2 of 3

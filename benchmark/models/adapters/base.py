@@ -159,18 +159,22 @@ class VLMAdapter:
         for random-weight benchmarks, which have no tokenizer."""
         return {"input_ids": input_ids_BS, "attention_mask": torch.ones_like(input_ids_BS)}
 
-    def prompt_text(self, n_images: int, prompt: str) -> str:
+    def prompt_text(self, n_images: int, prompt: str, answer_prefix: str = "") -> str:
         """One user turn through the checkpoint's chat template: `n_images` images, then `prompt`,
-        then the generation prompt."""
+        then the generation prompt and `answer_prefix`, the words every answer is forced to begin
+        with (the paper's protocol). Only new tokens are decoded, so the prefix never reaches an answer."""
         content = [{"type": "image"}] * n_images + [{"type": "text", "text": prompt}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+        text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
                                                   tokenize=False)
+        if not answer_prefix:
+            return text
+        return text + answer_prefix if text[-1:].isspace() else f"{text} {answer_prefix}"
 
-    def encode(self, images: Sequence[Sequence[ImageLike]], prompt: str) -> BatchFeature:
+    def encode(self, images: Sequence[Sequence[ImageLike]], prompt: str, answer_prefix: str = "") -> BatchFeature:
         """Model inputs for rows of images (rows may hold different numbers), left padded, on the
         model's device; pixel values in the model's dtype, all images of all rows in row order."""
         rows = [[_as_pil(image) for image in row] for row in images]
-        texts = [self.prompt_text(len(row), prompt) for row in rows]
+        texts = [self.prompt_text(len(row), prompt, answer_prefix) for row in rows]
         enc = self.processor(images=rows, text=texts, padding=True, return_tensors="pt", **self.processor_kwargs)
         enc = enc.to(self.device)
         enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
@@ -181,9 +185,9 @@ class VLMAdapter:
 
     @torch.no_grad()
     def generate(self, images: Sequence[Sequence[ImageLike]], prompt: str, max_new_tokens: int,
-                 **generate_kwargs: Any) -> list[str]:
+                 answer_prefix: str = "", **generate_kwargs: Any) -> list[str]:
         """Greedy answers, one per row of images; only the new tokens are decoded."""
-        enc = self.encode(images, prompt)
+        enc = self.encode(images, prompt, answer_prefix)
         out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, **generate_kwargs)
         return self.decode(out[:, enc["input_ids"].shape[1]:])
 
