@@ -25,7 +25,7 @@ def calibrated_correlation(predicted: np.ndarray, actual: np.ndarray, fit: np.nd
     """(Pearson r, Spearman rho) on the records outside `fit` of the prediction affinely calibrated on
     the records in `fit` (slope >= 0). A constant prediction gives NaN; one whose fitted slope is not
     positive gives 0 (the calibrated prediction is the constant mean, which explains nothing)."""
-    if np.ptp(predicted) == 0:
+    if len(predicted) == 0 or np.ptp(predicted) == 0:
         return float("nan"), float("nan")
     slope, intercept = affine_fit(predicted[fit], actual[fit])
     if slope <= 0:
@@ -35,7 +35,9 @@ def calibrated_correlation(predicted: np.ndarray, actual: np.ndarray, fit: np.nd
 
 
 def simulation_records(mean_N: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of the `n` top images by activation and `n` random others, interleaved (top, random, ...)."""
+    """Indices of the `n` top images by activation and `n` random others, interleaved (top, random, ...);
+    a pool of fewer than 2n images gives half of it to each side."""
+    n = min(n, len(mean_N) // 2)
     order = np.argsort(-mean_N, kind="stable")
     top, rest = order[:n], order[n:]
     rng = np.random.default_rng(seed)

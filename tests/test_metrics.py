@@ -63,6 +63,9 @@ def test_simulation_records_interleave_top_and_random():
     records = simulation_records(mean, 10, seed=0)
     assert list(records[0::2]) == list(range(99, 89, -1))
     assert len(set(records[1::2])) == 10 and max(records[1::2]) < 90
+    small = simulation_records(np.arange(7.0), 50, seed=0)  # a pool smaller than 2 x 50: half each side
+    assert list(small[0::2]) == [6, 5, 4] and len(set(small[1::2])) == 3 and set(small[1::2]) <= {0, 1, 2, 3}
+    assert all(math.isnan(v) for v in calibrated_correlation(np.zeros(0), np.zeros(0), np.zeros(0, bool)))
 
 
 def test_clip_score_is_the_mean_cosine():
