@@ -24,6 +24,10 @@ the index, one source file and one page of `PAGE_SIZE` thumbnails; a feature pag
 (at most `SHARD` features). So for 10,000 features a gallery view loads about 1.4 MB and a feature
 page about 0.3 MB, whatever the folder's total (about 50 MB, or 120 MB on disk).
 
+Runs on real models (run.json's config.models) go by their SAE's name where world runs go by the
+world's; their images come from the checkpoints' caches (`RealImages`), and their pages say they
+have no ground truth.
+
 The report is written into a temporary directory beside `out` and renamed into place only when
 complete; an earlier report in `out` is replaced, any other non-empty directory is refused.
 """
@@ -38,11 +42,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from benchmark.cache import cache_root
-from benchmark.leaderboard import ROW_COLUMNS, category_table, headline_columns, main_table, pairwise_table
+from benchmark.leaderboard import KEYS, ROW_COLUMNS, category_table, headline_columns, main_table, pairwise_table
 from benchmark.registry import WORLDS, UsageError
 from benchmark.report import data, html
-from benchmark.report.images import WorldImages
-from benchmark.report.inputs import Leaderboard, Run, check_out, read_leaderboard, read_run, world_stages
+from benchmark.report.images import FeatureImages, RealImages, WorldImages
+from benchmark.report.inputs import Leaderboard, Run, check_out, read_leaderboard, read_run, real_sources, world_stages
 
 MARKER = ".featurebench-report"
 """A file every report holds, so that writing a report again may replace that directory."""
@@ -65,11 +69,12 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
     runs = [read_run(Path(d)) for d in run_dirs]
     board = read_leaderboard(Path(leaderboards)) if leaderboards is not None else None
     stages = world_stages(runs, cache_root())
+    real = real_sources(runs, stages)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write(tmp, runs, board, stages, "leaderboards" if leaderboards is None else str(leaderboards))
+        _write(tmp, runs, board, stages, real, "leaderboards" if leaderboards is None else str(leaderboards))
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -77,14 +82,17 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
 
 
 def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, stages: dict[str, dict[str, Path]],
-           board_name: str) -> None:
+           real: dict[str, Run], board_name: str) -> None:
     from benchmark.scoring import all_metrics
     from benchmark.tuning import TUNABLE
 
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")
-    k = {name: max(r.top_k for r in runs if r.world == name) for name in stages}
-    worlds = {name: WorldImages(name, dirs, cache_root(), k[name]) for name, dirs in stages.items()}
+    k = {name: max(r.top_k for r in runs if r.world == name) for name in (*stages, *real)}
+    worlds: dict[str, FeatureImages] = {name: WorldImages(name, dirs, cache_root(), k[name])
+                                        for name, dirs in stages.items()}
+    worlds |= {name: RealImages(r.models, r.lm, r.meta["world"]["sae"], cache_root(), k[name], r.name)
+               for name, r in real.items()}
     readers = {f: methods for f, (_, _, methods) in TUNABLE.items()}
     rows = data.combine_rows(runs, {w: im.scales for w, im in worlds.items()}, readers) if runs else None
     if board is None:
@@ -102,7 +110,7 @@ def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, stages: dict
     _write_features(dpath, rows, worlds)
 
 
-def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, WorldImages]) -> None:
+def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, FeatureImages]) -> None:
     """Images per feature (the slow part, under the progress bar), then the gallery's and the feature
     pages' data files."""
     if rows is None:
@@ -122,17 +130,22 @@ def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, Wo
     headlines = headline_columns(rows)
     score_cols = [c for c in rows.columns if c not in (*ROW_COLUMNS, *EXTRA_COLUMNS)]
     source_list = data.sources(rows)
-    _write_js(dpath / "data" / "index.js", "index", data.gallery_index(features, source_list, headlines, PAGE_SIZE))
+    no_truth = sorted(w for w, im in worlds.items() if not im.groundtruth)
+    _write_js(dpath / "data" / "index.js", "index",
+              data.gallery_index(features, source_list, headlines, PAGE_SIZE, no_truth))
     for i, source in enumerate(source_list):
         _write_js(dpath / "data" / f"source-{i}.js", f"source-{i}",
                   data.source_columns(rows, features, source["label"], headlines))
-    for name, records in data.feature_records(rows, features, score_cols, extras).items():
+    for name, records in data.feature_records(rows, features, score_cols, extras, no_truth).items():
         _write_js(dpath / "data" / "features" / f"{name}.js", f"features/{name}", records)
 
 
 def _tables(rows: pd.DataFrame) -> Leaderboard:
     headlines = headline_columns(rows)
-    return Leaderboard(main_table(rows, headlines), category_table(rows, headlines), pairwise_table(rows, headlines))
+    per_category = category_table(rows, headlines)
+    if per_category.empty:  # no aligned features (real models have no ground truth): the columns, no rows
+        per_category = pd.DataFrame(columns=[*KEYS, "group_by", "group", "n_features", *headlines])
+    return Leaderboard(main_table(rows, headlines), per_category, pairwise_table(rows, headlines))
 
 
 def _run_summaries(runs: list[Run]) -> list[dict]:

@@ -183,9 +183,11 @@ def shard_name(world: str, feature: int) -> str:
     return f"{world}-{feature // SHARD * SHARD}"
 
 
-def gallery_index(features: pd.DataFrame, source_list: list[dict], headlines: list[str], page_size: int) -> dict:
+def gallery_index(features: pd.DataFrame, source_list: list[dict], headlines: list[str], page_size: int,
+                  no_truth: list[str] = ()) -> dict:
     """What the gallery loads first, column-wise (one list per field): per (world, feature) its key,
-    ground truth and thumbnail; the sources and metrics to choose from; categories to filter by."""
+    ground truth and thumbnail; the sources and metrics to choose from; categories to filter by;
+    `no_truth`, the worlds without ground truth (real models' SAEs)."""
     categories = group_order([c for c in features.category.dropna().unique()])
     return {
         "key": features.key.tolist(), "feature": features.feature.astype(int).tolist(),
@@ -193,7 +195,7 @@ def gallery_index(features: pd.DataFrame, source_list: list[dict], headlines: li
         "category": [clean(c) for c in features.category],
         "aligned": features.aligned.fillna(False).astype(bool).tolist(),
         "sources": source_list, "metrics": headlines, "default_metric": default_metric(headlines),
-        "categories": categories, "page_size": page_size,
+        "categories": categories, "no_truth": list(no_truth), "page_size": page_size,
     }
 
 
@@ -207,17 +209,19 @@ def source_columns(rows: pd.DataFrame, features: pd.DataFrame, label: str, headl
 
 
 def feature_records(rows: pd.DataFrame, features: pd.DataFrame, score_cols: list[str],
-                    extras: dict[tuple[str, int], dict]) -> dict[str, dict]:
+                    extras: dict[tuple[str, int], dict], no_truth: list[str] = ()) -> dict[str, dict]:
     """The feature pages' data, by shard name: `columns` (the score columns, named once per shard)
     and `features`, per feature its ground truth, its neighbours in the gallery's order (`prev`,
     `next`), each source's explanation, LM, coefficient and scores (a list in `columns`' order), and
-    `extras` (top-image captions and activations) under the feature's (world, feature)."""
+    `extras` (top-image captions and activations) under the feature's (world, feature). `truth` is
+    false for the features of the worlds in `no_truth` (real models have no ground truth)."""
     grouped = {key: part for key, part in rows.groupby(["world", "feature"], sort=False)}
     keys = features.key.tolist()
     out: dict[str, list[dict]] = {}
     for i, f in enumerate(features.to_dict("records")):
         part = grouped[f["world"], f["feature"]]
         record = {k: clean(f[k]) for k in ("key", "world", "feature", *TRUTH)}
+        record["truth"] = f["world"] not in no_truth
         record["prev"] = keys[i - 1] if i else None
         record["next"] = keys[i + 1] if i + 1 < len(keys) else None
         record["explanations"] = [

@@ -6,6 +6,9 @@ Byte cost per feature: two PNG strips of k tiles. On the default world (32 x 32 
 heat-map strip averages 1.0 KB and the masked one 0.3 KB (1,024 features). Tiles larger than
 `TILE_MAX` pixels (real models' 224-px images) are downscaled to it, which bounds a strip at about
 k x 25 KB.
+
+A world's images come from the stage directories its run recorded (`WorldImages`); real models'
+from the caches of the checkpoints their run.json names (`RealImages`, no VLM loaded).
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import torch
 from PIL import Image
 
 from benchmark.activations import PoolActivations, masked_top_images
-from benchmark.registry import WORLDS
+from benchmark.real_models import ModelsConfig, RealModels
+from benchmark.registry import WORLDS, UsageError
 from benchmark.world.build import World
 
 TILE_MAX = 96
@@ -93,17 +97,22 @@ def top_image_arrays(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: tor
     return images.reshape(b, k, *images.shape[1:]), masked, acts_BKP.numpy(), idx_BK.numpy()
 
 
-class WorldImages:
-    """A world's `topk` pool, its cached SAE activations and its ground truth, loaded from the stage
-    directories a run recorded (not rebuilt), ready to draw any feature's images."""
+class FeatureImages:
+    """A source's `topk` pool, its cached SAE activations and each feature's scale, ready to draw any
+    feature's images. `groundtruth`: whether the source knows its features' concepts."""
 
-    def __init__(self, name: str, dirs: dict[str, Path], cache: Path, k: int):
-        world = World(WORLDS.get(name), cache, dict(dirs))
-        self.patch = world.patch
-        self.pool = world.pool("topk")
-        self.acts = world.activations("topk")
+    groundtruth = True
+
+    def __init__(self, source, k: int, activations: PoolActivations | None = None):
+        self.patch = source.patch
+        self.pool = source.pool("topk")
+        self.acts = activations if activations is not None else source.activations("topk")
         self.top_FK = self.acts.top_images(k)
-        self.scales = world.groundtruth().set_index("feature").scale
+        self.scales = source.groundtruth().set_index("feature").scale
+
+    def caption(self, i: int) -> str:
+        """What the feature page says under the top-k pool's image i."""
+        return self.pool.captions[i]
 
     def draw(self, features: list[int]) -> dict[int, dict]:
         """Per feature: the heat-map strip and the masked strip as PNG bytes, the top images' captions
@@ -112,9 +121,40 @@ class WorldImages:
                                                            features, self.patch)
         return {f: {"heat": png(strip(heat_overlay(images[i], acts_BKP[i], self.patch))),
                     "masked": png(strip(masked[i])),
-                    "captions": [self.pool.captions[j] for j in idx_BK[i]],
+                    "captions": [self.caption(j) for j in idx_BK[i]],
                     "activations": [round(float(a), 3) for a in acts_BKP[i].mean(-1)]}
                 for i, f in enumerate(features)}
+
+
+class WorldImages(FeatureImages):
+    """A world loaded from the stage directories a run recorded (not rebuilt)."""
+
+    def __init__(self, name: str, dirs: dict[str, Path], cache: Path, k: int):
+        super().__init__(World(WORLDS.get(name), cache, dict(dirs)), k)
+
+
+class RealImages(FeatureImages):
+    """Real models from their caches: the pool, and the SAE's activations over it that the run
+    computed (never recomputed here, which would load the VLM). Captions are the pool's labels when
+    it has a label column, else the image's place in the top-k pool."""
+
+    groundtruth = False
+
+    def __init__(self, spec: ModelsConfig, lm: str, sae_role: str, cache: Path, k: int, run: str):
+        models = RealModels(spec, lm, cache)
+        if models.dirs["sae"].name != sae_role:
+            raise UsageError(f"run {run}: its SAE, tower or pool is not what the run was made on (cache role "
+                             f"{sae_role}, now {models.dirs['sae'].name}); run it again to report it")
+
+        def missing():
+            raise UsageError(f"run {run}: the SAE's activations on the top-k pool are not in the cache {cache} "
+                             f"(set FEATUREBENCH_CACHE, or run it again)")
+
+        super().__init__(models, k, models.activations("topk", missing))
+
+    def caption(self, i: int) -> str:
+        labels = self.pool.labels
+        return labels[i] if labels else f"top-k pool image {i}"
 
 
 def _fit(tile_HWC: np.ndarray) -> np.ndarray:

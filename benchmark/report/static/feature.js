@@ -18,6 +18,7 @@ function strip(record, kind, caption) {
 }
 
 function truth(record) {
+  if (record.truth === false) return el("p", {class: "note"}, "No ground truth: real models' features have no known concept.");
   if (record.concept === null) return el("p", {class: "note"}, "The world has no concept for this feature (dead or unlabelled).");
   return el("dl", {class: "truth"},
     el("dt", {}, "concept"), el("dd", {}, el("b", {}, record.concept)),

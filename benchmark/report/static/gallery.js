@@ -8,6 +8,8 @@ const ui = (id) => document.getElementById(id);
 const state = {source: 0, metric: index.default_metric, category: "", min: "", aligned: false, sort: "feature", page: 0};
 const worlds = new Set(index.world);
 const lms = new Set(index.sources.map((s) => s.world + "/" + s.lm));
+const noTruth = new Set(index.no_truth || []);  // worlds without ground truth: real models' SAEs
+const anyTruth = index.world.some((w) => !noTruth.has(w));
 
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
@@ -17,6 +19,7 @@ function readHash() {
     state[name] = typeof state[name] === "number" ? Number(value) || 0 : typeof state[name] === "boolean" ? value === "true" : value;
   }
   state.source = Math.min(Math.max(state.source, 0), Math.max(index.sources.length - 1, 0));
+  if (!anyTruth) state.category = "";  // "all" is the only choice
 }
 
 function options(select, pairs, value) {
@@ -31,7 +34,8 @@ function sourceName(source) {
 function setUp() {
   options(ui("source"), index.sources.map((s, i) => [i, sourceName(s)]), state.source);
   options(ui("metric"), index.metrics.map((m) => [m, m.replaceAll("_", " ")]), state.metric);
-  options(ui("category"), [["", "all"], ...index.categories.map((c) => [c, c]), ["none", "(no concept)"]], state.category);
+  options(ui("category"), anyTruth ? [["", "all"], ...index.categories.map((c) => [c, c]), ["none", "(no concept)"]]
+    : [["", "all"]], state.category);
   ui("min").value = state.min;
   ui("aligned").checked = state.aligned;
   ui("sort").value = state.sort;
@@ -70,7 +74,8 @@ function select(column) {
 function row(i, column, scores) {
   const link = "feature.html#" + encodeURIComponent(index.key[i]);
   const name = (worlds.size > 1 ? index.world[i] + " " : "") + "#" + index.feature[i];
-  const truth = index.concept[i] === null ? el("span", {class: "note"}, "no concept")
+  const truth = noTruth.has(index.world[i]) ? el("span", {class: "note"}, "no ground truth")
+    : index.concept[i] === null ? el("span", {class: "note"}, "no concept")
     : [el("b", {}, index.concept[i]), " ", el("span", {class: "note"}, index.category[i]),
        index.aligned[i] ? el("span", {class: "badge"}, "aligned") : null];
   return el("tr", {class: "feature-row"},
