@@ -73,7 +73,7 @@ def recipe(source: Models) -> tuple:
     """How a worker opens the driver's source: a world by preset name, real models by their spec."""
     from benchmark.real_models import RealModels
 
-    return ("models", source.spec, source.lm) if isinstance(source, RealModels) else ("world", source.config.name)
+    return ("models", source.spec.resolved(), source.lm) if isinstance(source, RealModels) else ("world", source.config.name)
 
 
 def open_recipe(recipe: tuple) -> Models:

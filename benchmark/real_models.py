@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -159,6 +159,15 @@ class ModelsConfig:
         """What rows record in the `world` column: the SAE's file or directory name."""
         path = Path(self.sae.path)
         return path.stem if path.suffix in (".safetensors", ".pt", ".pth", ".bin") else path.name
+
+    def resolved(self) -> ModelsConfig:
+        """The same models with local paths made absolute, for processes in another directory (Ray
+        workers). Cache identities already use absolute paths, so they do not change."""
+        return replace(self, vlm=replace(self.vlm, path=_where(self.vlm.path)),
+                       sae=replace(self.sae, path=_where(self.sae.path)),
+                       pool=replace(self.pool, source=_where(self.pool.source)),
+                       scorer=replace(self.scorer, model=_where(self.scorer.model),
+                                      pretrained=self.scorer.pretrained and _where(self.scorer.pretrained)))
 
 
 TABLES = {"vlm": VLMSpec, "sae": SAESpec, "scorer": ScorerSpec, "pool": PoolSpec, "prompts": PromptSpec}

@@ -5,6 +5,7 @@ caches, and what needs ground truth is refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -170,8 +171,11 @@ def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path
     from benchmark.backends import RayBackend
     from benchmark.pipeline import RunConfig, run
 
+    monkeypatch.chdir(files)  # paths relative to the driver's directory, which need not be a worker's
+    relative = {name: {k: (str(Path(v).relative_to(files)) if isinstance(v, str) and v.startswith(str(files)) else v)
+                       for k, v in table.items()} for name, table in tables(files).items()}
     config = RunConfig(methods=("steering", "hybrid"), features="0:8", metrics="none",
-                       models=models_config(tables(files), "test"), method=MethodConfig(batch_size=2),
+                       models=models_config(relative, "test"), method=MethodConfig(batch_size=2),
                        out=str(tmp_path / "local"))
     local = run(config)
     monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "fresh"))  # nothing cached: the workers compute it all
@@ -183,3 +187,14 @@ def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path
     assert (remote / "explanations.jsonl").read_text() == (local / "explanations.jsonl").read_text()
     plan = json.loads((remote / "run.json").read_text())["backend"]["plan"]
     assert [len(p["shards"]) for p in plan] == [2, 2, 4, 4]  # 60 top-k and 60 scoring images; 8 features by 2
+
+
+def test_resolved_spec_makes_local_paths_absolute_and_leaves_names(files, monkeypatch):
+    """What a Ray worker on another node gets: no path that depends on the driver's directory."""
+    monkeypatch.chdir(files)
+    spec = models_config({"vlm": {"family": "llava", "path": "llava"}, "sae": {"path": "sae.safetensors"},
+                          "pool": {"source": "images"}, "scorer": {"model": "ViT-L-14", "pretrained": "openai"}},
+                         "test").resolved()
+    assert (spec.vlm.path, spec.sae.path, spec.pool.source) == (
+        str(files / "llava"), str(files / "sae.safetensors"), str(files / "images"))
+    assert (spec.scorer.model, spec.scorer.pretrained) == ("ViT-L-14", "openai")  # open_clip names stay names
