@@ -18,6 +18,7 @@ from benchmark.backends import RayBackend, make_backend, shard_size
 from benchmark.context import MethodConfig
 from benchmark.pipeline import RunConfig, run
 from benchmark.registry import UsageError
+from tests.slow_plugin import logged, write_slow_plugin
 
 try:
     import ray  # noqa: F401
@@ -88,16 +89,7 @@ def test_ray_backend_gives_the_local_results_and_shards_the_activation_pass(worl
 @needs_ray
 def test_worker_killed_mid_shard_is_retried_and_every_feature_is_stored_once(world, world_cache, tmp_path):
     """A slow plug-in method logs (pid, feature) per batch; one worker is SIGKILLed mid-shard."""
-    log = tmp_path / "computed.log"
-    plugin = tmp_path / "slow.py"
-    plugin.write_text(
-        "import os, time\n"
-        f"LOG = {str(log)!r}\n"
-        "def explain(ctx, features):\n"
-        "    time.sleep(0.4)\n"
-        "    with open(LOG, 'a') as fh:\n"
-        "        fh.write(''.join(f'{os.getpid()} {f}\\n' for f in features))\n"
-        "    return [f'feature {f}' for f in features]\n")
+    plugin, log = write_slow_plugin(tmp_path, 0.4)
     cache = fresh_cache(world_cache, tmp_path)
     args = [sys.executable, "-m", "benchmark", "--method", f"{plugin}:explain", "--features", "0:64", "--world", "tiny",
             "--lm", "small", "--batch-size", "4", "--metrics", "none", "--backend", "ray", "--workers", "2",
@@ -107,12 +99,12 @@ def test_worker_killed_mid_shard_is_retried_and_every_feature_is_stored_once(wor
     deadline = time.time() + 180
     while time.time() < deadline and (not log.exists() or not log.read_text()):
         time.sleep(0.05)
-    victim = int(log.read_text().split()[0])
+    victim = logged(log)[0][0]
     os.kill(victim, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-2000:]
 
-    computed = [line.split() for line in log.read_text().splitlines()]
+    computed = logged(log)
     assert len(computed) > 64  # the killed worker's shard ran again
     assert len({pid for pid, _ in computed}) >= 3  # two workers and the restarted one
     (run_dir,) = (tmp_path / "out").iterdir()

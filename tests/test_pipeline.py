@@ -13,6 +13,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.pipeline import RunConfig, read_submission, run
 from benchmark.registry import UsageError
+from tests.slow_plugin import logged, write_slow_plugin
 
 ALL = ("steering", "topk", "hybrid", "random-direction", "permuted", "no-steer", "caption-top1", "random-words", "oracle")
 
@@ -87,30 +88,20 @@ def test_submission_is_recorded_as_a_method(world, tmp_path):
 
 def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world, world_cache, tmp_path):
     """A plug-in method that logs each feature it explains, slowly, killed with SIGKILL mid-run."""
-    log = tmp_path / "computed.log"
-    plugin = tmp_path / "slow.py"
-    plugin.write_text(
-        "import time\n"
-        f"LOG = {str(log)!r}\n"
-        "def explain(ctx, features):\n"
-        "    time.sleep(0.3)\n"
-        "    with open(LOG, 'a') as fh:\n"
-        "        fh.write(''.join(f'{f}\\n' for f in features))\n"
-        "    return [f'feature {f}' for f in features]\n")
+    plugin, log = write_slow_plugin(tmp_path, 0.3)
     args = [sys.executable, "-m", "benchmark", "--method", f"{plugin}:explain", "--features", "0:60", "--world", "tiny",
             "--lm", "small", "--batch-size", "4", "--out", str(tmp_path / "out")]
     env = {**os.environ, "FEATUREBENCH_CACHE": str(world_cache)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and (not log.exists() or len(log.read_text().split()) < 12):
+    while time.time() < deadline and (not log.exists() or len(logged(log)) < 12):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = log.read_text().split()
+    before = logged(log)
     assert 12 <= len(before) < 60
     subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    computed = log.read_text().split()
-    assert sorted(map(int, computed)) == list(range(60))  # each feature computed exactly once overall
+    assert sorted(f for _, f in logged(log)) == list(range(60))  # each feature computed exactly once overall
     (run_dir,) = (tmp_path / "out").iterdir()
     assert sorted(r["feature"] for r in rows(run_dir)) == list(range(60))
 
