@@ -53,6 +53,9 @@ def _human(report: dict) -> str:
     for lm, cats in report["steering_sanity"].items():
         lines.append(f"steering [{lm}, x{report['steering_multiplier'][lm]}] named/clean/random: " + ", ".join(
             f"{c} {v['feature']:.2f}/{v['clean']:.2f}/{v['random']:.2f}" for c, v in cats.items()))
+    for lm, cats in report["topk_sanity"].items():
+        lines.append(f"top-k prompt [{lm}] named/nothing: " + ", ".join(
+            f"{c} {v['named']:.2f}/{v['nothing']:.2f}" for c, v in cats.items()))
     return "\n".join(lines)
 
 

@@ -15,7 +15,8 @@ from benchmark.models.scorer import Scorer
 from benchmark.steering import steer
 from benchmark.world.groundtruth import concept_patch_masks, dissect
 from benchmark.world.training import pixel_values
-from benchmark.world.vlm import prompt, tower_states, vlm_logits
+from benchmark.world.quality import naming_rates
+from benchmark.world.vlm import mask_to_patches, prompt, shared_answer, thinned, tower_states, view_masks, vlm_logits
 
 
 def test_captioner_beats_chance_on_held_out_images(world):
@@ -164,7 +165,8 @@ def test_cli_prints_the_report_as_the_last_json_line(world, capsys):
     assert set(report["caption_recall"]) == set(world.config.lms)
     assert report["build_seconds"]["total"] == pytest.approx(sum(v for k, v in report["build_seconds"].items()
                                                                  if k != "total"), abs=0.05)
-    for key in ("scorer_retrieval_top1", "sae_fve", "sae_alive_fraction", "aligned_features", "steering_sanity"):
+    for key in ("scorer_retrieval_top1", "sae_fve", "sae_alive_fraction", "aligned_features", "steering_sanity",
+                "topk_sanity"):
         assert key in report
     assert report["load_seconds"] < 10
 
@@ -174,3 +176,40 @@ def test_saved_tokenizer_does_not_truncate_long_prompts(world):
     ids = world.tokenizer(five_images, add_special_tokens=False).input_ids
     assert len(ids) == len(five_images.split())
     assert world.tokenizer.backend_tokenizer.truncation is None
+
+
+def test_naming_rates_count_whole_word_names_and_nothing_per_category():
+    aligned = pd.DataFrame({"concept": ["red", "red", "blue", "striped"], "category": ["colour"] * 3 + ["texture"]})
+    texts = ["red", "reddish small", "nothing", "large striped"]
+    report = naming_rates(texts, aligned)
+    assert report == {"colour": {"named": pytest.approx(1 / 3), "nothing": pytest.approx(1 / 3), "n": 3},
+                      "texture": {"named": 1.0, "nothing": 0.0, "n": 1}}
+
+
+def test_top_k_training_views_look_like_feature_masks():
+    rng = np.random.default_rng(0)
+    objects = np.zeros((200, 16), bool)
+    objects[:, :4] = True
+    scene = objects.copy()
+    scene[:, 4:6] = True  # another object in the same image
+    masks = view_masks(objects, scene, rng)
+    assert (masks["whole"] == objects).all()
+    partial = masks["partial"]
+    assert (partial[:, :4].any(1)).all() and not partial[:, 4:6].any()  # part of the object, never the other one
+    assert partial[:, :4].sum() < objects.sum() and partial[:, 6:].any()  # thinned, with stray background patches
+    background = thinned(~scene, rng)
+    assert not background[:, :6].any() and background.any(1).all()  # background only, never empty-handed
+    assert not thinned(np.zeros((3, 16), bool), rng).any()
+
+
+def test_shared_answer_names_only_what_every_visible_object_has():
+    from benchmark.world.concepts import ObjectSpec
+    a = ObjectSpec("red", "plain", "circle", "large", "top left")
+    b = ObjectSpec("red", "striped", "circle", "large", "top right")
+    field = ObjectSpec("red", "plain")
+    assert shared_answer([a, b]) == "large red circle"
+    assert shared_answer([a, field]) == "red plain"
+    image = np.full((2, 4, 4, 3), 200, np.uint8)
+    keep = np.array([[True, False, False, False], [False, False, False, True]])
+    masked = mask_to_patches(image, keep, 2)
+    assert (masked[0, :2, :2] == 200).all() and masked[0, 2:].sum() == 0 and (masked[1, 2:, 2:] == 200).all()

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer, CLIPVisionModel, LlavaForConditionalGeneration, LlavaProcessor
 
-from benchmark.activations import PoolActivations, cached_activations, compute_activations
+from benchmark.activations import PoolActivations, cached_activations, compute_activations, masked_top_images
 from benchmark.cache import cache_root, cached_stage
 from benchmark.models.sae import TopKSAE, fraction_of_variance_explained
 from benchmark.models.scorer import Scorer
@@ -25,13 +25,14 @@ from benchmark.world.pools import SPLITS, Pool, load_pool, make_pool, save_pool
 from benchmark.registry import WORLDS
 from benchmark.world.presets import WorldConfig
 from benchmark.world.render import GENERATOR_VERSION
-from benchmark.world.quality import caption_recall, steering_sanity
+from benchmark.world.quality import caption_recall, steering_sanity, topk_sanity
 from benchmark.world.sae_training import train_sae
 from benchmark.world.scorer_training import retrieval_top1, train_scorer
 from benchmark.world.tokenizer import build_tokenizer
 from benchmark.world.tower import train_tower
 from benchmark.world.training import image_processor
-from benchmark.world.vlm import TrainingExamples, build_vlm, tower_states, train_vlm
+from benchmark.world.vlm import (MAX_IMAGES, TRAINING_DATA_VERSION, TrainingExamples, build_vlm, tower_states,
+                                 train_vlm)
 
 TOP_ACTIVATIONS = 16  # a feature's steering scale: the mean of its top activations on held-out patches
 
@@ -107,6 +108,7 @@ class World:
             "aligned_features": self.metas["groundtruth"]["aligned_features"],
             "steering_sanity": quality["steering_sanity"],
             "steering_multiplier": quality["steering_multiplier"],
+            "topk_sanity": quality["topk_sanity"],
         }
 
 
@@ -128,9 +130,9 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
 
     stage("tower", {"pools": key("pools"), "tower": cfg.tower, "seed": cfg.seed},
           lambda d: _build_tower(d, cfg, train()))
-    examples = _Lazy(lambda: TrainingExamples(world.tower(), world.tokenizer, train()))
+    examples = _Lazy(lambda: TrainingExamples(world.tower(), world.tokenizer, train(), cfg.seed))
     for i, (size, lm) in enumerate(cfg.lms.items()):
-        stage(f"vlm-{size}", {"tower": key("tower"), "lm": lm, "seed": cfg.seed + i},
+        stage(f"vlm-{size}", {"tower": key("tower"), "lm": lm, "seed": cfg.seed + i, "data": TRAINING_DATA_VERSION},
               lambda d, lm=lm, seed=cfg.seed + i, size=size: _build_vlm(d, world, lm, seed, size, examples()))
     stage("sae", {"tower": key("tower"), "sae": cfg.sae, "seed": cfg.seed},
           lambda d: _build_sae(d, cfg, world.tower(), train(), scoring()))
@@ -139,7 +141,7 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
     stage("groundtruth", {"sae": key("sae"), "iou": ALIGNED_IOU, "precision": ALIGNED_PRECISION},
           lambda d: _build_groundtruth(d, world, scoring()))
     quality_cfg = {"vlms": [key(f"vlm-{s}") for s in cfg.lms], "groundtruth": key("groundtruth"),
-                   "images": cfg.quality_images, "multipliers": cfg.steering_multipliers}
+                   "images": cfg.quality_images, "multipliers": cfg.steering_multipliers, "topk_images": MAX_IMAGES}
     stage("quality", quality_cfg, lambda d: _build_quality(world, scoring()))
     return world
 
@@ -215,10 +217,15 @@ def _build_quality(world: World, scoring: Pool) -> dict:
     aligned = table[table.aligned].reset_index(drop=True)
     sae = world.sae()
     scales = torch.tensor(table.scale.to_numpy(), dtype=torch.float32)
-    recall, sanity, multiplier = {}, {}, {}
+    acts = world.activations("topk")
+    masked, _ = masked_top_images(world.pool("topk").images_NHWC, acts, acts.top_images(MAX_IMAGES),
+                                  aligned.feature.tolist(), world.patch)
+    recall, sanity, multiplier, topk = {}, {}, {}, {}
     for size in cfg.lms:
         vlm = world.vlm(size)
         recall[size] = caption_recall(vlm, world.tokenizer, sample)
         sanity[size], multiplier[size] = steering_sanity(vlm, world.tokenizer, sae, world.sae_layer, aligned, scales,
                                                          cfg.steering_multipliers, seed=cfg.seed)
-    return {"caption_recall": recall, "steering_sanity": sanity, "steering_multiplier": multiplier}
+        topk[size] = topk_sanity(vlm, world.tokenizer, masked, aligned)
+    return {"caption_recall": recall, "steering_sanity": sanity, "steering_multiplier": multiplier,
+            "topk_sanity": topk}

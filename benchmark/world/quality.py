@@ -1,5 +1,6 @@
-"""How competent the built world is: caption recall per category, and whether steering the empty
-image by an aligned feature's decoder direction makes the VLM name that feature's concept."""
+"""How competent the built world is: caption recall per category, whether steering the empty
+image by an aligned feature's decoder direction makes the VLM name that feature's concept, and
+whether the top-k prompt over an aligned feature's masked top images does."""
 from __future__ import annotations
 
 import numpy as np
@@ -80,3 +81,26 @@ def steering_sanity(vlm, tokenizer, sae: TopKSAE, layer: int, aligned: pd.DataFr
             report[category] = {"feature": float(named[rows].mean()), "clean": float(clean[rows].mean()),
                                 "random": float(random_named[rows].mean()), "n": int(rows.sum())}
     return report, best
+
+
+def naming_rates(texts: list[str], aligned: pd.DataFrame) -> dict[str, dict]:
+    """Per category of the aligned features (rows in `texts` order): the share of answers naming the
+    feature's concept, and the share answering 'nothing' (what the world's VLM says when the masked
+    images show no object: a feature that fires on the background of images with its concept)."""
+    named = np.array([names(t, c) for t, c in zip(texts, aligned.concept)])
+    nothing = np.array([t.strip() == "nothing" for t in texts])
+    report = {}
+    for category in CATEGORIES:
+        rows = (aligned.category == category).to_numpy()
+        if rows.any():
+            report[category] = {"named": float(named[rows].mean()), "nothing": float(nothing[rows].mean()),
+                                "n": int(rows.sum())}
+    return report
+
+
+def topk_sanity(vlm: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, masked_BKHWC: np.ndarray,
+                aligned: pd.DataFrame, batch: int = 64) -> dict[str, dict]:
+    """`naming_rates` of the top-k prompt's answers, one row of masked top images per aligned feature."""
+    texts = [t for start in range(0, len(masked_BKHWC), batch)
+             for t in generate(vlm, tokenizer, masked_BKHWC[start:start + batch])]
+    return naming_rates(texts, aligned)

@@ -1,8 +1,8 @@
 """The world's VLM: `LlavaForConditionalGeneration` around the frozen tower, one per LM size.
 
 It serves the paper's two prompts. `describe` (the steering prompt): one image, answered with a
-caption. `shared` (the top-k prompt): several images, each masked to where something is, answered
-with what all of them share. The answer prefix 'answer :' ends every prompt and is never decoded.
+caption. `shared` (the top-k prompt): several masked images, answered with what all of them share,
+or 'nothing' when none shows an object. The answer prefix 'answer :' ends every prompt and is never decoded.
 Training runs on tower features computed once (the tower is frozen), through the model's own
 projector and language model; `vlm_logits` is checked against the model's full forward in tests.
 """
@@ -17,7 +17,7 @@ from tqdm import tqdm
 from transformers import (CLIPVisionModel, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
                           PreTrainedTokenizerFast)
 
-from benchmark.world.concepts import CATEGORIES, ObjectSpec, fragment
+from benchmark.world.concepts import CATEGORIES, ObjectSpec, caption, fragment
 from benchmark.world.pools import Pool, object_patch_masks
 from benchmark.world.training import adamw_with_schedule, batches, pixel_values
 
@@ -25,6 +25,7 @@ DESCRIBE = "describe what you see . answer :"
 SHARED = "name the one element shared by all images . answer :"
 MAX_IMAGES = 5
 READ_LAYER = -1  # the VLM reads the tower's last hidden state (its `vision_feature_layer`)
+TRAINING_DATA_VERSION = 3  # part of the VLM stages' cache key; 3: fields, partial and background-only top-k views
 
 
 @dataclass(frozen=True)
@@ -95,23 +96,52 @@ def mask_to_patches(images_NHWC: np.ndarray, keep_NP: np.ndarray, patch: int) ->
     return np.where(keep, images_NHWC, 0).astype(np.uint8)
 
 
-class TrainingExamples:
-    """Both prompts' training examples over a pool. The frozen tower's features of every image and
-    of every object's masked view are computed once here and shared by all LM sizes."""
+def thinned(mask_VP: np.ndarray, rng: np.random.Generator, keep: float = 0.5) -> np.ndarray:
+    """Each patch of each mask kept with probability `keep`, and at least one where there was one."""
+    kept = mask_VP & (rng.random(mask_VP.shape) < keep)
+    rows = np.flatnonzero(mask_VP.any(1))
+    kept[rows, [rng.choice(np.flatnonzero(mask_VP[r])) for r in rows]] = True
+    return kept
 
-    def __init__(self, tower: CLIPVisionModel, tokenizer: PreTrainedTokenizerFast, pool: Pool):
+
+def view_masks(objects_VP: np.ndarray, scene_VP: np.ndarray, rng: np.random.Generator,
+               stray: float = 0.1) -> dict[str, np.ndarray]:
+    """(V, P) bool masks of each object's view, in two kinds like the masks top-k shows. `whole`: the
+    object's patches. `partial`: some of them plus a few stray background patches (an SAE feature
+    fires on part of an object, now and then beside it). `scene_VP`: patches showing any object of
+    the view's image."""
+    return {"whole": objects_VP,
+            "partial": thinned(objects_VP, rng) | (~scene_VP & (rng.random(objects_VP.shape) < stray))}
+
+
+class TrainingExamples:
+    """Both prompts' training examples over a pool. The frozen tower's features of every image, of
+    every object's masked views (`view_masks`) and of background-only views are computed once here
+    and shared by all LM sizes. Background fields are views too: a colour feature's top images are
+    often fields. A background-only view is what top-k shows of a feature that fires on the
+    background of images containing its concept; the pixels show no object, so any image's serves."""
+
+    def __init__(self, tower: CLIPVisionModel, tokenizer: PreTrainedTokenizerFast, pool: Pool, seed: int = 0,
+                 background_views: int = 8192):
         self.tok, self.pool = tokenizer, pool
         self.patch = tower.config.patch_size
         self.patches = (tower.config.image_size // self.patch) ** 2
         self.image_features = tower_states(tower, pool.images_NHWC, READ_LAYER)
-        views = [(i, k) for i, objs in enumerate(pool.objects) for k, o in enumerate(objs) if not o.is_field]
-        self.views = views
-        keep = object_patch_masks(pool.segmentation_NHW, self.patch)
-        index = np.array(views)
-        masked = mask_to_patches(pool.images_NHWC[index[:, 0]], keep[index[:, 0], index[:, 1]], self.patch)
-        self.view_features = tower_states(tower, masked, READ_LAYER)
+        self.views = [(i, k) for i, objs in enumerate(pool.objects) for k in range(len(objs))]
+        index = np.array(self.views)
+        rng = np.random.default_rng(seed)
+        shows_NKP = object_patch_masks(pool.segmentation_NHW, self.patch)
+        scene_NP = shows_NKP.any(1)
+        masks = view_masks(shows_NKP[index[:, 0], index[:, 1]], scene_NP[index[:, 0]], rng)
+        images = pool.images_NHWC[index[:, 0]]
+        self.view_features = {kind: tower_states(tower, mask_to_patches(images, keep_VP, self.patch), READ_LAYER)
+                              for kind, keep_VP in masks.items()}
+        candidates = np.flatnonzero(~scene_NP.all(1))  # not a field: some patch shows no object
+        with_background = rng.choice(candidates, min(background_views, len(candidates)), replace=False)
+        self.background_features = tower_states(tower, mask_to_patches(
+            pool.images_NHWC[with_background], thinned(~scene_NP[with_background], rng), self.patch), READ_LAYER)
         self.by_concept: dict[str, list[int]] = {}
-        for v, (i, k) in enumerate(views):
+        for v, (i, k) in enumerate(self.views):
             for name in pool.objects[i][k].concepts().values():
                 self.by_concept.setdefault(name, []).append(v)
         self.concepts = sorted(self.by_concept)
@@ -135,17 +165,29 @@ class TrainingExamples:
         ids, attn, lab = self._encode([p] * len(idx), [self.pool.captions[i] for i in idx])
         return ids, attn, lab, self.image_features[idx]
 
-    def shared(self, batch: int, rng: np.random.Generator):
+    def shared(self, batch: int, rng: np.random.Generator, partial: float = 0.4, empty: float = 0.15,
+               all_empty: float = 0.1):
+        """A batch of top-k prompts: 3 to MAX_IMAGES views sharing a random concept. A view is whole,
+        partial (probability `partial`) or background only (`empty`); a row is all background with
+        probability `all_empty`. The answer names everything the visible objects share, or 'nothing'."""
         n_images = int(rng.integers(3, MAX_IMAGES + 1))
         p = prompt(self.tok, n_images, self.patches)
-        answers, views = [], []
+        answers, features, backgrounds = [], [], self.background_features
         for _ in range(batch):
             having = self.by_concept[self.concepts[rng.integers(len(self.concepts))]]
             chosen = [having[j] for j in rng.choice(len(having), n_images, replace=False)]
-            views += chosen
-            answers.append(shared_answer([self.pool.objects[i][k] for i, k in (self.views[v] for v in chosen)]))
+            kinds = rng.choice(["whole", "partial", "empty"], n_images, p=[1 - partial - empty, partial, empty])
+            if rng.random() < all_empty:
+                kinds[:] = "empty"
+            elif (kinds == "empty").all():
+                kinds[rng.integers(n_images)] = "whole"
+            features += [backgrounds[rng.integers(len(backgrounds))] if kind == "empty" else self.view_features[kind][v]
+                         for kind, v in zip(kinds, chosen)]
+            visible = [self.pool.objects[i][k] for kind, (i, k) in zip(kinds, (self.views[v] for v in chosen))
+                       if kind != "empty"]
+            answers.append(shared_answer(visible) if visible else caption(()))
         ids, attn, lab = self._encode([p] * batch, answers)
-        return ids, attn, lab, self.view_features[views]
+        return ids, attn, lab, torch.stack(features)
 
 
 def train_vlm(vlm: LlavaForConditionalGeneration, data: TrainingExamples, cfg: LMConfig, seed: int, name: str,
