@@ -88,7 +88,7 @@ def test_submission_is_recorded_as_a_method(world, tmp_path):
 
 def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world, world_cache, tmp_path):
     """A plug-in method that logs each feature it explains, slowly, killed with SIGKILL mid-run."""
-    plugin, log = write_slow_plugin(tmp_path, 0.3)
+    plugin, log = write_slow_plugin(tmp_path, 0.5)
     args = [sys.executable, "-m", "benchmark", "--method", f"{plugin}:explain", "--features", "0:60", "--world", "tiny",
             "--lm", "small", "--batch-size", "4", "--out", str(tmp_path / "out")]
     env = {**os.environ, "FEATUREBENCH_CACHE": str(world_cache)}
@@ -96,6 +96,9 @@ def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or len(logged(log)) < 12):
         time.sleep(0.05)
+    # A batch is logged just before the harness stores it: kill half-way through the next batch's
+    # sleep, when every logged batch is stored, so "computed exactly once" is a fair demand.
+    time.sleep(0.25)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = logged(log)
