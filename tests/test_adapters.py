@@ -124,6 +124,17 @@ def test_loads_through_the_user_path(vlms, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_loading_straight_to_the_device_gives_the_plain_from_pretrained_model(family, tmp_path):
+    """The user path loads with a device_map (no host copy on a GPU); the tensors must be exactly
+    those of a plain `from_pretrained`, and none left on another device."""
+    save_tiny_checkpoint(family, tmp_path, seed=3)
+    plain = ADAPTERS.get(family).model_class.from_pretrained(tmp_path, dtype=torch.float32).state_dict()
+    loaded = load_vlm(family, str(tmp_path), "cpu", torch.float32).model.state_dict()
+    assert loaded.keys() == plain.keys()
+    assert all(torch.equal(loaded[name], tensor) and loaded[name].device.type == "cpu" for name, tensor in plain.items())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_split_tower_equals_the_models_image_features(vlms, family):
     vlm = vlms[family]
     enc = vlm.encode([[planted_image(30), planted_image(200, (1, 2))]], PROMPT)

@@ -52,9 +52,12 @@ class VLMAdapter:
 
     @classmethod
     def load(cls, path: str, device: str | torch.device, dtype: torch.dtype | None = None) -> VLMAdapter:
-        """A checkpoint directory or hub id, with its processor; SDPA attention."""
-        model = cls.model_class.from_pretrained(path, dtype=dtype or default_dtype(device), attn_implementation="sdpa")
-        return cls(model.to(device), AutoProcessor.from_pretrained(path))
+        """A checkpoint directory or hub id, with its processor; SDPA attention. The weights go
+        straight to `device` (a single-device `device_map`, through accelerate), so a 27B model
+        never needs a full copy in host memory."""
+        model = cls.model_class.from_pretrained(path, dtype=dtype or default_dtype(device), attn_implementation="sdpa",
+                                                device_map=torch.device(device))
+        return cls(model, AutoProcessor.from_pretrained(path))
 
     @classmethod
     def build_config(cls, vision: dict, text: dict, **top: Any) -> PretrainedConfig:
