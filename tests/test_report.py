@@ -12,7 +12,7 @@ import torch
 from benchmark.activations import PoolActivations, masked_top_images
 from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
-from benchmark.report.images import DIM, heat_overlay, strip, top_image_arrays
+from benchmark.report.images import DIM, heat_colours, heat_overlay, strip, top_image_arrays
 from benchmark.report.inputs import Run
 
 LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
@@ -207,3 +207,31 @@ def test_leaderboard_only_report_is_whole_and_replaces_an_earlier_one(tmp_path, 
     monkeypatch.undo()
     write_report([], out, LEADERBOARDS)
     assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
+
+
+# Machado, Oliveira & Fernandes (2009) dichromacy simulation matrices at full severity, on linear RGB.
+DICHROMACY = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+}
+
+
+def lightness(srgb_N3: np.ndarray, vision: str | None = None) -> np.ndarray:
+    """CIE L* of sRGB colours, as seen with normal vision or simulated dichromacy."""
+    c = srgb_N3 / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    if vision:
+        linear = np.clip(linear @ np.array(DICHROMACY[vision]).T, 0, 1)
+    y = linear @ np.array([0.2126, 0.7152, 0.0722])
+    return np.where(y > (6 / 29) ** 3, 116 * np.cbrt(y) - 16, y * (29 / 3) ** 3)
+
+
+@pytest.mark.parametrize("vision", [None, "protanopia", "deuteranopia", "tritanopia"])
+def test_heat_ramp_reads_in_order_for_colour_blind_viewers(vision):
+    """The heat ramp stays ordered by lightness alone, so activation strength reads without hue."""
+    l_star = lightness(heat_colours(np.linspace(0, 1, 21)), vision)
+    assert (np.diff(l_star) < 0).all()
+    assert l_star[0] - l_star[-1] > 30
+    grey = np.array([[255, 255, 255], [119, 119, 119], [0, 0, 0]], np.float32)  # known L*: 100, 50, 0
+    assert lightness(grey, vision) == pytest.approx([100, 50.0, 0], abs=0.1)  # dichromats see greys unchanged
