@@ -3,7 +3,9 @@ folder of images (the `imagefolder` builder: labels from sub-folder names), or a
 
 A pool becomes one uint8 array at the explained model's input size (centre crop to a square, then
 bicubic resize), converted once and cached under the source's fingerprint: the activation pass, the
-masked top-k images and the scorer all read the same pixels, and a second run decodes nothing.
+masked top-k images and the scorer all read the same pixels, and a second run decodes nothing. The
+array is written and read memory-mapped (50,000 images at 336 px are 17 GB), so only the images in
+use are in memory.
 """
 from __future__ import annotations
 
@@ -74,12 +76,13 @@ def load_image_pool(source: str, size: int, split: str = "train", image_column: 
            "size": size, "rows": len(dataset)}
 
     def build(dpath: Path) -> dict:
-        images = np.empty((len(dataset), size, size, 3), dtype=np.uint8)
+        images = np.lib.format.open_memmap(dpath / "images.npy", mode="w+", dtype=np.uint8,
+                                           shape=(len(dataset), size, size, 3))
         rows = dataset.select_columns([image_column])
         for i, row in enumerate(tqdm(rows, desc=f"pool {Path(source).name}", unit="image", leave=False)):
             value = row[image_column]  # decoded by an Image column, else a file path
             images[i] = square(value if isinstance(value, Image.Image) else Image.open(value), size)
-        np.save(dpath / "images.npy", images)
+        images.flush()
         if label_column is not None:
             feature = dataset.features[label_column]
             values = dataset[label_column]
@@ -89,4 +92,23 @@ def load_image_pool(source: str, size: int, split: str = "train", image_column: 
 
     dpath, _ = cached_stage(cache_root() / "pools", "pool", key, build)
     labels = json.loads((dpath / "labels.json").read_text()) if (dpath / "labels.json").exists() else None
-    return ImagePool(np.load(dpath / "images.npy"), labels)
+    return ImagePool(np.load(dpath / "images.npy", mmap_mode="r"), labels)
+
+
+def write_parts(pool: ImagePool, parts: dict[str, np.ndarray], dpath: Path, chunk: int = 1024) -> None:
+    """Each part (name -> image indices) as its own memory-mapped `<name>.npy` (and labels), copied
+    a chunk at a time so the pool never needs to fit in memory."""
+    for name, index in parts.items():
+        out = np.lib.format.open_memmap(dpath / f"{name}.npy", mode="w+", dtype=np.uint8,
+                                        shape=(len(index), *pool.images_NHWC.shape[1:]))
+        for start in range(0, len(index), chunk):
+            out[start:start + chunk] = pool.images_NHWC[index[start:start + chunk]]
+        out.flush()
+        if pool.labels is not None:
+            (dpath / f"{name}.labels.json").write_text(json.dumps([pool.labels[i] for i in index]))
+
+
+def read_part(dpath: Path, name: str) -> ImagePool:
+    labels = dpath / f"{name}.labels.json"
+    return ImagePool(np.load(dpath / f"{name}.npy", mmap_mode="r"),
+                     json.loads(labels.read_text()) if labels.exists() else None)

@@ -46,7 +46,7 @@ from transformers import AutoConfig
 from benchmark.activations import PoolActivations, cached_activations, compute_activations
 from benchmark.cache import cache_root, cached_stage
 from benchmark.engine import SteeringEngine
-from benchmark.image_pools import ImagePool, load_image_pool, open_dataset
+from benchmark.image_pools import ImagePool, load_image_pool, open_dataset, read_part, write_parts
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE
@@ -273,19 +273,20 @@ class RealModels:
 
     @cached_property
     def _splits(self) -> dict[str, ImagePool]:
-        """Both parts, split once by a seeded permutation; the whole pool is not kept beside them."""
-        p = self.spec.pool
-        pool = load_image_pool(p.source, self.image_size, p.split, p.image_column, p.label_column, p.limit)
-        n = len(pool.images_NHWC)
-        if n < 2:
-            raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
-        order = np.random.default_rng(SPLIT_SEED).permutation(n)
-        held = max(1, min(n - 1, round(n * p.scoring_fraction)))
-        out = {}
-        for split, index in (("topk", np.sort(order[held:])), ("scoring", np.sort(order[:held]))):
-            labels = None if pool.labels is None else [pool.labels[i] for i in index]
-            out[split] = ImagePool(pool.images_NHWC[index], labels)
-        return out
+        """Both parts, split once by a seeded permutation and cached memory-mapped, each in pool order."""
+        def build(dpath: Path) -> dict:
+            p = self.spec.pool
+            pool = load_image_pool(p.source, self.image_size, p.split, p.image_column, p.label_column, p.limit)
+            n = len(pool.images_NHWC)
+            if n < 2:
+                raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
+            order = np.random.default_rng(SPLIT_SEED).permutation(n)
+            held = max(1, min(n - 1, round(n * p.scoring_fraction)))
+            write_parts(pool, {"topk": np.sort(order[held:]), "scoring": np.sort(order[:held])}, dpath)
+            return {}
+
+        dpath, _ = cached_stage(self.root / "real", "splits", {"pools": self.dirs["pools"].name}, build)
+        return {split: read_part(dpath, split) for split in ("topk", "scoring")}
 
     def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
         """The SAE's activations on a split's patch tokens, computed once and cached."""

@@ -124,6 +124,18 @@ def test_hybrid_positions_are_the_tokens_of_active_patches(files):
         assert len(ctx.answer(masked, ctx.sae.W_dec[:3], positions_BKT)) == 3
 
 
+def test_pool_splits_partition_the_pool_and_stay_on_disk(files):
+    models = RealModels(models_config(tables(files), "test"), "llava")
+    topk, scoring = models.pool("topk").images_NHWC, models.pool("scoring").images_NHWC
+    assert isinstance(topk, np.memmap) and isinstance(scoring, np.memmap)
+    assert len(topk) == len(scoring) == IMAGES // 2
+    whole = np.stack([np.asarray(Image.open(files / "images" / f"{i:03}.png")) for i in range(IMAGES)])
+    as_rows = lambda a: {row.tobytes() for row in a}  # noqa: E731  (images are distinct: random colours)
+    assert as_rows(topk) | as_rows(scoring) == as_rows(whole) and not as_rows(topk) & as_rows(scoring)
+    again = RealModels(models_config(tables(files), "test"), "llava")
+    assert np.array_equal(again.pool("topk").images_NHWC, topk)  # the same split, from the cache
+
+
 def test_scale_is_the_mean_of_the_top_activations():
     g = torch.Generator().manual_seed(0)
     d_sae, k = 12, 3
