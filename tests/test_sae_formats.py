@@ -76,14 +76,14 @@ def test_saelens_configs_of_each_version(tmp_path, name):
     assert load_sae(tmp_path / "sae" / "sae_weights.safetensors")[1].format == "saelens"  # the file picks its folder
 
 
-def test_the_worlds_saved_sae_loads_through_the_old_api(tmp_path):
+def test_the_worlds_saved_sae_loads_as_saelens(tmp_path):
     sae = TopKSAE(D_IN, D_SAE, K)
     torch.nn.init.normal_(sae.W_enc), torch.nn.init.normal_(sae.W_dec)
     sae.save(tmp_path / "sae", hook_layer=2)
-    again, cfg = TopKSAE.load(tmp_path / "sae")
-    assert cfg["k"] == K and cfg["hook_layer"] == 2 and again.architecture == "topk"
+    again, info = load_sae(tmp_path / "sae")
+    assert info.config["k"] == K and info.config["hook_layer"] == 2 and again.architecture == "topk"
     assert_loaded(again, sae.state_dict())
-    assert inspect_sae(tmp_path / "sae")["format"] == "saelens"
+    assert info.format == "saelens"
 
 
 def linear_layout(threshold: bool = True) -> dict[str, torch.Tensor]:

@@ -13,7 +13,8 @@ only in how pre-activations become activations:
 
 `apply_b_dec_to_input` says whether b_dec is subtracted before encoding (SAELens's flag of the same
 name): most SAEs do, Gemma Scope, dictionary_learning's JumpReLU and recent saev checkpoints do not.
-On disk (`save`/`load`): `cfg.json` + `sae_weights.safetensors`, the SAELens layout.
+On disk (`save`): `cfg.json` + `sae_weights.safetensors`, the SAELens layout; `sae_formats.load_sae`
+reads it back, as it reads every other format.
 """
 from __future__ import annotations
 
@@ -79,14 +80,6 @@ class SAE(nn.Module):
         (dpath / "cfg.json").write_text(json.dumps({**self.config(), **extra}, indent=1))
         save_file({n: p.detach().contiguous() for n, p in self.state_dict().items()},
                   str(dpath / "sae_weights.safetensors"))
-
-    @staticmethod
-    def load(dpath: Path) -> tuple["SAE", dict]:
-        """Any format `sae_formats` detects; returns the SAE and the config as the file has it."""
-        from benchmark.models.sae_formats import load_sae  # that module builds on this one
-
-        sae, info = load_sae(dpath)
-        return sae, info.config
 
 
 TopKSAE = SAE  # the world's name for it: `TopKSAE(d_in, d_sae, k)` is a topk SAE

@@ -8,8 +8,9 @@ from html import escape
 
 import pandas as pd
 
-from benchmark.report import data, svg
+from benchmark.report.data import SHARD, by_level, by_lm, by_method, category_pivot, default_metric, pairwise_matrix
 from benchmark.report.inputs import Leaderboard
+from benchmark.report.svg import dot_plot, line_plot
 from benchmark.stats import ALPHA
 
 NAV = (("index.html", "Leaderboard"), ("gallery.html", "Features"))
@@ -25,22 +26,23 @@ def page(title: str, body: str, scripts: list[str], active: str, attrs: str = ""
 
 
 def index_page(cells: pd.DataFrame, board: Leaderboard, runs: list[dict], lm_orders: dict[str, list[str]],
-               source_note: str) -> str:
-    """The leaderboard tables with CIs and marks, then per metric: plots, per-category means and the
-    pairwise test matrices."""
+               level_of: dict[str, str], source_note: str) -> str:
+    """The leaderboard tables with CIs and marks, then per metric: plots, per-category means (their
+    columns in `data.group_order`, with `level_of`) and the pairwise test matrices."""
     metrics = list(dict.fromkeys(cells.metric))
     body = [f"<h1>Leaderboard</h1><p class=note>{escape(source_note)}</p>", runs_table(runs) if runs else "",
             "<h2>Headline means</h2>", LEGEND]
     for world in dict.fromkeys(cells.world):
         body += [main_table(cells[(cells.world == world) & (cells.lm == lm)]) for lm in lm_orders[world]]
-    shown = data.default_metric(metrics)
+    shown = default_metric(metrics)
     options = "".join(f'<option value="{escape(m)}"{" selected" if m == shown else ""}>{escape(_name(m))}</option>'
                       for m in metrics)
     body.append(f'<h2>By metric <select id="metric" aria-label="metric">{options}</select></h2>')
     for metric in metrics:
         hidden = "" if metric == shown else " hidden"
         body.append(f'<section class="by-metric" data-metric="{escape(metric)}"{hidden}>')
-        body += [metric_views(board, world, metric, lm_orders[world]) for world in dict.fromkeys(board.main.world)]
+        body += [metric_views(board, world, metric, lm_orders[world], level_of)
+                 for world in dict.fromkeys(board.main.world)]
         body.append("</section>")
     return page("featurebench report", "\n".join(body), ["static/index.js"], "index.html")
 
@@ -74,24 +76,24 @@ def _cell(c: pd.Series) -> str:
     return f'<td class="num {c["mark"]}" data-value="{c["mean"]:.6g}"{tip}>{mean}{mark}{ci}</td>'
 
 
-def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str]) -> str:
+def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str], level_of: dict[str, str]) -> str:
     """One world's plots, per-category table and pairwise matrices for one metric."""
     main = board.main[board.main.world == world]
     lms = [lm for lm in lms if lm in set(main.lm)]
     name = _name(metric)
-    methods, series = data.by_method(main, world, metric, lms)
-    plots = [svg.dot_plot(methods, series, f"{world}: {name} by method (95% CI)", name)]
+    methods, series = by_method(main, world, metric, lms)
+    plots = [dot_plot(methods, series, f"{world}: {name} by method (95% CI)", name)]
     if len(lms) > 1:
-        plots.append(svg.line_plot(lms, data.by_lm(main, world, metric, lms), f"{world}: {name} by LM size", name))
+        plots.append(line_plot(lms, by_lm(main, world, metric, lms), f"{world}: {name} by LM size", name))
     for lm in lms:
-        level_methods, levels = data.by_level(board.per_category, world, lm, metric)
+        level_methods, levels = by_level(board.per_category, world, lm, metric)
         if level_methods:
-            plots.append(svg.dot_plot(level_methods, levels, f"{world} · {lm}: low- vs high-level (aligned)", name))
+            plots.append(dot_plot(level_methods, levels, f"{world} · {lm}: low- vs high-level (aligned)", name))
     out = [f"<h3>{escape(world)}</h3><div class=plots>{''.join(plots)}</div>"]
     per_category = board.per_category[board.per_category.world == world]
     if len(per_category):
-        out.append(category_table(data.category_pivot(per_category, metric), name))
-    matrices = [pairwise_table(lm, *data.pairwise_matrix(board.pairwise, world, lm, metric)) for lm in lms]
+        out.append(category_table(category_pivot(per_category, metric, level_of), name))
+    matrices = [pairwise_table(lm, *pairwise_matrix(board.pairwise, world, lm, metric)) for lm in lms]
     out.append(f"<p class=note>Pairwise tests on {escape(name)}: ✓ where the row's method scores significantly "
                f"higher than the column's (one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p).</p>"
                f"<div class=matrices>{''.join(matrices)}</div>")
@@ -164,7 +166,7 @@ def feature_page() -> str:
     body = ("<nav class=pager><a id=prev>← previous</a><a href=gallery.html>gallery</a><a id=next>next →</a></nav>"
             "<h1 id=title>Feature</h1><p id=status class=note>loading…</p><div id=feature></div>")
     return page("featurebench feature", body, ["static/data.js", "static/feature.js"], "gallery.html",
-                f' data-shard-size="{data.SHARD}"')
+                f' data-shard-size="{SHARD}"')
 
 
 def _name(metric: str) -> str:
