@@ -8,6 +8,7 @@ keyed by a hash of the tower, the SAE, the layer and the pool.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from benchmark.cache import cached_stage
+from benchmark.models.adapters.base import VLMAdapter
 from benchmark.models.sae import SAE
+from benchmark.steering.engine import SteeringEngine
 
 FILE = "activations.safetensors"
+TOKENS_PER_BATCH = 2 ** 15
+"""Tower tokens per batch of the activation pass (the SAE's dense pre-activations are that x d_sae)."""
 
 
 @dataclass
@@ -95,6 +100,21 @@ def compute_activations(states: Callable[[np.ndarray], torch.Tensor], sae: SAE, 
         indices.append(top.indices.int())
         values.append(top.values)
     return PoolActivations(torch.cat(indices), torch.cat(values), sae.d_sae)
+
+
+def tower_activations(vlm: VLMAdapter, hidden_state: int, sae: SAE, images_NHWC: np.ndarray) -> PoolActivations:
+    """The SAE's activations on the patch tokens of tower hidden state `hidden_state` (a token that is
+    no patch, like CLS, is dropped), through the steering engine's own tower pass: what a method
+    steers is what was measured. Returned on the CPU."""
+    engine = SteeringEngine(vlm, hidden_state)
+    patches_T = (vlm.token_patches()[:, 0] >= 0).to(vlm.device)
+    sae = copy.deepcopy(sae).to(vlm.device)
+
+    def states(batch_NHWC: np.ndarray) -> torch.Tensor:
+        return torch.cat(list(engine.tower_states(batch_NHWC, len(batch_NHWC))))[:, patches_T].float()
+
+    acts = compute_activations(states, sae, images_NHWC, batch=max(1, TOKENS_PER_BATCH // int(patches_T.sum())))
+    return PoolActivations(acts.indices_NPK.cpu(), acts.values_NPK.cpu(), acts.d_sae)
 
 
 def cached_activations(parent: Path, key: dict, compute: Callable[[], PoolActivations]) -> PoolActivations:

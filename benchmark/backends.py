@@ -19,8 +19,9 @@ from typing import Protocol
 
 from benchmark.activations import PoolActivations
 from benchmark.cache import cache_root
-from benchmark.context import Context, MethodConfig, Models
+from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
+from benchmark.sources import Source, open_source
 
 ACTIVATION_SHARD = 1024
 """Images per shard of the activation pass: a multiple of `compute_activations`' batch, so shards
@@ -28,13 +29,13 @@ split the pool at the same places a local pass does."""
 
 
 class Backend(Protocol):
-    def start(self, source: Models) -> None:
+    def start(self, source: Source) -> None:
         """Called once the run's source is open, so workers can load it while this process goes on."""
 
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
         """(features, explanations) pieces covering `features`, in any order."""
 
-    def activation_pass(self, world: Models, split: str) -> Callable[[], PoolActivations] | None:
+    def activation_pass(self, source: Source, split: str) -> Callable[[], PoolActivations] | None:
         """How to compute a pool's activations when they are not cached (None: in this process)."""
 
     def describe(self) -> dict:
@@ -53,13 +54,13 @@ def in_batches(ctx: Context, fn, features: list[int]) -> Iterator[tuple[list[int
 
 
 class LocalBackend:
-    def start(self, source: Models) -> None:
+    def start(self, source: Source) -> None:
         pass
 
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
         return in_batches(ctx, fn, features)
 
-    def activation_pass(self, world: Models, split: str) -> None:
+    def activation_pass(self, source: Source, split: str) -> None:
         return None
 
     def describe(self) -> dict:
@@ -69,43 +70,26 @@ class LocalBackend:
         pass
 
 
-def recipe(source: Models) -> tuple:
-    """How a worker opens the driver's source: a world by preset name, real models by their spec."""
-    from benchmark.real_models import RealModels
-
-    return ("models", source.spec.resolved(), source.lm) if isinstance(source, RealModels) else ("world", source.config.name)
-
-
-def open_recipe(recipe: tuple) -> Models:
-    if recipe[0] == "models":
-        from benchmark.real_models import RealModels
-
-        return RealModels(*recipe[1:])
-    from benchmark.world.build import build_world
-
-    return build_world(recipe[1])
-
-
 class ShardWorker:
-    """A Ray actor: opens the source once per worker process (the VLM loads on first use, onto the
-    worker's GPU when it has one), then explains shard after shard."""
+    """A Ray actor: opens the driver's source from its recipe once per worker process (the VLM loads
+    on first use, onto the worker's GPU when it has one), then explains shard after shard."""
 
     def __init__(self, recipe: tuple):
         import methods  # noqa: F401  (registers the built-in methods)
 
-        self.world = open_recipe(recipe)
-        self.contexts: dict[tuple[str, MethodConfig], Context] = {}
+        self.source = open_source(recipe)
+        self.contexts: dict[MethodConfig, Context] = {}
 
     def pid(self) -> int:
         return os.getpid()
 
-    def explain(self, lm: str, config: MethodConfig, method: str, features: list[int]) -> list[tuple[list[int], list[str]]]:
-        if (lm, config) not in self.contexts:
-            self.contexts[lm, config] = Context(self.world, lm, config)
-        return list(in_batches(self.contexts[lm, config], METHODS.get(method), features))
+    def explain(self, config: MethodConfig, method: str, features: list[int]) -> list[tuple[list[int], list[str]]]:
+        if config not in self.contexts:
+            self.contexts[config] = Context(self.source, config)
+        return list(in_batches(self.contexts[config], METHODS.get(method), features))
 
     def activations(self, split: str, start: int, stop: int) -> PoolActivations:
-        return self.world.activations_of(split, slice(start, stop))
+        return self.source.activations_of(split, slice(start, stop))
 
 
 class RayBackend:
@@ -125,42 +109,42 @@ class RayBackend:
         self.plan: list[dict] = []
         self.started_ray = False
 
-    def start(self, source: Models) -> None:
+    def start(self, source: Source) -> None:
         self._pool(source)  # actors are created asynchronously: they load the source in the background
 
-    def _pool(self, source: Models):
+    def _pool(self, source: Source):
         ray = self.ray
         if not ray.is_initialized():
             # Workers find the world where this process does; a multi-node cluster needs that path shared.
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"FEATUREBENCH_CACHE": str(cache_root().resolve())}})
             self.started_ray = True
-        key = source_name(source)
+        key = source.name
         if key not in self.actors:
             gpus = int(ray.cluster_resources().get("GPU", 0))
             n = self.workers or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
             actor = ray.remote(ShardWorker).options(num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1,
                                                     max_task_retries=-1)
-            self.actors[key] = [actor.remote(recipe(source)) for _ in range(n)]
+            self.actors[key] = [actor.remote(source.recipe) for _ in range(n)]
         return ray.util.ActorPool(self.actors[key])
 
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
-        pool = self._pool(ctx.world)
-        size = shard_size(len(features), ctx.config.batch_size, self.shard_batches, len(self.actors[source_name(ctx.world)]))
+        pool = self._pool(ctx.source)
+        size = shard_size(len(features), ctx.config.batch_size, self.shard_batches, len(self.actors[ctx.source.name]))
         shards = [features[i:i + size] for i in range(0, len(features), size)]
         self.plan.append({"method": name, "lm": ctx.lm, "shard_size": size,
                           "shards": [[shard[0], shard[-1], len(shard)] for shard in shards]})
         method = _portable(name)
-        results = pool.map_unordered(lambda a, shard: a.explain.remote(ctx.lm, ctx.config, method, shard), shards)
+        results = pool.map_unordered(lambda a, shard: a.explain.remote(ctx.config, method, shard), shards)
         for pieces in self._unwrap(results):
             yield from pieces
 
-    def activation_pass(self, world: Models, split: str) -> Callable[[], PoolActivations]:
+    def activation_pass(self, source: Source, split: str) -> Callable[[], PoolActivations]:
         def compute() -> PoolActivations:
-            n = len(world.pool(split).images_NHWC)
+            n = len(source.pool(split).images_NHWC)
             slices = [(s, min(s + self.image_shard, n)) for s in range(0, n, self.image_shard)]
             self.plan.append({"activations": split, "shard_size": self.image_shard, "shards": [list(s) for s in slices]})
-            pool = self._pool(world)
+            pool = self._pool(source)
             return PoolActivations.concat(list(self._unwrap(pool.map(lambda a, s: a.activations.remote(split, *s), slices))))
 
         return compute
@@ -183,12 +167,6 @@ class RayBackend:
         self.actors.clear()
         if self.started_ray:
             self.ray.shutdown()
-
-
-def source_name(source: Models) -> str:
-    """The source's name in run.json's worker counts: the world preset, or the real models' SAE."""
-    kind, *parts = recipe(source)
-    return parts[0].sae_name if kind == "models" else parts[0]
 
 
 def shard_size(n_features: int, batch_size: int, max_batches: int, workers: int) -> int:

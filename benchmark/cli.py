@@ -25,18 +25,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmark.real_models import ModelsConfig
-
+    from benchmark.sources.spec import ModelsConfig
 
 
 def _world_build(args: argparse.Namespace) -> int:
-    from benchmark.world.build import build_world
+    from benchmark.sources.world import build_world
 
     start = time.perf_counter()
     world = build_world(args.preset)
     report = world.report()
     report["load_seconds"] = round(time.perf_counter() - start, 2)
     print(_human(report))
+    largest = list(report["run_configs"])[-1]
+    config = Path(report["run_configs"][largest])
+    print(f"run configs (the world's files, read as real models): "
+          f"{', '.join(report['run_configs'].values())}\n--- {config}\n{config.read_text().rstrip()}")
     if args.json:
         print(json.dumps(report, separators=(",", ":")))
     return 0
@@ -96,7 +99,7 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from benchmark.scoring import all_metrics
+    from metrics import all_metrics
 
     for m in all_metrics():
         doc = (sys.modules[m.score.__module__].__doc__ or "").strip().splitlines()
@@ -105,12 +108,13 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _validate_metrics(args: argparse.Namespace) -> int:
-    from benchmark.scoring import ScoringContext, resolve_metrics
+    from benchmark.scoring import ScoringContext
+    from benchmark.sources import open_source
     from benchmark.validation import validate
-    from benchmark.world.build import build_world
+    from metrics import resolve
 
-    world = build_world(args.world)
-    report = validate(world, args.lm, resolve_metrics(args.metrics), ScoringContext(world))
+    source = open_source(("world", args.world, args.lm))
+    report = validate(source, resolve(args.metrics), ScoringContext(source))
     for name, r in report.items():
         print(f"{name:<20} pairwise AUROC {_fmt(r['pairwise_auroc'])}   Spearman with oracle {_fmt(r['spearman_oracle'])}")
     if args.json:
@@ -138,8 +142,9 @@ def _bench(args: argparse.Namespace) -> int:
         return _shape_bench(args)
     from benchmark.bench import bench
 
-    report = bench(args.world, args.lm, args.features, args.loop_features, args.batch_size)
-    for name, r in report.items():
+    report = bench(("world", args.world, args.lm), args.features, args.loop_features, args.batch_size)
+    for name in ("steering", "hybrid"):
+        r = report[name]
         print(f"{name:<9} engine {r['engine_features_per_s']:8.1f} feat/s   loop {r['loop_features_per_s']:6.1f} feat/s"
               f"   x{r['ratio']:.1f}")
     if args.json:
@@ -288,8 +293,8 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     """A TOML or YAML run config's options as `run` arguments, so argparse checks their values
     exactly as it checks flags; flags after these override the file. The model tables are
     `config_models`' to read."""
-    from benchmark.real_models import TABLES
     from benchmark.registry import UsageError
+    from benchmark.sources.spec import TABLES
 
     flags = {a.dest: a for a in run._actions if a.option_strings and a.dest not in ("help", "config")}
     out: list[str] = []
@@ -311,8 +316,8 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
 
 def config_models(fpath: str) -> ModelsConfig | None:
     """The real models a run config's [vlm], [sae], [scorer], [pool] and [prompts] tables name
-    (`benchmark.real_models.ModelsConfig`), or None when it has none: the run explains the world."""
-    from benchmark.real_models import TABLES, models_config
+    (`benchmark.sources.spec.ModelsConfig`), or None when it has none: the run explains the world."""
+    from benchmark.sources.spec import TABLES, models_config
 
     names = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}
     tables = {k: v for k, v in names.items() if k in TABLES}

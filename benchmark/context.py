@@ -1,72 +1,45 @@
-"""What every explanation method may use, built once per run: the VLM that answers (a `Speaker`),
-the SAE, the top-k pool and its cached activations, ground truth where the source has it, and the
-steering engine bound to the SAE's layer.
+"""What every explanation method may use, built once per run over its source: the SAE, the top-k
+pool and its cached activations, each feature's scale, the source's capabilities, and `answer`,
+the VLM asked through the one steering engine (`benchmark.steering.engine`), world or real.
 
-A run's source (`Models`) is the embedded world (`World`) or real checkpoints
-(`benchmark.real_models.RealModels`); both contexts read only what `Models` names, so methods and
-metrics run unchanged on either. The one difference, the VLM, comes from `speaker`."""
+A method is `explain(ctx: Context, features: list[int]) -> list[str]`, batched over features so the
+engine can put many features in one `generate`. It is registered with `@method(name, needs=...)`,
+naming the source capabilities it reads (`benchmark.sources.capabilities.NEEDS`); a run on a source
+without them is refused before anything is computed.
+
+Shape letters: B rows (features), N images per row, H, W, C pixels, T tower tokens, D tower width,
+K top images, P patches, F features.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 import torch
 
-from benchmark.activations import PoolActivations, masked_top_images
-from benchmark.models.sae import SAE
-from benchmark.models.scorer import Scorer
-from benchmark.registry import UsageError
-from benchmark.steering import steered_generate
-from benchmark.world.build import World
-from benchmark.world.quality import empty_image
-from benchmark.world.vlm import generate
+from benchmark.activations import masked_top_images
+from benchmark.registry import METHODS
+from benchmark.sources.source import Source
+from benchmark.steering.engine import SteeringEngine
+from benchmark.steering.inputs import empty_image
 
-GROUNDTRUTH_METHODS = frozenset({"oracle"})
-"""Built-in methods that read the concepts in `ctx.groundtruth`: refused on a source without them."""
+MethodFn = Callable[["Context", list[int]], list[str]]
 
 
-class Models(Protocol):
-    """A run's source, as both contexts read it. `World` is one; any other also has `speaker(lm)`."""
+def method(name: str, needs: tuple[str, ...] = ()) -> Callable[[MethodFn], MethodFn]:
+    """Registers an explanation method; `needs`: the source capabilities it reads."""
+    def register(fn: MethodFn) -> MethodFn:
+        fn.needs = tuple(needs)
+        return METHODS.register(name)(fn)
 
-    root: Path
-    """Cache root: explanation and score stores live under it."""
-    dirs: dict[str, Path]
-    """Role -> a directory whose name identifies what fills it (`vlm-<lm>`, `sae`, ...): cache keys use the names."""
-    patch: int
-    """Pixels per patch side in the pools' images."""
-
-    def sae(self) -> SAE: ...
-
-    def pool(self, split: str) -> Any:
-        """`topk` or `scoring`: an object with `images_NHWC`."""
-
-    def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations: ...
-
-    def groundtruth(self) -> pd.DataFrame:
-        """One row per feature: `scale` (its mean top activation) and the ground-truth columns (empty
-        without ground truth)."""
-
-    def scorer(self) -> Scorer: ...
+    return register
 
 
-class Speaker(Protocol):
-    """The VLM a context asks questions, steered at the SAE's layer."""
-
-    image_size: int
-    """Side of the square images it is shown (the pools' and the empty image's)."""
-    default_multiplier: float
-    """Steering multiplier when the method config sets none."""
-    token_patch_T: torch.Tensor
-    """Row-major patch index of each tower token at the SAE's layer; -1 for a token that is no patch (CLS)."""
-
-    def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
-               batch_size: int) -> list[str]:
-        """B answers (1 image per row: the describe prompt; several: the shared prompt)."""
+def method_needs(fn: MethodFn) -> tuple[str, ...]:
+    """What a method declared it needs (a plug-in registered without `@method` needs nothing)."""
+    return tuple(getattr(fn, "needs", ()))
 
 
 @dataclass(frozen=True)
@@ -79,7 +52,7 @@ class MethodConfig:
     """Empty image for steering: white, black or noise."""
     steering_multiplier: float | None = None
     """Steering coefficient in units of each feature's mean top activation; None: the source's default
-    (the world's tuned value)."""
+    (the world's tuned value), which `Context` fills in, so the cache keys the value used."""
     hybrid_multiplier: float = 1.0
     """Hybrid's coefficient, same units, added only where the feature fires (the paper: 50 vs 200)."""
     batch_size: int = 256
@@ -87,89 +60,75 @@ class MethodConfig:
     seed: int = 0
 
 
-class WorldSpeaker:
-    """The world's VLM of one LM size: the steering hook around its own `generate`."""
-
-    def __init__(self, world: World, lm: str):
-        if lm not in world.config.lms:
-            raise UsageError(f"unknown LM size {lm!r}; this world has {', '.join(world.config.lms)}")
-        self.world, self.lm = world, lm
-        self.image_size = world.config.image_size
-        self.default_multiplier = float(world.report()["steering_multiplier"][lm])
-        self.token_patch_T = torch.arange(-1, (world.config.image_size // world.patch) ** 2)  # CLS first
-
-    @cached_property
-    def vlm(self):
-        """Loaded on first use: a run whose answers come from workers or the cache never loads it."""
-        return self.world.vlm(self.lm)
-
-    @cached_property
-    def tokenizer(self):
-        return self.world.tokenizer
-
-    @cached_property
-    def layer(self):
-        return self.vlm.model.vision_tower.encoder.layers[self.world.sae_layer - 1]
-
-    def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
-               batch_size: int) -> list[str]:
-        return steered_generate(lambda batch: generate(self.vlm, self.tokenizer, batch), self.layer, images_BNHWC,
-                                vectors_BD, positions_BNT, batch_size)
-
-
-def speaker(world: Models, lm: str) -> Speaker:
-    """The VLM that answers: the world's LM of that size, or the source's own."""
-    return WorldSpeaker(world, lm) if isinstance(world, World) else world.speaker(lm)
-
-
 class Context:
-    def __init__(self, world: Models, lm: str, config: MethodConfig):
-        self.world, self.lm, self.config = world, lm, config
-        self.speaker = speaker(world, lm)
-        self.sae = world.sae()
-        self.patch = world.patch
+    def __init__(self, source: Source, config: MethodConfig):
+        if config.steering_multiplier is None:
+            config = replace(config, steering_multiplier=source.default_multiplier)
+        self.source, self.lm, self.config = source, source.lm, config
+        self.sae = source.sae()
+        self.patch = source.patch
 
     @cached_property
     def topk_pool(self):
-        return self.world.pool("topk")
+        return self.source.pool("topk")
 
     @cached_property
     def topk_activations(self):
-        return self.world.activations("topk")
+        return self.source.activations("topk")
 
     @cached_property
     def top_images(self) -> torch.Tensor:
+        """(F, K) each feature's top-k pool images by mean activation, best first."""
         return self.topk_activations.top_images(self.config.top_k)
-
-    @cached_property
-    def groundtruth(self):
-        return self.world.groundtruth()
 
     @property
     def steering_multiplier(self) -> float:
-        m = self.config.steering_multiplier
-        return m if m is not None else self.speaker.default_multiplier
+        return self.config.steering_multiplier
+
+    @cached_property
+    def _scales_F(self) -> torch.Tensor:
+        return torch.tensor(self.source.scales(), dtype=torch.float32)
 
     def scales(self, features: list[int]) -> torch.Tensor:
         """Each feature's mean top activation: the unit of steering coefficients."""
-        return torch.tensor(self.groundtruth.scale.to_numpy()[features], dtype=torch.float32)
+        return self._scales_F[features]
 
     def empty_images(self, n: int) -> np.ndarray:
-        size = self.speaker.image_size
+        """(n, 1, H, W, C): the empty image for every row, one array (rows share memory)."""
+        size = self.source.image_size
         return np.broadcast_to(empty_image(size, self.config.empty, self.config.seed), (n, 1, size, size, 3))
+
+    @cached_property
+    def engine(self) -> SteeringEngine:
+        return SteeringEngine(self.source.vlm, self.source.layer, self.config.batch_size)
 
     def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor | None = None,
                positions_BNT: torch.Tensor | None = None) -> list[str]:
-        """The VLM's answers (1 image: describe prompt; several: top-k prompt), optionally steered."""
+        """The VLM's answers, row b showing its N images (1: the describe prompt; several: the shared
+        prompt), steered by vectors_BD[b] at the tower tokens where positions_BNT[b] is true (every
+        token when None). Rows that all show the same images share the tower prefix."""
         if vectors_BD is None:
             vectors_BD = torch.zeros(len(images_BNHWC), self.sae.d_in)
-        return self.speaker.answer(images_BNHWC, vectors_BD, positions_BNT, self.config.batch_size)
+        prompts, shared = self.source.spec.prompts, images_BNHWC.shape[1] > 1
+        prompt, tokens = (prompts.shared if shared else prompts.describe), self.source.max_new_tokens(shared)
+        same = positions_BNT is None and (images_BNHWC.strides[0] == 0 or
+                                          all(np.array_equal(images_BNHWC[0], row) for row in images_BNHWC[1:]))
+        if same:
+            return self.engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prompts.answer_prefix)
+        return self.engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prompts.answer_prefix)
+
+    @cached_property
+    def token_patch_T(self) -> torch.Tensor:
+        """Row-major patch index of each tower token; -1 for a token that is no patch (CLS)."""
+        vlm = self.source.vlm
+        rc_T2 = vlm.token_patches()
+        return torch.where(rc_T2[:, 0] >= 0, rc_T2[:, 0] * vlm.grid[1] + rc_T2[:, 1], -1)
 
     def masked_top_images(self, features: list[int]) -> tuple[np.ndarray, torch.Tensor]:
         """The top-k images of each feature, patches where it is inactive blacked out, and where it
         is active as tower token positions (a token that is no patch, like CLS, never is):
-        (B, k, H, W, C), (B, k, T)."""
+        (B, K, H, W, C), (B, K, T)."""
         masked, active_BKP = masked_top_images(self.topk_pool.images_NHWC, self.topk_activations, self.top_images,
                                                features, self.patch)
-        patch_T = self.speaker.token_patch_T
+        patch_T = self.token_patch_T
         return masked, active_BKP[..., patch_T.clamp(min=0)] & (patch_T >= 0)

@@ -36,7 +36,7 @@ ROW_FORMAT = "%.5g"
 
 def headline_columns(rows: pd.DataFrame) -> list[str]:
     """Each registered metric's headline column that the rows hold, in metric-name order."""
-    from benchmark.scoring import all_metrics
+    from metrics import all_metrics
 
     return [m.headline for m in all_metrics() if m.headline in rows.columns]
 

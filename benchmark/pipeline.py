@@ -6,9 +6,10 @@ killed at any moment and started again redoes nothing it finished. The run direc
 and every metric's columns) and `run.json` (the full config, its hash, package versions, git sha,
 the coefficients used and, with --tune, the sweep that chose them).
 
-What is explained is the embedded world (`--world`), or real checkpoints when the config has
-`models` (`benchmark.real_models`); methods and metrics that need ground truth are refused on real
-models before anything is computed."""
+What is explained is a source (`benchmark.sources`): the embedded world (`--world`), or real
+checkpoints when the config has `models`. Both answer through the same engine and are scored by
+the same code; a method or metric that needs a capability the source lacks (ground truth, a
+generator, a segmenter, a vocabulary) is refused before anything is computed."""
 from __future__ import annotations
 
 import csv
@@ -22,12 +23,14 @@ import pandas as pd
 
 from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
-from benchmark.context import GROUNDTRUTH_METHODS, Context, MethodConfig, Models
-from benchmark.registry import METHODS, UsageError
+from benchmark.context import Context, MethodConfig, method_needs
 from benchmark.explanations import explain
-from benchmark.real_models import ModelsConfig, RealModels
+from benchmark.registry import METHODS, UsageError
 from benchmark.results import write_atomic
-from benchmark.scoring import Metric, ScoringConfig, ScoringContext, resolve_metrics, score
+from benchmark.scoring import Metric, ScoringConfig, ScoringContext, score
+from benchmark.sources import Source, open_source
+from benchmark.sources.capabilities import NEEDS
+from benchmark.sources.spec import ModelsConfig
 from benchmark.tuning import tune
 
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
@@ -101,75 +104,76 @@ def read_submission(fpath: Path, d_sae: int) -> dict[int, str]:
 
 
 def run(config: RunConfig, backend: Backend | None = None) -> Path:
-    """Resolves every name first (a mistake stops the run before anything is written), then runs,
-    computing on `backend` (default: this process). The backend is how, not what: it is recorded in
-    run.json but is no part of the run's key, since every backend gives the same results."""
+    """Resolves every name and checks every need first (a mistake stops the run before anything is
+    written), then runs, computing on `backend` (default: this process). The backend is how, not
+    what: it is recorded in run.json but is no part of the run's key, since every backend gives the
+    same results."""
     import methods  # noqa: F401  (registers the built-in methods)
+    from metrics import resolve
 
     fns = {name: METHODS.get(name) for name in config.methods}
-    groundtruth = config.models is None
-    metrics = [] if config.metrics == "none" else resolve_metrics(config.metrics, groundtruth)
-    tune_metric = resolve_metrics(config.tune)[0] if config.tune else None
-    if not groundtruth:
-        refuse_groundtruth(list(fns), [*metrics, *([tune_metric] if tune_metric else [])])
+    source = open_source(source_recipe(config))
+    available = {need for need in NEEDS if source.has(need)}
+    metrics = [] if config.metrics == "none" else resolve(config.metrics, available)
+    tune_metric = resolve(config.tune)[0] if config.tune else None
+    refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
     backend = backend or LocalBackend()
-    world, lm, source_name = open_source(config)
-    backend.start(world)
-    config = replace(config, lm=lm)  # run.json and the run's key record the LM used, not None
-    ctx = Context(world, lm, config.method)
+    backend.start(source)
+    config = replace(config, lm=source.lm)  # run.json and the run's key record the LM used, not None
+    ctx = Context(source, config.method)
     features = parse_features(config.features, ctx.sae.d_sae)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
-    sctx = ScoringContext(world, config.scoring)
+    sctx = ScoringContext(source, config.scoring)
     for split in ("topk", "scoring"):  # here, before any worker needs them (the scoring pass gives the scales)
-        world.activations(split, backend.activation_pass(world, split))
-    world.groundtruth()
+        source.activations(split, backend.activation_pass(source, split))
+    source.scales()
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
-        method_config, tuning = tune(world, lm, config.method, list(fns), tune_metric, sctx, validation, backend)
-        ctx = Context(world, lm, method_config)
+        method_config, tuning = tune(source, ctx.config, list(fns), tune_metric, sctx, validation, backend)
+        ctx = Context(source, method_config)
     rows = []
     for name, fn in fns.items():
         for f, text in explain(ctx, name, fn, features, backend).items():
-            rows.append({"world": source_name, "lm": lm, "method": name, "feature": f, "explanation": text})
+            rows.append({"world": source.name, "lm": source.lm, "method": name, "feature": f, "explanation": text})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
         wanted = set(features)
-        rows += [{"world": source_name, "lm": lm, "method": name, "feature": f, "explanation": e}
+        rows += [{"world": source.name, "lm": source.lm, "method": name, "feature": f, "explanation": e}
                  for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
-    run_dir = Path(config.out) / f"{source_name}-{lm}-{config_hash(settings)}"
+    run_dir = Path(config.out) / f"{source.name}-{source.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if metrics:
         table = score_rows(sctx, metrics, pd.DataFrame(rows))
         write_atomic(run_dir / "scores.csv", table.to_csv(index=False, lineterminator="\n"))
     write_atomic(run_dir / "run.json", json.dumps({
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
-        "world": {name: d.name for name, d in world.dirs.items()},
+        "source": source.describe(), "method_config": asdict(ctx.config),
         "steering_multiplier": ctx.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
         "tuning": tuning, "backend": backend.describe(),
     }, indent=1))
     return run_dir
 
 
-def open_source(config: RunConfig) -> tuple[Models, str, str]:
-    """(source, its LM's name, its name in rows): the world preset, or the config's real models."""
-    if config.models is None:
-        from benchmark.world.build import build_world
-
-        world = build_world(config.world)
-        return world, config.lm or "large", world.config.name
-    lm = config.lm or config.models.vlm_name
-    return RealModels(config.models, lm), lm, config.models.sae_name
+def source_recipe(config: RunConfig) -> tuple:
+    """How to open the run's source: the config's real models, or the world preset."""
+    if config.models is not None:
+        return ("models", config.models, config.lm)
+    return ("world", config.world, config.lm)
 
 
-def refuse_groundtruth(methods: list[str], metrics: list[Metric]) -> None:
-    """One UsageError naming every method and metric that needs ground truth, on a source without it."""
-    needs = [m for m in methods if m in GROUNDTRUTH_METHODS] + [m.name for m in metrics if m.needs_groundtruth]
-    if needs:
-        names = list(dict.fromkeys(needs))
-        raise UsageError(f"{', '.join(names)}: need{'s' if len(names) == 1 else ''} ground truth; this run has none "
-                         f"(real models)")
+def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:
+    """One UsageError naming every method and metric whose needs the source does not meet."""
+    unmet = {}
+    for name, needs in [*((n, method_needs(fn)) for n, fn in methods.items()), *((m.name, m.needs) for m in metrics)]:
+        missing = [need for need in needs if not source.has(need)]
+        if missing:
+            unmet[name] = missing
+    if unmet:
+        lacks = sorted({need for missing in unmet.values() for need in missing})
+        raise UsageError(f"{', '.join(unmet)}: need{'s' if len(unmet) == 1 else ''} {' and '.join(lacks)}, which "
+                         f"source {source.name} does not have")
 
 
 def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple[list[int], list[int]]:
@@ -189,7 +193,7 @@ def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple
 def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) -> pd.DataFrame:
     """`rows` (world, lm, method, feature, explanation) with the feature's ground truth and every
     metric's columns added."""
-    truth = sctx.groundtruth[["concept", "category", "level", "aligned"]]
+    truth = sctx.source.groundtruth().set_index("feature")[["concept", "category", "level", "aligned"]]
     table = rows.join(truth, on="feature")
     for m in metrics:
         scores = score(sctx, m, table.feature.tolist(), table.explanation.tolist())

@@ -1,5 +1,7 @@
-"""One registry type for every kind of pluggable component: methods, metrics, worlds, SAE loaders,
-VLM adapters.
+"""One registry type for every kind of pluggable component: methods (here), metrics
+(`benchmark.scoring.METRICS`), sources (`benchmark.sources.SOURCES`), VLM adapters
+(`benchmark.models.adapters.ADAPTERS`), world presets (`benchmark.world.presets.WORLDS`); each
+lives beside the type it holds.
 
     METHODS = Registry("method", entry_point_group="featurebench.methods")
 
@@ -100,11 +102,6 @@ def _load_from_file(spec: str, kind: str):
     return getattr(module, attr)
 
 
-METHODS: Registry = Registry("method", entry_point_group="featurebench.methods")
-"""Explanation methods: `method(ctx: Context, features: list[int]) -> list[str]`, batched over features."""
-
-METRICS: Registry = Registry("metric", entry_point_group="featurebench.metrics")
-"""Fidelity metrics: `benchmark.scoring.Metric` objects, registered with `@metric(...)`."""
-
-WORLDS: Registry = Registry("world", entry_point_group="featurebench.worlds")
-"""World presets: `benchmark.world.presets.WorldConfig` objects."""
+METHODS: Registry[Callable[..., list[str]]] = Registry("method", entry_point_group="featurebench.methods")
+"""Explanation methods: `method(ctx: Context, features: list[int]) -> list[str]`, batched over features
+(`benchmark.context.method` registers one with the capabilities it needs)."""

@@ -1,21 +1,21 @@
-"""Scoring explanations: the metric interface, what metrics read (built once per world), and the
+"""Scoring explanations: the metric interface, what metrics read (built once per source), and the
 cached scoring loop.
 
 A metric is registered with one decorator over a batched function of (context, features,
-explanations) that returns one array per score column; the statistic itself lives in a pure
-function of tensors beside it, which the known-answer tests call directly:
+explanations) that returns one array per score column, naming the source capabilities it needs;
+the statistic itself lives in a pure function of tensors beside it, which the known-answer tests
+call directly:
 
-    @metric("clip-score", columns=("clip_score",))
-    def clip_score(ctx: ScoringContext, features, texts): ...
+    @metric("localization-iou", columns=("localization_iou",), needs=("segmenter",))
+    def score_localization(ctx: ScoringContext, features, texts): ...
 
-Scores are cached per (metric, metric source, world models, scoring config) and per
-(feature, explanation) pair, so a feature explained identically by two methods is scored once and
-a killed run resumes where it stopped.
+Scores are cached per (metric, code identity of its function and what it calls, the source's
+content identity, scoring config) and per (feature, explanation) pair, so a feature explained
+identically by two methods is scored once and a killed run resumes where it stopped.
 """
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -25,15 +25,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmark.activations import PoolActivations, compute_activations, masked_top_images
+from benchmark.activations import PoolActivations, masked_top_images
 from benchmark.cache import config_hash
-from benchmark.context import Models
-from benchmark.registry import METRICS, UsageError
+from benchmark.identity import code_identity
+from benchmark.registry import Registry
 from benchmark.results import RowStore
-from benchmark.world.groundtruth import MIN_FRACTION, concept_phrase
-from benchmark.world.pools import object_patch_masks
-from benchmark.world.render import render_concepts
-from benchmark.world.vlm import tower_states
+from benchmark.sources.capabilities import NEEDS, GroundTruth
+from benchmark.sources.source import Source
 
 ScoreFn = Callable[["ScoringContext", list[int], list[str]], dict[str, np.ndarray]]
 
@@ -44,8 +42,8 @@ class Metric:
     columns: tuple[str, ...]
     """Score columns it writes; the first is its headline number on the leaderboard."""
     higher_is_better: bool
-    needs_groundtruth: bool
-    """Only defined on sources that know each feature's concept (the world; not real models)."""
+    needs: tuple[str, ...]
+    """Source capabilities it reads (`benchmark.sources.capabilities.NEEDS`); refused on a source without them."""
     score: ScoreFn
 
     @property
@@ -54,32 +52,20 @@ class Metric:
 
 
 def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True,
-           needs_groundtruth: bool = False) -> Callable[[ScoreFn], ScoreFn]:
+           needs: tuple[str, ...] = ()) -> Callable[[ScoreFn], ScoreFn]:
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
+
     def register(fn: ScoreFn) -> ScoreFn:
-        METRICS.register(name)(Metric(name, columns, higher_is_better, needs_groundtruth, fn))
+        METRICS.register(name)(Metric(name, columns, higher_is_better, tuple(needs), fn))
         return fn
 
     return register
 
 
-def all_metrics() -> list[Metric]:
-    import metrics  # noqa: F401  (registers the built-in metrics)
-
-    return [METRICS.get(name) for name in METRICS.names()]
-
-
-def resolve_metrics(spec: str | None, groundtruth: bool = True) -> list[Metric]:
-    """`None` or 'all': every registered metric the run can compute (without `groundtruth`, those
-    that need none); else a comma list of names."""
-    if spec in (None, "all"):
-        return [m for m in all_metrics() if groundtruth or not m.needs_groundtruth]
-    import metrics  # noqa: F401  (built-ins first, so their names resolve)
-
-    found = [METRICS.get(name) for name in spec.split(",") if name]
-    for m in found:
-        if not isinstance(m, Metric):
-            raise UsageError(f"metric {m!r} is not a featurebench Metric (register it with @metric)")
-    return found
+METRICS: Registry[Metric] = Registry("metric", entry_point_group="featurebench.metrics")
+"""Fidelity metrics, registered with `@metric(...)`."""
 
 
 @dataclass(frozen=True)
@@ -104,29 +90,27 @@ class ScoringConfig:
 
 
 class ScoringContext:
-    """Everything metrics read, each loaded or computed once: the scorer CLIP and its embeddings of the
-    scoring pool (whole images and patch tokens), the SAE's activations on that pool, the masked
-    top-k images, the renderer with the tower and SAE for generated images, and ground truth.
+    """Everything metrics read over one source, each loaded or computed once: the scorer CLIP and its
+    embeddings of the scoring pool (whole images and patch tokens), the SAE's activations on that
+    pool, the masked top-k images, and the source's capabilities (ground truth, generator,
+    segmenter) for the metrics that declared they need them."""
 
-    Over any source (`Models`: the world or real models); what only ground-truth metrics read
-    (segmentation, the renderer, concepts) exists on the world alone."""
-
-    def __init__(self, world: Models, config: ScoringConfig = ScoringConfig()):
-        self.world, self.config = world, config
+    def __init__(self, source: Source, config: ScoringConfig = ScoringConfig()):
+        self.source, self.config = source, config
         self._texts: dict[str, torch.Tensor] = {}
-        self._generated: dict[frozenset, torch.Tensor] = {}
+        self._generated: dict[str, torch.Tensor | None] = {}
 
     @cached_property
     def scorer(self):
-        return self.world.scorer()
+        return self.source.scorer()
 
     @cached_property
     def pool(self):
-        return self.world.pool("scoring")
+        return self.source.pool("scoring")
 
     @cached_property
     def activations(self) -> PoolActivations:
-        return self.world.activations("scoring")
+        return self.source.activations("scoring")
 
     @cached_property
     def image_mean_NF(self) -> torch.Tensor:
@@ -156,11 +140,11 @@ class ScoringContext:
 
     @cached_property
     def topk_pool(self):
-        return self.world.pool("topk")
+        return self.source.pool("topk")
 
     @cached_property
     def topk_activations(self) -> PoolActivations:
-        return self.world.activations("topk")
+        return self.source.activations("topk")
 
     @cached_property
     def top_FK(self) -> torch.Tensor:
@@ -170,55 +154,39 @@ class ScoringContext:
         """Scorer embeddings of each feature's masked top-k images (B, k, D), and which images show
         anything (B, k) bool: a top image where the feature never fires is all black."""
         images, active_BKP = masked_top_images(self.topk_pool.images_NHWC, self.topk_activations, self.top_FK,
-                                               features, self.world.patch)
+                                               features, self.source.patch)
         b, k = images.shape[:2]
         emb = self.scorer.encode_images(images.reshape(b * k, *images.shape[2:]))
         return emb.reshape(b, k, -1), active_BKP.any(-1)
 
-    @cached_property
-    def object_masks_NKP(self) -> np.ndarray:
-        """Patches showing each object of each scoring image (the ground-truth segmentation)."""
-        return object_patch_masks(self.pool.segmentation_NHW, self.world.patch, MIN_FRACTION)
+    @property
+    def groundtruth(self) -> GroundTruth:
+        return self.source.capabilities.groundtruth
 
-    @cached_property
-    def _tower_sae(self):
-        return self.world.tower(), self.world.sae()
+    def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
+        """(I, P) bool: the source's segmenter's mask of what `text` names on scoring images `index_I`."""
+        return self.source.capabilities.segmenter.segment(text, index_I)
 
-    def image_activations(self, images_NHWC: np.ndarray) -> torch.Tensor:
-        """(N, F) the SAE's activations on new images, averaged over patches."""
-        tower, sae = self._tower_sae
-        acts = compute_activations(lambda x: tower_states(tower, x, self.world.sae_layer), sae, images_NHWC)
-        return acts.mean_over_patches()
-
-    def generated_activations(self, concept_sets: list[set[str]]) -> list[torch.Tensor]:
-        """(n, F) activations on images rendered from each concept set, seeded by the set itself;
-        the sets not seen before go through the tower in one pass."""
-        keys = [frozenset(c) for c in concept_sets]
-        todo = sorted({k for k in keys if k not in self._generated}, key=sorted)
+    def generated_activations(self, texts: list[str]) -> list[torch.Tensor | None]:
+        """Per text, (n, F) activations (mean over patches) on the source's generator's images of it,
+        None when it draws nothing. Images are keyed by their bytes, so texts drawn alike go through
+        the tower once; the new ones go in one pass."""
+        generator, n = self.source.capabilities.generator, self.config.generated_images
+        drawn = {t: generator.draw(t, n, self.config.seed) for t in dict.fromkeys(texts) if t not in self._generated}
+        keys = {t: None if im is None else hashlib.sha256(im.tobytes()).hexdigest() for t, im in drawn.items()}
+        todo = {k: drawn[t] for t, k in keys.items() if k is not None and k not in self._generated}
         if todo:
-            n, size = self.config.generated_images, self.world.config.image_size
-            images = np.concatenate([render_concepts(set(k), n, size, self._seed(k)) for k in todo])
-            acts = self.image_activations(images)
+            acts = self.source.image_activations(np.concatenate(list(todo.values())))
             self._generated.update({k: acts[i * n:(i + 1) * n] for i, k in enumerate(todo)})
-        return [self._generated[k] for k in keys]
-
-    def _seed(self, concepts: frozenset) -> int:
-        return int(hashlib.sha256(" ".join(sorted(concepts)).encode()).hexdigest()[:8], 16) + self.config.seed
+        self._generated.update({t: None if k is None else self._generated[k] for t, k in keys.items()})
+        return [self._generated[t] for t in texts]
 
     @cached_property
     def control_activations(self) -> torch.Tensor:
         rng = np.random.default_rng(self.config.seed)
-        index = rng.choice(len(self.pool), size=min(self.config.control_images, len(self.pool)), replace=False)
+        index = rng.choice(len(self.pool.images_NHWC), size=min(self.config.control_images, len(self.pool.images_NHWC)),
+                           replace=False)
         return self.image_mean_NF[np.sort(index)]
-
-    @cached_property
-    def groundtruth(self) -> pd.DataFrame:
-        return self.world.groundtruth().set_index("feature")
-
-    def reference_phrase(self, feature: int) -> str | None:
-        """The ground-truth concept as a phrase (with its position tag): what the oracle method says."""
-        row = self.groundtruth.loc[feature]
-        return concept_phrase(row.category, row.concept, row.position_tag) if isinstance(row.concept, str) else None
 
     @cached_property
     def sentence_model(self):
@@ -232,15 +200,18 @@ class ScoringContext:
         return SentenceTransformer(name, device="cpu")
 
     def cache_key(self) -> dict:
-        return {"world": {k: d.name for k, d in self.world.dirs.items() if not k.startswith(("vlm-", "quality"))},
+        """What every score depends on: the VLM whose tower feeds the SAE, the SAE, the pools, the
+        scorer and the settings (not the prompts: no metric asks the VLM a question)."""
+        identity = self.source.identity
+        return {"source": {role: identity[role] for role in ("vlm", "sae", "pools", "scorer")},
                 "config": asdict(self.config)}
 
 
 def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list[str],
           batch_size: int = 256) -> pd.DataFrame:
     """One row per (feature, explanation) with the metric's columns; NaN for dead features. Cached."""
-    key = {**ctx.cache_key(), "metric": metric_.name, "source": _source_hash(metric_.score)}
-    store = RowStore(ctx.world.root / "scores" / f"{metric_.name}-{config_hash(key)}.jsonl")
+    key = {**ctx.cache_key(), "metric": metric_.name, "code": code_identity(metric_.score)}
+    store = RowStore(ctx.source.root / "scores" / f"{metric_.name}-{config_hash(key)}.jsonl")
     done = {(int(r["feature"]), r["explanation"]): r["scores"] for r in store.load() if "scores" in r}
     pairs = list(dict.fromkeys(zip(features, texts)))
     todo = [(f, t) for f, t in pairs if (f, t) not in done and ctx.alive_F[f]]
@@ -253,12 +224,3 @@ def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list
         done.update({(r["feature"], r["explanation"]): r["scores"] for r in rows})
     nan = {c: float("nan") for c in metric_.columns}
     return pd.DataFrame([{"feature": f, "explanation": t, **done.get((f, t), nan)} for f, t in zip(features, texts)])
-
-
-def _source_hash(fn) -> str:
-    module = inspect.getmodule(fn)
-    try:
-        source = inspect.getsource(module) if module else inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = repr(fn)
-    return hashlib.sha256(source.encode()).hexdigest()[:12]

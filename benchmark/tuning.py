@@ -16,7 +16,7 @@ from benchmark.context import Context, MethodConfig
 from benchmark.explanations import explain
 from benchmark.registry import METHODS
 from benchmark.scoring import Metric, ScoringContext, score
-from benchmark.world.build import World
+from benchmark.sources import Source
 
 TUNABLE: dict[str, tuple[str, tuple[float, ...], frozenset[str]]] = {
     "steering_multiplier": ("steering", (1.0, 2.0, 4.0, 8.0), frozenset({"steering", "random-direction"})),
@@ -26,7 +26,7 @@ TUNABLE: dict[str, tuple[str, tuple[float, ...], frozenset[str]]] = {
 activation, methods that read it)."""
 
 
-def tune(world: World, lm: str, config: MethodConfig, methods: list[str], metric: Metric, sctx: ScoringContext,
+def tune(source: Source, config: MethodConfig, methods: list[str], metric: Metric, sctx: ScoringContext,
          validation: list[int], backend: Backend | None = None) -> tuple[MethodConfig, dict]:
     """The config with every coefficient that `methods` read set to its best candidate by the mean of
     `metric`'s headline over the validation features, and a record of the sweep."""
@@ -36,7 +36,7 @@ def tune(world: World, lm: str, config: MethodConfig, methods: list[str], metric
             continue
         means = {}
         for value in candidates:
-            ctx = Context(world, lm, replace(config, **{field: value}))
+            ctx = Context(source, replace(config, **{field: value}))
             texts = explain(ctx, owner, METHODS.get(owner), validation, backend)
             values = score(sctx, metric, validation, [texts[f] for f in validation])[metric.headline].to_numpy()
             means[value] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")

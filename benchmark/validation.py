@@ -1,9 +1,9 @@
-"""Showing that each metric measures what it claims, on a world that knows the truth.
+"""Showing that each metric measures what it claims, on a source that knows the truth (the world).
 
 Two numbers per metric, over the aligned features:
-- `pairwise_auroc`: how often the metric scores the right concept phrase (the oracle's, e.g.
-  'red at top left') above a wrong one of the same category ('blue at top left'), over every
-  (feature, wrong value) pair, ties counting one half;
+- `pairwise_auroc`: how often the metric scores the right phrase (the ground truth's, e.g.
+  'red at top left') above a wrong one of the same kind ('blue at top left': `GroundTruth.rivals`),
+  over every (feature, wrong phrase) pair, ties counting one half;
 - `spearman_oracle`: Spearman correlation of the metric's headline column with `oracle` over every
   method's explanations of those features (all built-in methods, one LM size).
 """
@@ -13,23 +13,21 @@ import numpy as np
 import pandas as pd
 
 from benchmark.context import Context, MethodConfig
-from benchmark.registry import METHODS, METRICS
-from benchmark.scoring import Metric, ScoringContext, score
-from benchmark.world.build import World
-from benchmark.world.concepts import CATEGORY_VALUES
-from benchmark.world.groundtruth import concept_phrase
+from benchmark.registry import METHODS, UsageError
+from benchmark.scoring import METRICS, Metric, ScoringContext, score
+from benchmark.sources import Source
+from benchmark.sources.capabilities import GroundTruth
 from metrics.functional import spearman
 
 
-def concept_pairs(groundtruth: pd.DataFrame) -> pd.DataFrame:
-    """One row per (aligned feature, wrong value of its category): feature, right and wrong phrase."""
+def concept_pairs(truth: GroundTruth) -> pd.DataFrame:
+    """One row per (aligned feature, rival phrase): feature, category, right and wrong phrase."""
+    table = truth.table()
     rows = []
-    for r in groundtruth[groundtruth.aligned].itertuples():
-        right = concept_phrase(r.category, r.concept, r.position_tag)
-        for wrong in CATEGORY_VALUES[r.category]:
-            if wrong != r.concept:
-                rows.append({"feature": int(r.feature), "category": r.category, "right": right,
-                             "wrong": concept_phrase(r.category, wrong, r.position_tag)})
+    for r in table[table.aligned.astype(bool)].itertuples():
+        right = truth.phrase(int(r.feature))
+        rows += [{"feature": int(r.feature), "category": r.category, "right": right, "wrong": wrong}
+                 for wrong in truth.rivals(int(r.feature))]
     return pd.DataFrame(rows)
 
 
@@ -42,12 +40,12 @@ def pairwise_auroc(right: np.ndarray, wrong: np.ndarray) -> float:
     return float(((r > w) + 0.5 * (r == w)).mean())
 
 
-def method_explanations(world: World, lm: str, features: list[int]) -> pd.DataFrame:
+def method_explanations(source: Source, features: list[int]) -> pd.DataFrame:
     """Every built-in method's explanation of `features` (cached like any run's)."""
     import methods  # noqa: F401
     from benchmark.explanations import explain
 
-    ctx = Context(world, lm, MethodConfig())
+    ctx = Context(source, MethodConfig())
     rows = []
     for name in METHODS.names():
         for f, text in explain(ctx, name, METHODS.get(name), features).items():
@@ -55,10 +53,12 @@ def method_explanations(world: World, lm: str, features: list[int]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def validate(world: World, lm: str, metrics: list[Metric], sctx: ScoringContext) -> dict[str, dict[str, float]]:
-    pairs = concept_pairs(world.groundtruth())
+def validate(source: Source, metrics: list[Metric], sctx: ScoringContext) -> dict[str, dict[str, float]]:
+    if not source.has("groundtruth"):
+        raise UsageError(f"validate-metrics needs ground truth; source {source.name} has none")
+    pairs = concept_pairs(source.capabilities.groundtruth)
     aligned = sorted(pairs.feature.unique().tolist())
-    explained = method_explanations(world, lm, aligned)
+    explained = method_explanations(source, aligned)
     oracle = _headline(sctx, METRICS.get("oracle"), explained)
     report = {}
     for m in metrics:

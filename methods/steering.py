@@ -1,10 +1,9 @@
 """Steering (the paper's method): the empty image, the feature's decoder direction added at every
 tower token of the SAE layer, and the describe prompt."""
-from benchmark.context import Context
-from benchmark.registry import METHODS
+from benchmark.context import Context, method
 
 
-@METHODS.register("steering")
+@method("steering")
 def steering(ctx: Context, features: list[int]) -> list[str]:
     """The empty image, steered by the feature's decoder direction at every token; describe prompt."""
     coeffs = ctx.steering_multiplier * ctx.scales(features)

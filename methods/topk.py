@@ -1,10 +1,9 @@
 """Top-k: the feature's top images by mean activation over patches, each masked to the patches
 where it fires, as separate images in one prompt asking what they share."""
-from benchmark.context import Context
-from benchmark.registry import METHODS
+from benchmark.context import Context, method
 
 
-@METHODS.register("topk")
+@method("topk")
 def topk(ctx: Context, features: list[int]) -> list[str]:
     """The top-k images, masked to where the feature fires, in one prompt asking what they share."""
     images, _ = ctx.masked_top_images(features)

@@ -1,8 +1,13 @@
-"""Fidelity metrics, one per file, each registered with `@metric(name, columns=...)`.
+"""Fidelity metrics, one per file, each registered with `@metric(name, columns=..., needs=...)`.
 
 A metric module holds a pure function of tensors (the statistic, tested on known answers) and a
 registered batched adapter `score(ctx: ScoringContext, features, explanations) -> {column: array}`
-that feeds it from the world."""
+that feeds it from the run's source. `resolve` is how the harness asks for metrics: importing this
+package registers the built-ins, so nothing under `benchmark/` imports a metric module."""
+from __future__ import annotations
+
+from benchmark.registry import UsageError
+from benchmark.scoring import METRICS, Metric
 from metrics import (  # noqa: F401  (registration)
     clip_score,
     detection,
@@ -12,3 +17,19 @@ from metrics import (  # noqa: F401  (registration)
     semantic_similarity,
     simulation,
 )
+
+
+def all_metrics() -> list[Metric]:
+    return [METRICS.get(name) for name in METRICS.names()]
+
+
+def resolve(spec: str | None, available: set[str] | None = None) -> list[Metric]:
+    """`None` or 'all': every registered metric whose needs lie in `available` (every metric when
+    None); else a comma list of names, each checked to be a `Metric`."""
+    if spec in (None, "all"):
+        return [m for m in all_metrics() if available is None or set(m.needs) <= available]
+    found = [METRICS.get(name) for name in spec.split(",") if name]
+    for m in found:
+        if not isinstance(m, Metric):
+            raise UsageError(f"metric {m!r} is not a featurebench Metric (register it with @metric)")
+    return found

@@ -1,19 +1,17 @@
 """Generation AUROC (the seed paper's, after CoSy): draw images *of the explanation* and ask whether
 the feature fires more on them than on random images.
 
-In the world, the procedural renderer is the text-to-image model: it draws `generated_images`
-scenes of the concepts the explanation names (own words or synonyms; `render_concepts`). The
-statistic is the AUROC of the feature's activation (mean over patches) on those images against
-`control_images` random scoring-pool images. An explanation that names nothing renderable scores
-0.5: it predicts nothing. For real image pools a `diffusers` pipeline would take the renderer's
-place; that option is not built yet.
+The source's generator (`benchmark.sources.capabilities.Generator`; in the world, the procedural
+renderer) draws `generated_images` images of what the explanation names. The statistic is the
+AUROC of the feature's activation (mean over patches) on those images against `control_images`
+random scoring-pool images. An explanation the generator can draw nothing of scores 0.5: it
+predicts nothing. A source without a generator is refused before anything is computed.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from benchmark.scoring import ScoringContext, metric
-from benchmark.world.concepts import mentioned_concepts
 from metrics.functional import auroc
 
 
@@ -23,12 +21,11 @@ def generation_auroc(synthetic_N: np.ndarray, control_M: np.ndarray) -> float:
     return auroc(np.concatenate([synthetic_N, control_M]), labels)
 
 
-@metric("generation-auroc", columns=("generation_auroc",), needs_groundtruth=True)
+@metric("generation-auroc", columns=("generation_auroc",), needs=("generator",))
 def score_generation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     control_MF = ctx.control_activations.numpy()
-    concepts = [mentioned_concepts(t) for t in texts]
-    named = [i for i, c in enumerate(concepts) if c]
     out = np.full(len(features), 0.5)
-    for i, synthetic_NF in zip(named, ctx.generated_activations([concepts[i] for i in named])):
-        out[i] = generation_auroc(synthetic_NF[:, features[i]].numpy(), control_MF[:, features[i]])
+    for i, synthetic_NF in enumerate(ctx.generated_activations(texts)):
+        if synthetic_NF is not None:
+            out[i] = generation_auroc(synthetic_NF[:, features[i]].numpy(), control_MF[:, features[i]])
     return {"generation_auroc": out}

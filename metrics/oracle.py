@@ -1,8 +1,8 @@
-"""Oracle (world only): does the explanation name the feature's ground-truth concept?
+"""Oracle (sources with ground truth only): does the explanation name the feature's known concept?
 
-1 when the explanation names the concept that dissection assigned to the feature, by its own word
-or a synonym (`benchmark.world.concepts.SYNONYMS`, whole words), else 0; NaN for features without
-a concept. It is the yardstick the other metrics are validated against, never a leaderboard
+1 when the explanation names the concept the source's ground truth assigns to the feature (in the
+world: dissection's label, by its own word or a synonym, whole words), else 0; NaN for features
+without a concept. It is the yardstick the other metrics are validated against, never a leaderboard
 criterion by itself: it ignores whether the explanation also names wrong things.
 """
 from __future__ import annotations
@@ -10,16 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.scoring import ScoringContext, metric
-from benchmark.world.concepts import mentioned_concepts
 
 
-def names_concept(text: str, concept: str | None) -> float:
-    if not isinstance(concept, str):
-        return float("nan")
-    return float(concept in mentioned_concepts(text))
-
-
-@metric("oracle", columns=("oracle",), needs_groundtruth=True)
+@metric("oracle", columns=("oracle",), needs=("groundtruth",))
 def score_oracle(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
-    concepts = ctx.groundtruth.concept
-    return {"oracle": np.array([names_concept(t, concepts.loc[f]) for f, t in zip(features, texts)])}
+    return {"oracle": np.array([ctx.groundtruth.names(t, f) for f, t in zip(features, texts)])}

@@ -17,9 +17,9 @@ def cosine(a_BD: torch.Tensor, b_BD: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(a_BD, b_BD, dim=-1)
 
 
-@metric("semantic-similarity", columns=("semantic_similarity",), needs_groundtruth=True)
+@metric("semantic-similarity", columns=("semantic_similarity",), needs=("groundtruth",))
 def score_semantic(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
-    references = [ctx.reference_phrase(f) for f in features]
+    references = [ctx.groundtruth.phrase(f) for f in features]
     out = np.full(len(features), np.nan)
     known = [i for i, r in enumerate(references) if r is not None]
     if known:

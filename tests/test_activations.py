@@ -1,5 +1,6 @@
-"""The activation cache: the sparse form is exact, rankings match the dense computation, and a
-second request reads the cache instead of recomputing."""
+"""The activation cache: the sparse form is exact and equals the SAE on the world tower's own hidden
+state (the source's pass through the steering engine is what the tower computes), rankings match
+the dense computation, and a second request reads the cache instead of recomputing."""
 import torch
 
 from benchmark.activations import PoolActivations, cached_activations
@@ -7,16 +8,17 @@ from benchmark.world.vlm import tower_states
 
 
 def test_sparse_cache_equals_the_dense_encoding(world):
-    acts = world.activations("topk")
+    source = world.source("small")
+    acts = source.activations("topk")
     images = world.pool("topk").images_NHWC
-    dense = world.sae().encode(tower_states(world.tower(), images, world.sae_layer))
+    dense = source.sae().encode(tower_states(world.tower(), images, world.sae_layer))
     assert acts.shape == tuple(dense.shape)
     assert torch.allclose(acts.dense(), dense, atol=1e-5)
     assert torch.allclose(acts.dense(torch.tensor([7, 3, 7])), dense[..., [7, 3, 7]], atol=1e-5)
     mean = dense.mean(1)
     assert torch.allclose(acts.mean_over_patches(), mean, atol=1e-5)
     top = acts.top_images(5)
-    assert top.shape == (world.sae().d_sae, 5)
+    assert top.shape == (source.sae().d_sae, 5)
     alive = mean.amax(0) > 0
     assert torch.allclose(mean.gather(0, top.T)[:, alive], mean.topk(5, dim=0).values[:, alive], atol=1e-6)
 

@@ -16,7 +16,7 @@ from transformers import (CLIPImageProcessor, Gemma3ImageProcessor, Gemma3Proces
 
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.registry import UsageError
-from benchmark.steering import steer
+from benchmark.steering.hook import steer
 
 SIZE, PATCH = 28, 7  # a 4 x 4 patch grid
 GRID = SIZE // PATCH

@@ -79,9 +79,9 @@ def test_ray_backend_gives_the_local_results_and_shards_the_activation_pass(worl
     assert passes.keys() == {"topk", "scoring"} and len(passes["topk"]["shards"]) > 1  # the pool really was split
 
     from benchmark.world.build import build_world
-    sharded = build_world("tiny").activations("topk")  # what the Ray pass cached in the fresh cache
+    sharded = build_world("tiny").source("small").activations("topk")  # what the Ray pass cached in the fresh cache
     monkeypatch.setenv("FEATUREBENCH_CACHE", str(world_cache))
-    whole = build_world("tiny").activations("topk")
+    whole = build_world("tiny").source("small").activations("topk")
     assert torch.equal(sharded.indices_NPK, whole.indices_NPK)
     torch.testing.assert_close(sharded.values_NPK, whole.values_NPK)
 

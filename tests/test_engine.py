@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.engine import SteeringEngine
+from benchmark.steering.engine import SteeringEngine
 from benchmark.gpu_bench import run_shape_bench
 from benchmark.models.adapters import load_vlm
-from benchmark.steering import steered_generate
+from benchmark.steering.hook import steered_generate
 from tests.test_adapters import FAMILIES, PROMPT, STEERED, planted_image, save_tiny_checkpoint
 
 NEW_TOKENS = 5

@@ -2,17 +2,18 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from benchmark.world.concepts import ObjectSpec
 from benchmark.world.render import render_concepts
+from benchmark.world.truth import WorldTruth, named_mask
 from metrics.clip_score import clip_score
 from metrics.detection import detection, precision_at_k
 from metrics.functional import auroc, iou, pearson, spearman
 from metrics.generation_auroc import generation_auroc
-from metrics.localization_iou import localization_iou, named_mask
-from metrics.oracle import names_concept
+from metrics.localization_iou import localization_iou
 from metrics.simulation import calibrated_correlation, simulation_records
 
 RNG = np.random.default_rng(0)
@@ -97,9 +98,13 @@ def test_localization_iou_and_the_named_mask():
 
 
 def test_oracle_names_by_word_or_synonym():
-    assert names_concept("a crimson disk", "red") == 1.0 and names_concept("a crimson disk", "circle") == 1.0
-    assert names_concept("reddish", "red") == 0.0 and names_concept("upper left corner", "top left") == 1.0
-    assert math.isnan(names_concept("red", None))
+    truth = WorldTruth(pd.DataFrame({"feature": [0, 1, 2, 3], "concept": ["red", "circle", "top left", None],
+                                     "category": ["colour", "shape", "position", None], "position_tag": [None] * 4}))
+    assert truth.names("a crimson disk", 0) == 1.0 and truth.names("a crimson disk", 1) == 1.0
+    assert truth.names("reddish", 0) == 0.0 and truth.names("upper left corner", 2) == 1.0
+    assert math.isnan(truth.names("red", 3))
+    assert truth.phrase(0) == "red" and truth.phrase(3) is None
+    assert truth.rivals(1) == ["square", "triangle", "cross"]
 
 
 def grey(images):

@@ -112,8 +112,8 @@ def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world
 def test_bench_reports_engine_and_loop_for_both_methods(world):
     from benchmark.bench import bench
 
-    report = bench("tiny", "small", engine_features=24, loop_features=3, batch_size=24)
-    assert set(report) == {"steering", "hybrid"}
-    for r in report.values():
+    report = bench(("world", "tiny", "small"), engine_features=24, loop_features=3, batch_size=24)
+    assert set(report) == {"source", "lm", "batch_size", "steering", "hybrid"}
+    for r in (report["steering"], report["hybrid"]):
         assert r["engine_features_per_s"] > 0 and r["loop_features_per_s"] > 0
         assert r["ratio"] == pytest.approx(r["engine_features_per_s"] / r["loop_features_per_s"], rel=0.01)

@@ -20,7 +20,9 @@ from benchmark.context import Context, MethodConfig
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
 from benchmark.models.scorer import WEIGHTS, Scorer
-from benchmark.real_models import RealModels, models_config, top_activation_mean
+from benchmark.sources import Source
+from benchmark.sources.source import top_activation_mean
+from benchmark.sources.spec import models_config
 from tests.test_adapters import PATCH, SIZE, STEERED, save_tiny_checkpoint
 
 SCORER = "featurebench-test-scorer"
@@ -98,14 +100,15 @@ def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypa
     assert scores.concept.isna().all() and scores.aligned.isna().all()  # no ground truth
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["config"]["models"]["vlm"]["family"] == "llava" and meta["config"]["models"]["sae"]["layer"] is None
-    assert set(meta["world"]) == {"tower", "pools", "sae", "vlm-llava", "scorer"}
+    assert set(meta["source"]["identity"]) == {"vlm", "sae", "pools", "scorer", "prompts"}
+    assert meta["source"]["layer"] == STEERED and meta["source"]["capabilities"] == []
     assert meta["steering_multiplier"] == 8.0
     first = {name: (run_dir / name).read_text() for name in ("explanations.jsonl", "scores.csv")}
 
     def recompute(*args, **kwargs):
         raise AssertionError("a cached run loaded a model")
 
-    monkeypatch.setattr("benchmark.real_models.load_vlm", recompute)
+    monkeypatch.setattr("benchmark.sources.source.load_vlm", recompute)
     monkeypatch.setattr(Scorer, "open", recompute)
     capsys.readouterr()
     assert main(args) == 0
@@ -114,8 +117,7 @@ def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypa
 
 def test_hybrid_positions_are_the_tokens_of_active_patches(files):
     for family, cls_tokens in (("llava", 1), ("gemma3", 0)):
-        models = RealModels(models_config(tables(files, family), "test"), family)
-        ctx = Context(models, family, MethodConfig(batch_size=4))
+        ctx = Context(Source(models_config(tables(files, family), "test"), family), MethodConfig(batch_size=4))
         masked, positions_BKT = ctx.masked_top_images([0, 1, 2])
         _, active_BKP = masked_top_images(ctx.topk_pool.images_NHWC, ctx.topk_activations, ctx.top_images, [0, 1, 2],
                                           ctx.patch)
@@ -125,14 +127,14 @@ def test_hybrid_positions_are_the_tokens_of_active_patches(files):
 
 
 def test_pool_splits_partition_the_pool_and_stay_on_disk(files):
-    models = RealModels(models_config(tables(files), "test"), "llava")
+    models = Source(models_config(tables(files), "test"), "llava")
     topk, scoring = models.pool("topk").images_NHWC, models.pool("scoring").images_NHWC
     assert isinstance(topk, np.memmap) and isinstance(scoring, np.memmap)
     assert len(topk) == len(scoring) == IMAGES // 2
     whole = np.stack([np.asarray(Image.open(files / "images" / f"{i:03}.png")) for i in range(IMAGES)])
     as_rows = lambda a: {row.tobytes() for row in a}  # noqa: E731  (images are distinct: random colours)
     assert as_rows(topk) | as_rows(scoring) == as_rows(whole) and not as_rows(topk) & as_rows(scoring)
-    again = RealModels(models_config(tables(files), "test"), "llava")
+    again = Source(models_config(tables(files), "test"), "llava")
     assert np.array_equal(again.pool("topk").images_NHWC, topk)  # the same split, from the cache
 
 
@@ -148,10 +150,13 @@ def test_scale_is_the_mean_of_the_top_activations():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--method", "oracle"], "oracle: needs ground truth; this run has none"),
-    (["--method", "steering", "--metrics", "detection,semantic-similarity"], "semantic-similarity: needs ground truth"),
+    (["--method", "oracle"], "oracle: needs groundtruth, which source sae does not have"),
+    (["--method", "random-words"], "random-words: needs vocabulary"),
+    (["--method", "steering", "--metrics", "detection,semantic-similarity"], "semantic-similarity: needs groundtruth"),
+    (["--method", "steering", "--metrics", "localization-iou,generation-auroc"],
+     "localization-iou, generation-auroc: need generator and segmenter"),
 ])
-def test_what_needs_ground_truth_is_refused_before_anything_runs(files, tmp_path, capsys, argv, message):
+def test_what_the_source_lacks_is_refused_before_anything_runs(files, tmp_path, capsys, argv, message):
     toml = write_toml(tmp_path / "run.toml", {"features": "0:2"}, tables(files))
     assert main(["--config", toml, *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
@@ -210,3 +215,41 @@ def test_resolved_spec_makes_local_paths_absolute_and_leaves_names(files, monkey
     assert (spec.vlm.path, spec.sae.path, spec.pool.source) == (
         str(files / "llava"), str(files / "sae.safetensors"), str(files / "images"))
     assert (spec.scorer.model, spec.scorer.pretrained) == ("ViT-L-14", "openai")  # open_clip names stay names
+
+
+def test_checkpoint_and_sae_rewritten_in_place_are_recomputed(files, tmp_path, monkeypatch):
+    """Caches key files by content: new weights at the same paths are noticed, not served stale."""
+    import shutil
+
+    monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "cache"))  # copies of the files are the same content
+    own = tables(files)
+    shutil.copytree(files / "llava", tmp_path / "llava")
+    shutil.copy(files / "sae.safetensors", tmp_path / "sae.safetensors")
+    own["vlm"]["path"], own["sae"]["path"] = str(tmp_path / "llava"), str(tmp_path / "sae.safetensors")
+    toml = write_toml(tmp_path / "run.toml", {"features": "0:4", "batch-size": 4, "metrics": "detection"}, own)
+    loads = []
+    real_load = __import__("benchmark.sources.source", fromlist=["load_vlm"]).load_vlm
+    monkeypatch.setattr("benchmark.sources.source.load_vlm", lambda *a, **k: loads.append(a[1]) or real_load(*a, **k))
+
+    def explain(out: str) -> tuple[dict, dict]:
+        assert main(["--config", toml, "--method", "steering", "--out", str(tmp_path / out)]) == 0
+        (run_dir,) = (tmp_path / out).iterdir()
+        rows = [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
+        return json.loads((run_dir / "run.json").read_text())["source"]["identity"], {r["feature"]: r for r in rows}
+
+    first, _ = explain("first")
+    assert len(loads) == 1
+    explain("again")
+    assert len(loads) == 1  # unchanged files: everything from the caches, no model loaded
+    save_tiny_checkpoint("llava", tmp_path / "llava", seed=4)  # other weights, same path, same file names
+    second, _ = explain("vlm")
+    assert len(loads) == 2 and second["vlm"] != first["vlm"] and second["sae"] == first["sae"]
+    torch.manual_seed(5)
+    sae = SAE(32, 16, k=4)
+    with torch.no_grad():
+        sae.W_enc.normal_()
+        sae.W_dec.copy_(sae.W_enc.T)
+        sae.normalize_decoder()
+    save_sae(sae, tmp_path / "sae.safetensors", hook_layer=STEERED)
+    third, _ = explain("sae")
+    assert len(loads) == 3 and third["sae"] != second["sae"]

@@ -12,8 +12,9 @@ import torch
 from benchmark.activations import PoolActivations, masked_top_images
 from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
-from benchmark.report.images import DIM, heat_colours, heat_overlay, strip, top_image_arrays
-from benchmark.report.inputs import Run
+from benchmark.report.images import DIM, caption_column, heat_colours, heat_overlay, strip, top_image_arrays
+from benchmark.report.inputs import Run, first_runs
+from benchmark.sources.spec import PoolSpec
 
 LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
 
@@ -42,16 +43,24 @@ def test_pairwise_matrix_and_category_pivot_orders():
     per_category = pd.DataFrame([{"world": "w", "lm": "s", "method": "x", "group_by": by, "group": g, "m": v}
                                  for by, g, v in (("category", "shape", 1.0), ("level", "high", 2.0),
                                                   ("category", "colour", 3.0), ("level", "low", 4.0))])
-    pivot = data.category_pivot(per_category, "m")
+    pivot = data.category_pivot(per_category, "m", {})
     assert list(pivot.columns) == ["low", "high", "colour", "shape"] and pivot.iloc[0].tolist() == [4.0, 2.0, 3.0, 1.0]
-    assert data.lm_order(["large", "small", "xl"], ["small", "medium", "large"]) == ["small", "large", "xl"]
+    # categories under their level as the rows give it: high-level shape before low-level texture and zebra
+    rows = pd.DataFrame({"category": ["texture", "shape", None, "zebra", "texture"],
+                         "level": ["low", "high", None, "odd", "high"]})
+    assert data.category_levels(rows) == {"texture": "low", "shape": "high", "zebra": "odd"}
+    assert data.group_order(["odd", "high", "low"], ["zebra", "texture", "shape", "spot"], {"texture": "high",
+                            "shape": "high", "zebra": "odd"}) == ["low", "high", "odd", "shape", "texture", "zebra",
+                                                                   "spot"]
+    assert data.lm_order(["large", "xl", "other", "small", "medium"]) == ["small", "medium", "large", "xl", "other"]
+    assert data.lm_order(["llava-1.5-13b", "llava-1.5-7b", "opt-350m"]) == ["opt-350m", "llava-1.5-7b", "llava-1.5-13b"]
 
 
 def test_plot_series_follow_lm_order_and_leave_gaps():
     main = pd.DataFrame([{"world": "w", "lm": lm, "method": m, "n_features": 3, "d": v, "d_ci_low": v - 0.1,
                           "d_ci_high": v + 0.1} for lm, m, v in (("large", "a", 0.5), ("small", "a", 0.25),
                                                                  ("small", "b", 0.75))])
-    lms = data.lm_order(list(main.lm), ["small", "medium", "large"])
+    lms = data.lm_order(list(main.lm))
     methods, series = data.by_method(main, "w", "d", lms)
     assert methods == ["a", "b"] and list(series) == ["small", "large"]
     assert series["small"][1] == pytest.approx((0.75, 0.65, 0.85)) and series["large"][1] is None
@@ -62,12 +71,15 @@ def test_plot_series_follow_lm_order_and_leave_gaps():
     assert data.by_level(per_category, "w", "small", "d") == (["a"], {"low": [(0.25,)], "high": [(0.5,)]})
 
 
-def _run(name: str, lm: str, methods: tuple[str, ...], features: range, steering: float = 8.0) -> Run:
+def _run(name: str, lm: str, methods: tuple[str, ...], features: range, steering: float = 8.0,
+         identity: dict | None = None) -> Run:
     rows = [{"world": "w", "lm": lm, "method": m, "feature": f, "explanation": f"{m} says {f}",
              "concept": "red" if f % 2 else None, "category": "colour" if f % 2 else None,
              "level": "low" if f % 2 else None, "aligned": f % 4 == 1, "detection_auroc": f / 1000, "oracle": 1.0}
             for m in methods for f in features]
-    meta = {"config": {"world": "w", "method": {"top_k": 5}}, "world": {}, "steering_multiplier": steering,
+    source = {"name": "w", "lm": lm, "identity": identity or {"sae": "s1", "pools": "p1"}, "models": {},
+              "capabilities": ["groundtruth"]}
+    meta = {"config": {"method": {"top_k": 5}}, "source": source, "steering_multiplier": steering,
             "hybrid_multiplier": 0.5}
     return Run(name, pd.DataFrame(rows), meta)
 
@@ -142,6 +154,28 @@ def test_pairwise_table_marks_significant_cells():
     assert table.count("✓") == 1 and 'title="x &gt; y: p = 0.01"' in table
 
 
+def test_runs_of_one_source_name_share_its_sae_and_pools():
+    first, other_lm = _run("r1", "s", ("topk",), range(2)), _run("r2", "l", ("topk",), range(2))
+    assert list(first_runs([first, other_lm])) == ["w"] and first_runs([first, other_lm])["w"] is first
+    resaved = _run("r3", "s", ("topk",), range(2), identity={"sae": "s2", "pools": "p1"})
+    with pytest.raises(UsageError, match="runs r1 and r3 were made on different sae under one name 'w'"):
+        first_runs([first, resaved])
+
+
+def test_captions_come_from_a_saved_datasets_caption_column(tmp_path):
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string")})
+    captions = ["a red dot", "a blue dot", "a grey dot"]
+    rows = {"image": [np.zeros((4, 4, 3), np.uint8)] * 3, "caption": captions}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "topk"))
+    whole = PoolSpec(source=str(tmp_path / "topk"), scoring_source=str(tmp_path / "scoring"))
+    assert caption_column(whole) == captions
+    assert caption_column(PoolSpec(source=str(tmp_path / "topk"))) is None  # split by the source: another order
+    (tmp_path / "folder").mkdir()
+    assert caption_column(PoolSpec(source=str(tmp_path / "folder"), scoring_source=str(tmp_path / "folder"))) is None
+
+
 def _no_run(t):
     return [t / "nope"], t / "out", None
 
@@ -161,9 +195,12 @@ def _scored_run(t, meta: str | None):
     return [t / "run"], t / "out", None
 
 
-def _run_of_an_unbuilt_world(t):
-    stages = {s: f"{s}-000000000000" for s in ("pools", "tower", "sae", "groundtruth")}
-    return _scored_run(t, json.dumps({"config": {"world": "tiny", "method": {"top_k": 5}}, "world": stages}))
+def _run_whose_files_are_gone(t):
+    """A run.json as the pipeline writes it, whose VLM checkpoint has since been deleted."""
+    models = {"vlm": {"family": "llava", "path": str(t / "gone" / "vlm")}, "sae": {"path": str(t / "gone" / "sae")},
+              "pool": {"source": str(t / "gone" / "pool")}}
+    source = {"name": "tiny", "lm": "small", "identity": {}, "models": models, "capabilities": ["groundtruth"]}
+    return _scored_run(t, json.dumps({"config": {"method": {"top_k": 5}}, "source": source}))
 
 
 def _out_is_a_file(t):
@@ -180,7 +217,7 @@ def _out_is_someone_elses(t):
 @pytest.mark.parametrize("make, message", [
     (_no_run, "no such run directory"), (_run_without_scores, "no scores.csv"),
     (lambda t: _scored_run(t, None), "no run.json"), (lambda t: _scored_run(t, "{}"), "not a run record"),
-    (_run_of_an_unbuilt_world, "its pools stage pools-000000000000 is not in the cache"), (_out_is_a_file, "is a file"),
+    (_run_whose_files_are_gone, r"gone/vlm is gone since the run; run it again"), (_out_is_a_file, "is a file"),
     (_out_is_someone_elses, "is not an earlier report"), (lambda t: ([], t / "out", t / "none"), "no main.csv"),
     (lambda t: ([], t / "out", None), "nothing to report"),
 ])

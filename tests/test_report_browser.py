@@ -105,4 +105,6 @@ def test_feature_page_shows_images_explanations_and_scores(report, page, artefac
     assert rows.locator("th").all_inner_texts() == list(METHODS)
     assert rows.locator("td.explanation").all_inner_texts() == [truth.explanation.fillna("(empty)")[m] for m in METHODS]
     assert rows.first.locator("td.num").nth(0).inner_text() != "–"  # steering's coefficient
+    captions = page.locator("ol.captions li").all_inner_texts()  # the world pool's caption column
+    assert len(captions) == 5 and not any(c.startswith("top-k pool image") for c in captions)
     shoot(page, artefacts, "feature")

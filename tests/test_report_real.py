@@ -1,6 +1,7 @@
 """A report over a run on real models (the tiny random-weight checkpoints of test_real_models): its
-images come from the checkpoints' caches, not the VLM; its pages say there is no ground truth. The
-browser check runs where playwright and Chromium are installed, as in test_report_browser.py."""
+images come from the checkpoints' caches, not the VLM; its pages say there is no ground truth; files
+changed since the run are refused. The browser check runs where playwright and Chromium are
+installed, as in test_report_browser.py."""
 import json
 import shutil
 
@@ -27,7 +28,7 @@ def report(files, tmp_path_factory):  # noqa: F811
         raise AssertionError("the report loaded the VLM")
 
     mp = pytest.MonkeyPatch()
-    mp.setattr("benchmark.real_models.load_vlm", load_vlm)
+    mp.setattr("benchmark.sources.source.load_vlm", load_vlm)
     try:
         yield run_dir, write_report([run_dir], root / "report", None)
     finally:
@@ -67,8 +68,22 @@ def test_report_of_a_run_on_real_models(report):
 def test_activations_missing_from_the_cache_are_a_usage_error(report, tmp_path, monkeypatch):
     run_dir, _ = report
     monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "elsewhere"))
-    with pytest.raises(UsageError, match="activations on the top-k pool are not in the cache") as error:
+    with pytest.raises(UsageError, match="activations on its pools are not in the cache") as error:
         write_report([run_dir], tmp_path / "report", None)
+    assert "FEATUREBENCH_CACHE" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "report").exists()
+
+
+def test_files_changed_since_the_run_are_a_usage_error(report, tmp_path):
+    """A run whose recorded SAE identity is not its files' (as after re-saving the SAE in place)."""
+    run_dir, _ = report
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    meta["source"]["identity"]["sae"] = "0" * 12
+    (copy / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(UsageError, match=f"run {copy.name}: the files of its sae changed since the run") as error:
+        write_report([copy], tmp_path / "report", None)
     assert "\n" not in str(error.value) and not (tmp_path / "report").exists()
 
 

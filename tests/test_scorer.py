@@ -17,7 +17,7 @@ def test_open_by_name_and_checkpoint_file_matches_the_directory(world):
     open_clip.add_model_config(config)  # what a user's open_clip already knows for ViT-L-14
     by_name = Scorer.open(config.stem, str(dpath / WEIGHTS))
     texts = ["red", "a small cross"]
-    assert torch.equal(by_name.encode_texts(texts), world.scorer().encode_texts(texts))
+    assert torch.equal(by_name.encode_texts(texts), Scorer.load(dpath).encode_texts(texts))
     images = world.pool("scoring").images_NHWC[:2]
     big = images.repeat(2, axis=1).repeat(2, axis=2)  # another size is resized to the model's
     assert by_name.encode_images(big).shape == by_name.encode_images(images).shape

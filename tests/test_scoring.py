@@ -7,8 +7,9 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.pipeline import RunConfig, run
-from benchmark.scoring import Metric, ScoringContext, all_metrics, score
+from benchmark.scoring import Metric, ScoringContext, score
 from benchmark.validation import concept_pairs, pairwise_auroc, validate
+from metrics import all_metrics
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_a_run_scores_every_explanation_with_every_metric(world, scored):
     assert len(table) == 3 * 48
     for m in all_metrics():
         assert set(m.columns) <= set(table.columns)
-    alive = ScoringContext(world).alive_F
+    alive = ScoringContext(world.source("small")).alive_F
     oracle = table[(table.method == "oracle") & alive[table.feature] & table.concept.notna()]
     assert len(oracle) > 10 and (oracle.oracle == 1).all() and np.allclose(oracle.semantic_similarity, 1, atol=1e-5)
     nothing = table[(table.method == "submission:blank") & alive[table.feature]]  # names nothing renderable
@@ -40,8 +41,8 @@ def test_scores_are_cached_per_feature_and_explanation(world):
         calls.append(list(zip(features, texts)))
         return {"n": np.array([len(t) for t in texts], float)}
 
-    metric = Metric("count-chars", ("n",), True, False, count)
-    ctx = ScoringContext(world)
+    metric = Metric("count-chars", ("n",), True, (), count)
+    ctx = ScoringContext(world.source("small"))
     alive = [int(f) for f in np.flatnonzero(ctx.alive_F)[:3]]
     first = score(ctx, metric, alive, ["red", "blue", "red"])
     again = score(ctx, metric, alive + alive[:1], ["red", "blue", "red", "green"])
@@ -54,9 +55,10 @@ def test_pairwise_auroc_known_answer():
 
 
 def test_validation_pairs_and_report(world):
-    pairs = concept_pairs(world.groundtruth())
+    source = world.source("small")
+    pairs = concept_pairs(source.capabilities.groundtruth)
     assert len(pairs) and (pairs.right != pairs.wrong).all()
-    report = validate(world, "small", all_metrics(), ScoringContext(world))
+    report = validate(source, all_metrics(), ScoringContext(source))
     assert set(report) == {m.name for m in all_metrics()}
     assert report["oracle"] == {"pairwise_auroc": 1.0, "spearman_oracle": 1.0}
     assert report["detection"]["pairwise_auroc"] > 0.7  # the scorer knows the world's words

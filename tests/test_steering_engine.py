@@ -1,10 +1,11 @@
-"""The steering engine: exact per-row, per-image, per-position addition; batched equals one at a time."""
+"""The steering hook and the engine on the world's trained VLM: exact per-row, per-image,
+per-position addition; the engine's batched answers equal the hook around the checkpoint's own
+`generate`, one feature at a time."""
 import numpy as np
 import torch
 
-from benchmark.steering import steered_generate
-from benchmark.world.quality import empty_image, steered_captions
-from benchmark.world.vlm import generate
+from benchmark.context import Context, MethodConfig
+from benchmark.steering.hook import steered_generate
 
 
 def test_each_image_row_gets_its_rows_vector_at_its_positions():
@@ -26,23 +27,31 @@ def test_each_image_row_gets_its_rows_vector_at_its_positions():
     assert torch.equal(got, expected)
 
 
-def test_batched_and_one_at_a_time_give_identical_text(world):
-    vlm, sae = world.vlm("large"), world.sae()
-    vectors = sae.W_dec[:12] * 8.0
-    batched = steered_captions(vlm, world.tokenizer, world.sae_layer, vectors)
-    layer = vlm.model.vision_tower.encoder.layers[world.sae_layer - 1]
-    images = np.broadcast_to(empty_image(32), (12, 1, 32, 32, 3))
-    one_by_one = steered_generate(lambda b: generate(vlm, world.tokenizer, b), layer, images, vectors, batch_size=1)
-    assert batched == one_by_one
+def _hook_loop(ctx: Context, images_BNHWC, vectors_BD, positions_BNT=None) -> list[str]:
+    source = ctx.source
+    prompts, shared = source.spec.prompts, images_BNHWC.shape[1] > 1
+    prompt = prompts.shared if shared else prompts.describe
+    generate = lambda batch: source.vlm.generate(batch, prompt, source.max_new_tokens(shared),  # noqa: E731
+                                                 prompts.answer_prefix)
+    return steered_generate(generate, source.vlm.layer(source.layer), images_BNHWC, vectors_BD, positions_BNT,
+                            batch_size=1)
+
+
+def test_engine_equals_the_hook_loop_on_the_world_vlm(world):
+    ctx = Context(world.source("large"), MethodConfig(batch_size=5))
+    features = list(range(12))
+    vectors = (8.0 * ctx.scales(features))[:, None] * ctx.sae.W_dec[features]
+    batched = ctx.answer(ctx.empty_images(12), vectors)
+    assert batched == _hook_loop(ctx, ctx.empty_images(12), vectors)
     assert len(set(batched)) > 1  # the features steer to different answers
+    images, positions = ctx.masked_top_images(features[:6])
+    hybrid = ctx.answer(images, 4 * vectors[:6], positions)
+    assert hybrid == _hook_loop(ctx, images, 4 * vectors[:6], positions)
 
 
 def test_no_positions_selected_is_no_steering(world):
-    vlm = world.vlm("small")
-    layer = vlm.model.vision_tower.encoder.layers[world.sae_layer - 1]
-    images = world.pool("topk").images_NHWC[:6].reshape(2, 3, 32, 32, 3)
-    plain = generate(vlm, world.tokenizer, images)
+    ctx = Context(world.source("small"), MethodConfig())
+    images = ctx.topk_pool.images_NHWC[:6].reshape(2, 3, 32, 32, 3)
     nowhere = torch.zeros(2, 3, 17, dtype=torch.bool)
-    steered = steered_generate(lambda b: generate(vlm, world.tokenizer, b), layer, images,
-                               world.sae().W_dec[:2] * 50, nowhere)
-    assert steered == plain
+    assert ctx.answer(images, ctx.sae.W_dec[:2] * 50, nowhere) == ctx.answer(images)
+    assert ctx.answer(images, ctx.sae.W_dec[:2] * 50, ~nowhere) != ctx.answer(images)

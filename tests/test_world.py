@@ -10,13 +10,15 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from benchmark.cache import cached_stage
 from benchmark.cli import main
-from benchmark.models.sae import TopKSAE, fraction_of_variance_explained
+from benchmark.models.sae import fraction_of_variance_explained
+from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
-from benchmark.steering import steer
+from benchmark.steering.hook import steer
 from benchmark.world.groundtruth import concept_patch_masks, dissect
 from benchmark.world.training import pixel_values
 from benchmark.world.quality import naming_rates
-from benchmark.world.vlm import mask_to_patches, prompt, shared_answer, thinned, tower_states, view_masks, vlm_logits
+from benchmark.world.vlm import (ANSWER_PREFIX, DESCRIBE, SHARED, mask_to_patches, prompt, shared_answer, thinned,
+                                 tower_states, view_masks, vlm_logits)
 
 
 def test_captioner_beats_chance_on_held_out_images(world):
@@ -35,12 +37,12 @@ def test_sae_reconstruction_beats_the_mean_baseline(world):
 
 
 def test_sae_decoder_rows_are_unit_norm_and_round_trip(world, tmp_path):
-    sae = world.sae()
+    sae = world.source("small").sae()
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(sae.d_sae), atol=1e-5)
     sae.save(tmp_path / "sae")
-    again, cfg = TopKSAE.load(tmp_path / "sae")
+    again, info = load_sae(tmp_path / "sae")
     x = torch.randn(5, sae.d_in)
-    assert cfg["k"] == sae.k and torch.equal(again.encode(x), sae.encode(x))
+    assert info.k == sae.k and torch.equal(again.encode(x), sae.encode(x))
     assert ((sae.encode(x) > 0).sum(1) <= sae.k).all()
 
 
@@ -61,11 +63,11 @@ def test_planted_red_feature_is_labelled_red(world):
 def test_groundtruth_table_is_exported(world):
     table = world.groundtruth()
     assert len(table) == world.config.sae.d_sae
-    assert {"feature", "concept", "category", "iou", "precision", "position_tag", "aligned", "scale"} <= set(table.columns)
+    assert {"feature", "concept", "category", "iou", "precision", "position_tag", "aligned"} <= set(table.columns)
 
 
 def test_vlm_save_and_load_give_identical_outputs(world, tmp_path):
-    vlm = world.vlm("small")
+    vlm = world.source("small").vlm.model
     vlm.save_pretrained(tmp_path / "vlm")
     again = LlavaForConditionalGeneration.from_pretrained(tmp_path / "vlm").eval()
     pool = world.pool("scoring").subset(np.arange(4))
@@ -76,7 +78,7 @@ def test_vlm_save_and_load_give_identical_outputs(world, tmp_path):
 
 
 def test_training_forward_equals_the_models_own_forward(world):
-    vlm = world.vlm("small")
+    vlm = world.source("small").vlm.model
     pool = world.pool("scoring").subset(np.arange(3))
     ids = world.tokenizer([prompt(world.tokenizer, 1, 16)] * 3, add_special_tokens=False, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -94,17 +96,22 @@ def test_processor_path_matches_the_fast_path(world):
     assert torch.allclose(out["pixel_values"], pixel_values(pool.images_NHWC), atol=1e-6)
     expected = world.tokenizer([prompt(world.tokenizer, 1, 16)], add_special_tokens=False).input_ids[0]
     assert out["input_ids"][0].tolist() == expected
+    adapter = world.source("small").vlm  # the chat template lays the turn out as training did
+    for n, question in ((1, DESCRIBE), (3, SHARED)):
+        enc = adapter.encode([list(pool.images_NHWC[:1]) * n], question, ANSWER_PREFIX)
+        assert enc["input_ids"][0].tolist() == world.tokenizer(prompt(world.tokenizer, n, 16),
+                                                               add_special_tokens=False).input_ids
 
 
 def test_steering_at_the_sae_layer_reaches_the_projector(world):
-    vlm = world.vlm("small")
+    vlm = world.source("small").vlm.model
     assert world.sae_layer < vlm.model.vision_tower.config.num_hidden_layers  # before the read layer
     layer = vlm.model.vision_tower.encoder.layers[world.sae_layer - 1]
     seen = []
     hook = vlm.model.multi_modal_projector.register_forward_hook(lambda m, a, out: seen.append(out.detach()))
     px = pixel_values(np.full((2, 32, 32, 3), 255, np.uint8))
     ids = world.tokenizer([prompt(world.tokenizer, 1, 16)] * 2, add_special_tokens=False, return_tensors="pt").input_ids
-    direction = world.sae().W_dec[:2] * 5
+    direction = world.source("small").sae().W_dec[:2] * 5
     with torch.no_grad():
         vlm(input_ids=ids, pixel_values=px)
         with steer(layer, direction * 0):
@@ -129,7 +136,7 @@ def test_steer_adds_exactly_the_vector_at_the_chosen_positions():
 
 
 def test_scorer_round_trip_and_independence(world):
-    scorer = world.scorer()
+    scorer = world.source("small").scorer()
     again = Scorer.load(world.dirs["scorer"])
     assert torch.equal(scorer.encode_texts(["red", "a small cross"]), again.encode_texts(["red", "a small cross"]))
     tower_weights = {tuple(p.shape): p for p in world.tower().parameters()}
@@ -169,6 +176,7 @@ def test_cli_prints_the_report_as_the_last_json_line(world, capsys):
                 "topk_sanity"):
         assert key in report
     assert report["load_seconds"] < 10
+    assert set(report["run_configs"]) == set(world.config.lms)
 
 
 def test_saved_tokenizer_does_not_truncate_long_prompts(world):

@@ -24,9 +24,10 @@ the index, one source file and one page of `PAGE_SIZE` thumbnails; a feature pag
 (at most `SHARD` features). So for 10,000 features a gallery view loads about 1.4 MB and a feature
 page about 0.3 MB, whatever the folder's total (about 50 MB, or 120 MB on disk).
 
-Runs on real models (run.json's config.models) go by their SAE's name where world runs go by the
-world's; their images come from the checkpoints' caches (`RealImages`), and their pages say they
-have no ground truth.
+Every run is read one way, world or real models: run.json names its source's files, which are
+opened again (`inputs.open_run_source`: refused if they changed since the run) and drawn from the
+caches the run left (`images.FeatureImages`). Rows go by the source's name (the world preset's, or
+the SAE's), and features of a source without ground truth say so.
 
 The report is written into a temporary directory beside `out` and renamed into place only when
 complete; an earlier report in `out` is replaced, any other non-empty directory is refused.
@@ -41,12 +42,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from benchmark.cache import cache_root
 from benchmark.leaderboard import KEYS, ROW_COLUMNS, category_table, headline_columns, main_table, pairwise_table
-from benchmark.registry import WORLDS, UsageError
+from benchmark.registry import UsageError
 from benchmark.report import data, html
-from benchmark.report.images import FeatureImages, RealImages, WorldImages
-from benchmark.report.inputs import Leaderboard, Run, check_out, read_leaderboard, read_run, real_sources, world_stages
+from benchmark.report.images import FeatureImages
+from benchmark.report.inputs import (Leaderboard, Run, check_out, first_runs, open_run_source, read_leaderboard,
+                                     read_run)
 
 MARKER = ".featurebench-report"
 """A file every report holds, so that writing a report again may replace that directory."""
@@ -68,33 +69,30 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
     check_out(out, MARKER)
     runs = [read_run(Path(d)) for d in run_dirs]
     board = read_leaderboard(Path(leaderboards)) if leaderboards is not None else None
-    stages = world_stages(runs, cache_root())
-    real = real_sources(runs, stages)
+    firsts = first_runs(runs)  # every check, and reading every cache, before anything is written
+    images = {name: FeatureImages(open_run_source(run), max(r.top_k for r in runs if r.world == name), run.name)
+              for name, run in firsts.items()}
+    no_truth = sorted(name for name, run in firsts.items() if not run.groundtruth)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write(tmp, runs, board, stages, real, "leaderboards" if leaderboards is None else str(leaderboards))
+        _write(tmp, runs, board, images, no_truth, "leaderboards" if leaderboards is None else str(leaderboards))
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, stages: dict[str, dict[str, Path]],
-           real: dict[str, Run], board_name: str) -> None:
-    from benchmark.scoring import all_metrics
+def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict[str, FeatureImages],
+           no_truth: list[str], board_name: str) -> None:
+    from metrics import all_metrics
     from benchmark.tuning import TUNABLE
 
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")
-    k = {name: max(r.top_k for r in runs if r.world == name) for name in (*stages, *real)}
-    worlds: dict[str, FeatureImages] = {name: WorldImages(name, dirs, cache_root(), k[name])
-                                        for name, dirs in stages.items()}
-    worlds |= {name: RealImages(r.models, r.lm, r.meta["world"]["sae"], cache_root(), k[name], r.name)
-               for name, r in real.items()}
     readers = {f: methods for f, (_, _, methods) in TUNABLE.items()}
-    rows = data.combine_rows(runs, {w: im.scales for w, im in worlds.items()}, readers) if runs else None
+    rows = data.combine_rows(runs, {w: im.scales for w, im in images.items()}, readers) if runs else None
     if board is None:
         board = _tables(data.table_rows(rows))
         note = "Tables computed from the runs below (bootstrap CIs and Mann–Whitney tests as for the leaderboards)."
@@ -102,17 +100,18 @@ def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, stages: dict
         note = f"Tables from {board_name}/ (main.csv, per_category.csv, pairwise.csv)."
     higher = {m.headline: m.higher_is_better for m in all_metrics()}
     cells = data.marked_cells(board.main, board.pairwise, higher)
-    lm_orders = {w: data.lm_order(list(board.main[board.main.world == w].lm), _known_lms(w))
-                 for w in set(board.main.world)}
-    (dpath / "index.html").write_text(html.index_page(cells, board, _run_summaries(runs), lm_orders, note))
+    lm_orders = {w: data.lm_order(list(board.main[board.main.world == w].lm)) for w in set(board.main.world)}
+    (dpath / "index.html").write_text(html.index_page(cells, board, _run_summaries(runs), lm_orders,
+                                                      data.category_levels(rows), note))
     (dpath / "gallery.html").write_text(html.gallery_page())
     (dpath / "feature.html").write_text(html.feature_page())
-    _write_features(dpath, rows, worlds)
+    _write_features(dpath, rows, images, no_truth)
 
 
-def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, FeatureImages]) -> None:
+def _write_features(dpath: Path, rows: pd.DataFrame | None, images: dict[str, FeatureImages],
+                    no_truth: list[str]) -> None:
     """Images per feature (the slow part, under the progress bar), then the gallery's and the feature
-    pages' data files."""
+    pages' data files; `no_truth`: the sources without ground truth."""
     if rows is None:
         rows = pd.DataFrame(columns=[*ROW_COLUMNS, *EXTRA_COLUMNS])
     features = data.feature_table(rows)
@@ -122,7 +121,7 @@ def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, Fe
             (dpath / "img" / world).mkdir(parents=True)
             ids = part.feature.astype(int).tolist()
             for start in range(0, len(ids), CHUNK):
-                for f, drawn in worlds[world].draw(ids[start:start + CHUNK]).items():
+                for f, drawn in images[world].draw(ids[start:start + CHUNK]).items():
                     (dpath / "img" / world / f"{f}-heat.png").write_bytes(drawn.pop("heat"))
                     (dpath / "img" / world / f"{f}-masked.png").write_bytes(drawn.pop("masked"))
                     extras[world, f] = drawn
@@ -130,7 +129,6 @@ def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, Fe
     headlines = headline_columns(rows)
     score_cols = [c for c in rows.columns if c not in (*ROW_COLUMNS, *EXTRA_COLUMNS)]
     source_list = data.sources(rows)
-    no_truth = sorted(w for w, im in worlds.items() if not im.groundtruth)
     _write_js(dpath / "data" / "index.js", "index",
               data.gallery_index(features, source_list, headlines, PAGE_SIZE, no_truth))
     for i, source in enumerate(source_list):
@@ -143,7 +141,7 @@ def _write_features(dpath: Path, rows: pd.DataFrame | None, worlds: dict[str, Fe
 def _tables(rows: pd.DataFrame) -> Leaderboard:
     headlines = headline_columns(rows)
     per_category = category_table(rows, headlines)
-    if per_category.empty:  # no aligned features (real models have no ground truth): the columns, no rows
+    if per_category.empty:  # no aligned features (a source without ground truth): the columns, no rows
         per_category = pd.DataFrame(columns=[*KEYS, "group_by", "group", "n_features", *headlines])
     return Leaderboard(main_table(rows, headlines), per_category, pairwise_table(rows, headlines))
 
@@ -153,14 +151,6 @@ def _run_summaries(runs: list[Run]) -> list[dict]:
              "methods": list(dict.fromkeys(r.scores.method)), "features": int(r.scores.feature.nunique()),
              "steering_multiplier": r.meta.get("steering_multiplier"),
              "hybrid_multiplier": r.meta.get("hybrid_multiplier"), "git_sha": r.meta.get("git_sha")} for r in runs]
-
-
-def _known_lms(world: str) -> list[str]:
-    """The world's LM sizes, smallest first, if it is a registered world."""
-    try:
-        return list(WORLDS.get(world).lms)
-    except UsageError:
-        return []
 
 
 def _write_js(fpath: Path, name: str, value) -> None:

@@ -6,10 +6,15 @@ of its (world, LM); pairwise p-value matrices; per-category pivots; the series t
 Feature side: one row per (world, feature) with its ground truth (the gallery's index), one column
 file per source (a run's method: explanations and headline scores, the gallery's filter and sort
 keys), and the detail records of the feature pages in shards of `SHARD` consecutive feature ids.
+
+Orders come from the data, not from any world's registry (which would tie the report to it): LM
+names smallest first by the size their names give (`lm_order`); levels low, then high, then
+categories under their level as the rows give it (`group_order`).
 """
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,13 +22,16 @@ import pandas as pd
 from benchmark.leaderboard import KEYS
 from benchmark.report.inputs import Run
 from benchmark.stats import ALPHA
-from benchmark.world.concepts import CATEGORIES, CATEGORY_LEVEL
 
 SHARD = 100
 """Feature ids per feature-page data file: a page loads one file of at most this many features."""
 TRUTH = ["concept", "category", "level", "aligned"]
-GROUP_ORDER = [*dict.fromkeys(CATEGORY_LEVEL.values()), *CATEGORIES]
-"""Level and category groups in the embedded world's order: low, high, colour, texture, ..."""
+LEVELS = ("low", "high")
+"""The levels rows give a concept, in the order pages show them; any other level follows, sorted."""
+SIZE_WORDS = ("nano", "tiny", "mini", "small", "base", "medium", "large", "xl", "xxl")
+"""Size words in LM names, smallest first (the world's small, medium, large; T5's base, xl)."""
+PARAMETERS = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([kmbt])(?![a-z])", re.IGNORECASE)
+"""A parameter count in an LM name: the 7b of llava-1.5-7b, the 350m of opt-350m."""
 DIGITS = 4
 PREFERRED_METRIC = "detection_auroc"
 """The metric a page shows first, when the tables have it (the README's first column)."""
@@ -83,21 +91,50 @@ def pairwise_matrix(pairwise: pd.DataFrame, world: str, lm: str, metric: str) ->
     return methods, [[p.get((a, b), math.nan) for b in methods] for a in methods]
 
 
-def group_order(groups: list[str]) -> list[str]:
-    """Levels low, high, then categories in the world's order, then anything else alphabetically."""
-    return sorted(set(groups), key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g))
+def group_order(levels: list[str], categories: list[str], level_of: dict[str, str]) -> list[str]:
+    """Levels in `LEVELS`' order, others sorted; then categories under their level (`level_of`:
+    category -> level, as the rows give it) in that order, alphabetically within a level; categories
+    of unknown level last, alphabetically. A leaderboard alone gives no `level_of`: its categories
+    are sorted."""
+    levels = sorted(set(levels), key=_level_key)
+    return [*levels, *sorted(set(categories), key=lambda c: (_level_key(level_of.get(c)), c))]
 
 
-def category_pivot(per_category: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rows (world, lm, method), columns the level and category groups, values `metric`'s mean over
-    the aligned features of that group."""
+def _level_key(level: str | None) -> tuple:
+    return (0, LEVELS.index(level), "") if level in LEVELS else (1, 0, level) if level else (2, 0, "")
+
+
+def category_levels(rows: pd.DataFrame | None) -> dict[str, str]:
+    """category -> level, the first level the rows give it (none without rows or ground truth)."""
+    if rows is None:
+        return {}
+    pairs = rows[["category", "level"]].dropna().drop_duplicates("category")
+    return dict(zip(pairs.category, pairs.level))
+
+
+def category_pivot(per_category: pd.DataFrame, metric: str, level_of: dict[str, str]) -> pd.DataFrame:
+    """Rows (world, lm, method), columns the level and category groups (`group_order`), values
+    `metric`'s mean over the aligned features of that group."""
     table = per_category.pivot_table(index=KEYS, columns="group", values=metric, aggfunc="first", sort=True)
-    return table[group_order(list(table.columns))]
+    kind = per_category.drop_duplicates("group").set_index("group").group_by
+    groups = list(table.columns)
+    return table[group_order([g for g in groups if kind[g] == "level"], [g for g in groups if kind[g] != "level"],
+                             level_of)]
 
 
-def lm_order(lms: list[str], known: list[str]) -> list[str]:
-    """LM sizes smallest first as the world lists them; sizes it does not list follow, sorted."""
-    return sorted(set(lms), key=lambda s: (known.index(s) if s in known else len(known), s))
+def lm_order(lms: list[str]) -> list[str]:
+    """LM names smallest first, read from the names alone (a leaderboard records no sizes): by the
+    parameter count a name gives (7b before 13b), then by a size word (`SIZE_WORDS`), then the rest
+    sorted."""
+    return sorted(set(lms), key=_size_key)
+
+
+def _size_key(lm: str) -> tuple:
+    count = PARAMETERS.search(lm)
+    if count:
+        return 0, float(count[1]) * 1000.0 ** "kmbt".index(count[2].lower()), lm
+    words = [SIZE_WORDS.index(w) for w in re.split(r"[^a-z]+", lm.lower()) if w in SIZE_WORDS]
+    return (1, words[0], lm) if words else (2, 0, lm)
 
 
 def by_method(main: pd.DataFrame, world: str, metric: str, lms: list[str]) -> tuple[list[str], dict[str, list]]:
@@ -117,7 +154,7 @@ def by_level(per_category: pd.DataFrame, world: str, lm: str, metric: str) -> tu
     part = per_category[(per_category.world == world) & (per_category.lm == lm) & (per_category.group_by == "level")]
     methods = sorted(set(part.method))
     values = part.set_index(["method", "group"])[metric].to_dict()
-    levels = group_order(list(part.group))
+    levels = group_order(list(part.group), [], {})
     return methods, {lv: [(values[m, lv],) if (m, lv) in values else None for m in methods] for lv in levels}
 
 
@@ -187,8 +224,8 @@ def gallery_index(features: pd.DataFrame, source_list: list[dict], headlines: li
                   no_truth: list[str] = ()) -> dict:
     """What the gallery loads first, column-wise (one list per field): per (world, feature) its key,
     ground truth and thumbnail; the sources and metrics to choose from; categories to filter by;
-    `no_truth`, the worlds without ground truth (real models' SAEs)."""
-    categories = group_order([c for c in features.category.dropna().unique()])
+    `no_truth`, the worlds whose sources have no ground truth."""
+    categories = group_order([], list(features.category.dropna()), category_levels(features))
     return {
         "key": features.key.tolist(), "feature": features.feature.astype(int).tolist(),
         "world": features.world.tolist(), "concept": [clean(c) for c in features.concept],
@@ -214,7 +251,7 @@ def feature_records(rows: pd.DataFrame, features: pd.DataFrame, score_cols: list
     and `features`, per feature its ground truth, its neighbours in the gallery's order (`prev`,
     `next`), each source's explanation, LM, coefficient and scores (a list in `columns`' order), and
     `extras` (top-image captions and activations) under the feature's (world, feature). `truth` is
-    false for the features of the worlds in `no_truth` (real models have no ground truth)."""
+    false for the features of the worlds in `no_truth` (sources without ground truth)."""
     grouped = {key: part for key, part in rows.groupby(["world", "feature"], sort=False)}
     keys = features.key.tolist()
     out: dict[str, list[dict]] = {}

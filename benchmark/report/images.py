@@ -7,22 +7,23 @@ heat-map strip averages 1.0 KB and the masked one 0.3 KB (1,024 features). Tiles
 `TILE_MAX` pixels (real models' 224-px images) are downscaled to it, which bounds a strip at about
 k x 25 KB.
 
-A world's images come from the stage directories its run recorded (`WorldImages`); real models'
-from the caches of the checkpoints their run.json names (`RealImages`, no VLM loaded).
+Every run's images come the same way, world or real models: from the source its run.json names
+(`benchmark.report.inputs.open_run_source`), its pool and the activations the run cached (never
+recomputed here, which would load the VLM).
 """
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
 from benchmark.activations import PoolActivations, masked_top_images
-from benchmark.real_models import ModelsConfig, RealModels
-from benchmark.registry import WORLDS, UsageError
-from benchmark.world.build import World
+from benchmark.registry import UsageError
+from benchmark.sources.source import Source
+from benchmark.sources.spec import PoolSpec
 
 TILE_MAX = 96
 """Largest tile side in pixels; bigger images are downscaled (the browser upscales small ones)."""
@@ -98,21 +99,24 @@ def top_image_arrays(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: tor
 
 
 class FeatureImages:
-    """A source's `topk` pool, its cached SAE activations and each feature's scale, ready to draw any
-    feature's images. `groundtruth`: whether the source knows its features' concepts."""
+    """A source's `topk` pool, the SAE's activations on it that its run cached, captions and each
+    feature's scale, ready to draw any feature's images."""
 
-    groundtruth = True
+    def __init__(self, source: Source, k: int, run: str):
+        def missing():
+            raise UsageError(f"run {run}: the SAE's activations on its pools are not in the cache {source.root} "
+                             f"(set FEATUREBENCH_CACHE to the run's cache, or run it again)")
 
-    def __init__(self, source, k: int, activations: PoolActivations | None = None):
+        self.acts = source.activations("topk", missing)  # first: a missing cache fails before the pool is read
+        self.top_FK = self.acts.top_images(k)
         self.patch = source.patch
         self.pool = source.pool("topk")
-        self.acts = activations if activations is not None else source.activations("topk")
-        self.top_FK = self.acts.top_images(k)
-        self.scales = source.groundtruth().set_index("feature").scale
+        self.captions = self.pool.labels or caption_column(source.spec.pool)
+        self.scales = pd.Series(source.scales(missing))
 
     def caption(self, i: int) -> str:
         """What the feature page says under the top-k pool's image i."""
-        return self.pool.captions[i]
+        return self.captions[i] if self.captions else f"top-k pool image {i}"
 
     def draw(self, features: list[int]) -> dict[int, dict]:
         """Per feature: the heat-map strip and the masked strip as PNG bytes, the top images' captions
@@ -126,35 +130,23 @@ class FeatureImages:
                 for i, f in enumerate(features)}
 
 
-class WorldImages(FeatureImages):
-    """A world loaded from the stage directories a run recorded (not rebuilt)."""
+def caption_column(pool: PoolSpec) -> list[str] | None:
+    """The pool's `caption` column, when its source is a saved dataset (`save_to_disk`) that has one
+    and is the top-k pool whole, in order: `scoring_source` is set. A pool split by the source
+    (`scoring_fraction`) has its top-k part in another order, so its images go uncaptioned."""
+    import datasets
 
-    def __init__(self, name: str, dirs: dict[str, Path], cache: Path, k: int):
-        super().__init__(World(WORLDS.get(name), cache, dict(dirs)), k)
-
-
-class RealImages(FeatureImages):
-    """Real models from their caches: the pool, and the SAE's activations over it that the run
-    computed (never recomputed here, which would load the VLM). Captions are the pool's labels when
-    it has a label column, else the image's place in the top-k pool."""
-
-    groundtruth = False
-
-    def __init__(self, spec: ModelsConfig, lm: str, sae_role: str, cache: Path, k: int, run: str):
-        models = RealModels(spec, lm, cache)
-        if models.dirs["sae"].name != sae_role:
-            raise UsageError(f"run {run}: its SAE, tower or pool is not what the run was made on (cache role "
-                             f"{sae_role}, now {models.dirs['sae'].name}); run it again to report it")
-
-        def missing():
-            raise UsageError(f"run {run}: the SAE's activations on the top-k pool are not in the cache {cache} "
-                             f"(set FEATUREBENCH_CACHE, or run it again)")
-
-        super().__init__(models, k, models.activations("topk", missing))
-
-    def caption(self, i: int) -> str:
-        labels = self.pool.labels
-        return labels[i] if labels else f"top-k pool image {i}"
+    if pool.scoring_source is None:
+        return None
+    try:
+        dataset = datasets.load_from_disk(pool.source)
+    except FileNotFoundError:  # an image folder or a hub name
+        return None
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = dataset[pool.split]
+    if "caption" not in dataset.column_names:
+        return None
+    return [str(c) for c in dataset.select_columns(["caption"])["caption"]]
 
 
 def _fit(tile_HWC: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Reading what a report is made from: run directories, a leaderboard directory, and the world
-stages or the real models (`benchmark.real_models`) a run was made on. Every mistake a user can
-make here is a one-line `UsageError`."""
+"""Reading what a report is made from: run directories, a leaderboard directory, and the source
+(`benchmark.sources.Source`) each run was made on, rebuilt from what its run.json recorded. World
+and real models are read alike: run.json names the files, and the report checks they are still the
+files the run read. Every mistake a user can make here is a one-line `UsageError`."""
 from __future__ import annotations
 
 import json
@@ -9,15 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-import benchmark.world.presets  # noqa: F401  (registers the built-in worlds)
 from benchmark.leaderboard import read_run_scores
-from benchmark.real_models import ModelsConfig, models_config
-from benchmark.registry import WORLDS, UsageError
+from benchmark.registry import UsageError
+from benchmark.sources.source import Source
+from benchmark.sources.spec import models_config
 
-IMAGE_STAGES = ("pools", "tower", "sae", "groundtruth")
-"""The world stages a feature page reads: images, the SAE's activations over them, ground truth."""
-REAL_ROLES = ("pools", "sae")
-"""The real models' cache roles a feature page reads: the pool, the SAE's activations over it."""
+SHARED_ROLES = ("sae", "pools")
+"""Identity roles that runs sharing a source name must share: their feature pages show one SAE's
+features on one pool. The VLM may differ (the world's LM sizes, one SAE under several VLMs)."""
 
 
 @dataclass(frozen=True)
@@ -29,24 +29,22 @@ class Run:
     meta: dict
 
     @property
-    def models(self) -> ModelsConfig | None:
-        """The real models the run was made on (run.json's config.models), None on the embedded world."""
-        tables = self.meta["config"].get("models")
-        return models_config(tables, f"run {self.name}: run.json config.models") if tables else None
-
-    @property
     def world(self) -> str:
-        """The name in the rows' world column: the world's, or on real models the SAE's."""
-        models = self.models
-        return models.sae_name if models else self.meta["config"]["world"]
+        """The source's name, as in the rows' world column: the world preset's, or the SAE's."""
+        return self.meta["source"]["name"]
 
     @property
     def lm(self) -> str:
-        return self.meta["config"]["lm"]
+        return self.meta["source"]["lm"]
 
     @property
     def top_k(self) -> int:
         return int(self.meta["config"]["method"]["top_k"])
+
+    @property
+    def groundtruth(self) -> bool:
+        """Whether the source knew its features' concepts (the rows then carry them)."""
+        return "groundtruth" in self.meta["source"]["capabilities"]
 
 
 @dataclass(frozen=True)
@@ -65,19 +63,15 @@ def read_run(dpath: Path) -> Run:
         raise UsageError(f"--run {dpath}: no run.json (not a run directory?)")
     try:
         meta = json.loads(meta_fpath.read_text())
-        if meta["config"].get("models"):
-            valid = (isinstance(meta["config"]["models"], dict) and isinstance(meta["config"]["lm"], str)
-                     and isinstance(meta["config"]["method"]["top_k"], int)
-                     and all(isinstance(meta["world"].get(role), str) for role in REAL_ROLES))
-        else:
-            valid = (isinstance(meta["config"]["world"], str) and isinstance(meta["config"]["method"]["top_k"], int)
-                     and all(isinstance(meta["world"].get(stage), str) for stage in IMAGE_STAGES))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        source = meta["source"]
+        valid = (isinstance(meta["config"]["method"]["top_k"], int) and isinstance(source["name"], str)
+                 and isinstance(source["lm"], str) and isinstance(source["identity"], dict)
+                 and isinstance(source["models"], dict) and isinstance(source["capabilities"], list))
+    except (json.JSONDecodeError, KeyError, TypeError):
         valid = False
     if not valid:
-        raise UsageError(f"{meta_fpath}: not a run record (needs config.world, config.method.top_k and the "
-                         f"world's {', '.join(IMAGE_STAGES)} stages, or config.models, config.lm and the "
-                         f"{', '.join(REAL_ROLES)} roles of real models)")
+        raise UsageError(f"{meta_fpath}: not a run record (needs config.method.top_k and the source's name, lm, "
+                         f"identity, models and capabilities)")
     return Run(dpath.name, scores, meta)
 
 
@@ -100,42 +94,34 @@ def check_out(out: Path, marker: str) -> None:
         raise UsageError(f"--out {out}: exists and is not an earlier report; give a new or empty directory")
 
 
-def world_stages(runs: list[Run], cache: Path) -> dict[str, dict[str, Path]]:
-    """Per world name, the stage directories its runs were made on, all present in the cache (runs
-    on real models are left to `real_sources`). Two runs of one world name on different builds
-    cannot share feature pages, so they are refused."""
-    out: dict[str, dict[str, Path]] = {}
-    owner: dict[str, str] = {}
-    for run in runs:
-        if run.models is not None:
-            continue
-        WORLDS.get(run.world)  # an unknown world is a UsageError naming the known ones
-        dirs = {stage: cache / "world" / run.meta["world"][stage] for stage in IMAGE_STAGES}
-        if run.world in out and dirs != out[run.world]:
-            raise UsageError(f"runs {owner[run.world]} and {run.name} were made on different builds of world "
-                             f"{run.world!r}; make a report of each separately")
-        for stage, dpath in dirs.items():
-            if not dpath.is_dir():
-                raise UsageError(f"run {run.name}: its {stage} stage {dpath.name} is not in the cache {cache} "
-                                 f"(set FEATUREBENCH_CACHE, or rebuild with `python -m benchmark world build "
-                                 f"--preset {run.world}`)")
-        out[run.world], owner[run.world] = dirs, run.name
-    return out
-
-
-def real_sources(runs: list[Run], worlds: dict[str, dict[str, Path]]) -> dict[str, Run]:
-    """Per SAE name (the rows' world column of a run on real models), the first run made on it. Runs
-    sharing that name share feature pages, so they must share the SAE's cache role (its checkpoint,
-    tower, layer and pool); a world of the same name is refused too."""
+def first_runs(runs: list[Run]) -> dict[str, Run]:
+    """Per source name (the rows' world column), its first run: the one whose source draws that
+    name's feature pages. Runs of one name share those pages, so they must share `SHARED_ROLES`."""
     out: dict[str, Run] = {}
     for run in runs:
-        if run.models is None:
-            continue
-        if run.world in worlds:
-            raise UsageError(f"run {run.name}: its SAE is named {run.world!r}, as is a world of the other runs; "
-                             f"make a report of each separately")
         first = out.setdefault(run.world, run)
-        if first.meta["world"]["sae"] != run.meta["world"]["sae"]:
-            raise UsageError(f"runs {first.name} and {run.name} were made on different SAEs, towers or pools named "
-                             f"{run.world!r}; make a report of each separately")
+        differ = [r for r in SHARED_ROLES
+                  if first.meta["source"]["identity"].get(r) != run.meta["source"]["identity"].get(r)]
+        if differ:
+            raise UsageError(f"runs {first.name} and {run.name} were made on different {' and '.join(differ)} under "
+                             f"one name {run.world!r}; make a report of each separately")
     return out
+
+
+def open_run_source(run: Run) -> Source:
+    """The run's source, opened from the files its run.json names (nothing is loaded but the SAE and
+    the VLM's config). Files moved or changed since the run are refused: their caches would not
+    be the run's."""
+    recorded = run.meta["source"]
+    spec = models_config(recorded["models"], f"run {run.name}: run.json source.models")
+    paths = (spec.vlm.path, spec.sae.path, spec.pool.source, spec.pool.scoring_source, spec.scorer.model,
+             spec.scorer.pretrained)
+    gone = [p for p in paths if p and Path(p).is_absolute() and not Path(p).exists()]  # recorded paths are absolute
+    if gone:
+        raise UsageError(f"run {run.name}: {gone[0]} is gone since the run; run it again to report it")
+    source = Source(spec, recorded["lm"], recorded["name"])
+    changed = [role for role, identity in recorded["identity"].items() if source.identity.get(role) != identity]
+    if changed:
+        raise UsageError(f"run {run.name}: the files of its {', '.join(changed)} changed since the run; run it again "
+                         f"to report it")
+    return source

@@ -1,40 +1,29 @@
-"""Real models as a run's source: a VLM checkpoint, an SAE on one of its tower's hidden states, an
-open_clip scorer and an image pool, read by `Context` and `ScoringContext` as they read the
-embedded world. A run config names them in tables (fields below; `ModelsConfig`):
+"""A run's source: what one run explains, read from files a user names, the same way for the
+embedded world and for real checkpoints.
 
-    [vlm]
-    family = "llava"
-    path = "llava-hf/llava-1.5-7b-hf"
-    [sae]
-    path = "saes/clip-l336-layer22"
-    layer = 23
-    [scorer]
-    model = "ViT-L-14"
-    pretrained = "openai"
-    [pool]
-    source = "data/imagenet-val"
+A source gives the VLM (through the adapter registry), the SAE on one of its tower's hidden states,
+the two image pools (`topk`: what methods show; `scoring`: held out, what metrics read) and the
+SAE's activations on them, the scorer, each feature's scale, and optional capabilities (ground
+truth, a generator, a segmenter, a vocabulary: `benchmark.sources.capabilities`). The world is a
+source like any other: `benchmark.sources.world` builds its files, then opens them here.
 
-What the world builds, this derives from the checkpoints:
-- pools: one image pool at the tower's input size, split once by a seeded permutation into `topk`
-  (the images methods show) and a held-out `scoring` part (what metrics read);
-- activations per split: the steering engine's `tower_states` up to the SAE's hidden state, patch
-  tokens only (CLS dropped through `token_patches()`), encoded by the SAE; cached;
-- ground truth without concepts: only each feature's `scale`, the mean of its top activations over
-  the scoring part's patches, as the world computes it;
-- `dirs`: per role (tower, vlm-<lm>, sae, pools, scorer) a cache directory named by a hash of what
-  identifies that role and holding it (`meta.json`), the counterpart of a world stage, so that
-  explanation and score stores, the activation cache and run.json key real runs by these names as
-  they key world runs. The `sae` identity includes the tower, layer and pool its activations (and so
-  its top images and scales) come from; the `vlm` one the prompts and answer length.
+Identity is content. `identity` names each role by a fingerprint of its files
+(`benchmark.identity.fingerprint`: names, sizes, headers and sampled bytes), plus the settings that
+change what it computes (layer, dtype, columns, prompts). Every cache key (activations, scales,
+explanations, scores) is built from these, never from a path, so a checkpoint or SAE rewritten in
+place is recomputed. A hub id or dataset name stands for itself.
 
-Identity is by path, not content: a checkpoint changed in place at the same path is not noticed.
+Derived and cached:
+- pools: the images at the tower's input size; one pool is split once by a seeded permutation into
+  `topk` and `scoring`, or `[pool] scoring_source` names the scoring pool;
+- activations per pool: the steering engine's own tower pass up to the SAE's hidden state, patch
+  tokens only (CLS dropped through `token_patches()`), encoded by the SAE;
+- scales: each feature's mean top activation over the scoring pool's patches.
 """
 from __future__ import annotations
 
-import copy
-import typing
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 
@@ -43,175 +32,38 @@ import pandas as pd
 import torch
 from transformers import AutoConfig
 
-from benchmark.activations import PoolActivations, cached_activations, compute_activations
-from benchmark.cache import cache_root, cached_stage
-from benchmark.engine import SteeringEngine
-from benchmark.image_pools import ImagePool, load_image_pool, open_dataset, read_part, write_parts
+from benchmark.activations import PoolActivations, cached_activations, tower_activations
+from benchmark.cache import cache_root, cached_stage, config_hash
+from benchmark.identity import fingerprint
+from benchmark.image_pools import ImagePool, load_image_pool, read_part, write_parts
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
 from benchmark.registry import UsageError
-from benchmark.world.build import TOP_ACTIVATIONS
+from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilities
+from benchmark.sources.spec import ModelsConfig
 
-DESCRIBE = ("Describe in one sentence the highlighted element in this image: a low-level visual pattern or an "
-            "abstract concept. Prefer the most general reading.")
-SHARED = ("Each image shows one element; everything else is blacked out. In one sentence, name the one element "
-          "shared by all images: a low-level visual pattern or an abstract concept.")
-ANSWER_PREFIX = "The element is"
 STEERING_MULTIPLIER = 8.0
 """Default steering coefficient in units of each feature's mean top activation: the value the
-embedded world tunes to for every LM size. Tune it per model with `--tune`."""
-DTYPES = ("float32", "bfloat16", "float16")
-TOKENS_PER_BATCH = 2 ** 15
-"""Tower tokens per batch of the activation pass (the SAE's dense pre-activations are that x d_sae)."""
-GROUNDTRUTH_COLUMNS = ("concept", "category", "level", "aligned", "position_tag")
+embedded world tunes to for its largest LM. Tune it per model with `--tune`."""
+TOP_ACTIVATIONS = 16
+"""A feature's scale is the mean of its this many largest activations over the scoring pool's patches."""
 SPLIT_SEED = 0
 
 
-@dataclass(frozen=True)
-class VLMSpec:
-    family: str
-    """VLM family: llava, gemma3, internvl, or a plug-in adapter."""
-    path: str
-    """Checkpoint directory or hub id (loaded with from_pretrained, with its processor)."""
-    device: str | None = None
-    """torch device; None: cuda when available, else cpu. In no cache key."""
-    dtype: str | None = None
-    """float32, bfloat16 or float16; None: bfloat16 on an accelerator, float32 on the CPU."""
-    max_new_tokens: int = 50
-    """Greedy tokens per answer (the paper: about 50)."""
-
-    def __post_init__(self):
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise UsageError(f"[vlm] dtype {self.dtype!r}; choose {', '.join(DTYPES)}")
-        if self.max_new_tokens < 1:
-            raise UsageError(f"[vlm] max_new_tokens must be at least 1, not {self.max_new_tokens}")
-
-
-@dataclass(frozen=True)
-class SAESpec:
-    path: str
-    """An SAE in any format `python -m benchmark sae inspect` reads."""
-    layer: int | None = None
-    """Tower hidden state the SAE reads and steering writes, counted as transformers counts them (L: the
-    output of block L - 1; LLaVA-1.5 reads 23 of CLIP-L's 24 blocks); None: the file's hook_layer, taken
-    as that hidden state. SAELens' `blocks.N.hook_resid_post` is hidden state N + 1: set it here."""
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    model: str = "ViT-L-14"
-    """open_clip model name, or a scorer directory (`benchmark.models.scorer`)."""
-    pretrained: str | None = "openai"
-    """open_clip pretrained tag or a local checkpoint file (.pt, .bin, .safetensors)."""
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    source: str
-    """A `save_to_disk` dataset directory, a folder of images, or a hub dataset name."""
-    split: str = "train"
-    """Dataset split."""
-    image_column: str = "image"
-    label_column: str | None = None
-    """Kept with the images when set (e.g. a class name); nothing reads it yet."""
-    limit: int | None = None
-    """Use only the first `limit` images."""
-    scoring_fraction: float = 0.2
-    """Share of the pool held out for scoring; the rest is the top-k pool."""
-
-    def __post_init__(self):
-        if not 0 < self.scoring_fraction < 1:
-            raise UsageError(f"[pool] scoring_fraction must lie strictly between 0 and 1, not {self.scoring_fraction}")
-        if self.limit is not None and self.limit < 2:
-            raise UsageError(f"[pool] limit must be at least 2 (a top-k and a scoring image), not {self.limit}")
-
-
-@dataclass(frozen=True)
-class PromptSpec:
-    describe: str = DESCRIBE
-    """Asked with one image (steering and its controls, caption-top1)."""
-    shared: str = SHARED
-    """Asked with several images (top-k, hybrid)."""
-    answer_prefix: str = ANSWER_PREFIX
-    """Words every answer is forced to begin with, never part of the explanation."""
-
-
-@dataclass(frozen=True)
-class ModelsConfig:
-    """The real models a run explains: the config file's [vlm], [sae], [scorer], [pool] and [prompts]."""
-
-    vlm: VLMSpec
-    sae: SAESpec
-    pool: PoolSpec
-    scorer: ScorerSpec = field(default_factory=ScorerSpec)
-    prompts: PromptSpec = field(default_factory=PromptSpec)
-
-    @property
-    def vlm_name(self) -> str:
-        """The VLM's name in rows when `--lm` gives none: its checkpoint's last path part (llava-1.5-7b-hf)."""
-        return Path(self.vlm.path).name
-
-    @property
-    def sae_name(self) -> str:
-        """What rows record in the `world` column: the SAE's file or directory name."""
-        path = Path(self.sae.path)
-        return path.stem if path.suffix in (".safetensors", ".pt", ".pth", ".bin") else path.name
-
-    def resolved(self) -> ModelsConfig:
-        """The same models with local paths made absolute, for processes in another directory (Ray
-        workers). Cache identities already use absolute paths, so they do not change."""
-        return replace(self, vlm=replace(self.vlm, path=_where(self.vlm.path)),
-                       sae=replace(self.sae, path=_where(self.sae.path)),
-                       pool=replace(self.pool, source=_where(self.pool.source)),
-                       scorer=replace(self.scorer, model=_where(self.scorer.model),
-                                      pretrained=self.scorer.pretrained and _where(self.scorer.pretrained)))
-
-
-TABLES = {"vlm": VLMSpec, "sae": SAESpec, "scorer": ScorerSpec, "pool": PoolSpec, "prompts": PromptSpec}
-REQUIRED_TABLES = ("vlm", "sae", "pool")
-
-
-def models_config(tables: dict, where: str) -> ModelsConfig:
-    """The run config's model tables as a `ModelsConfig`; a missing table or key, an unknown key or a
-    value of the wrong type is a one-line UsageError naming it."""
-    missing = [f"[{t}]" for t in REQUIRED_TABLES if t not in tables]
-    if missing:
-        raise UsageError(f"{where}: real models need [vlm], [sae] and [pool]; missing {', '.join(missing)}")
-    return ModelsConfig(**{name: _spec(TABLES[name], table, f"{where}: [{name}]") for name, table in tables.items()})
-
-
-def _spec(cls: type, table, where: str):
-    if not isinstance(table, dict):
-        raise UsageError(f"{where} must be a table of keys, not {table!r}")
-    table = {str(k).replace("-", "_"): v for k, v in table.items()}
-    hints = typing.get_type_hints(cls)
-    for key, value in table.items():
-        if key not in hints:
-            raise UsageError(f"{where}: unknown key {key!r}; keys: {', '.join(hints)}")
-        if not _fits(value, hints[key]):
-            raise UsageError(f"{where}: {key} = {value!r} is not a {hints[key]}")
-    for f in fields(cls):
-        if f.default is MISSING and f.default_factory is MISSING and f.name not in table:
-            raise UsageError(f"{where}: missing key {f.name!r}")
-    return cls(**{k: float(v) if hints[k] is float else v for k, v in table.items()})
-
-
-def _fits(value, hint) -> bool:
-    types = typing.get_args(hint) or (hint,)
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types) or (isinstance(value, int) and float in types)
-
-
-class RealModels:
-    """The `Models` of a run config's tables; `lm` is the VLM's name in rows and cache roles."""
-
-    def __init__(self, spec: ModelsConfig, lm: str, root: Path | None = None):
-        self.spec, self.lm = spec, lm
+class Source:
+    def __init__(self, spec: ModelsConfig, lm: str | None = None, name: str | None = None, root: Path | None = None,
+                 capabilities: Capabilities = Capabilities(), default_multiplier: float = STEERING_MULTIPLIER,
+                 recipe: tuple | None = None):
+        """`lm`: the VLM's name in rows (default: its checkpoint's last path part); `name`: the
+        source's (default: the SAE's file name); `recipe`: how another process opens the same source
+        (`benchmark.sources.open_source`)."""
+        self.spec, self.lm, self.name = spec, lm or spec.vlm_name, name or spec.sae_name
         self.root = root or cache_root()
+        self.capabilities, self.default_multiplier = capabilities, default_multiplier
+        self.recipe = recipe or ("models", spec.resolved(), self.lm)
         ADAPTERS.get(spec.vlm.family)  # an unknown family fails here, before anything loads
         self.device = spec.vlm.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, spec.vlm.dtype) if spec.vlm.dtype else default_dtype(self.device)
@@ -223,26 +75,36 @@ class RealModels:
         self.layer = spec.sae.layer if spec.sae.layer is not None else info.hook_layer
         if self.layer is None:
             raise UsageError(f"[sae] {spec.sae.path} does not say which hidden state it reads; set [sae] layer")
-        pool = spec.pool
-        tower = self._identity("tower", {"family": spec.vlm.family, "path": _where(spec.vlm.path),
-                                         "dtype": str(self.dtype)})
-        pools = self._identity("pools", {"fingerprint": open_dataset(pool.source, pool.split)._fingerprint,
-                                         "image_column": pool.image_column, "label_column": pool.label_column,
-                                         "limit": pool.limit, "size": self.image_size,
-                                         "scoring_fraction": pool.scoring_fraction, "seed": SPLIT_SEED})
-        scorer = spec.scorer.pretrained and _where(spec.scorer.pretrained)
-        self.dirs = {
-            "tower": tower,
-            "pools": pools,
-            "sae": self._identity("sae", {"path": _where(spec.sae.path), "layer": self.layer, "tower": tower.name,
-                                          "pools": pools.name}),
-            f"vlm-{lm}": self._identity("vlm", {"tower": tower.name, "prompts": asdict(spec.prompts),
-                                                "max_new_tokens": spec.vlm.max_new_tokens}),
-            "scorer": self._identity("scorer", {"model": _where(spec.scorer.model), "pretrained": scorer}),
+        pool, scorer = spec.pool, spec.scorer
+        self.identity = {
+            "vlm": config_hash({"family": spec.vlm.family, "files": _content(spec.vlm.path), "dtype": self.dtype_name}),
+            "sae": config_hash({"files": _content(spec.sae.path), "layer": self.layer}),
+            "pools": config_hash({"files": _content(pool.source), "scoring": pool.scoring_source and
+                                  _content(pool.scoring_source), **asdict(pool) | {"source": None, "scoring_source": None},
+                                  "size": self.image_size, "seed": SPLIT_SEED}),
+            "scorer": config_hash({"model": _content(scorer.model), "pretrained": None if Path(scorer.model).is_dir()
+                                   else scorer.pretrained and _content(scorer.pretrained)}),
+            "prompts": config_hash({**asdict(spec.prompts), "max_new_tokens": spec.vlm.max_new_tokens}),
         }
 
-    def _identity(self, role: str, key: dict) -> Path:
-        return cached_stage(self.root / "real", role, key, lambda dpath: {})[0]
+    @property
+    def dtype_name(self) -> str:
+        """The dtype the VLM runs in, as `[vlm] dtype` names it (what `identity` keys, not what was asked)."""
+        return str(self.dtype).removeprefix("torch.")
+
+    def has(self, need: str) -> bool:
+        """Whether this source offers a capability (`benchmark.sources.capabilities.NEEDS`)."""
+        if need not in NEEDS:
+            raise ValueError(f"unknown capability {need!r}; capabilities: {', '.join(NEEDS)}")
+        if need == "vocabulary" and self.spec.pool.label_column is not None:
+            return True
+        return getattr(self.capabilities, need) is not None
+
+    def vocabulary(self) -> list[str]:
+        """Words random explanations are drawn from: the source's own, else the top-k pool's label names."""
+        if self.capabilities.vocabulary is not None:
+            return list(self.capabilities.vocabulary)
+        return sorted(set(self.pool("topk").labels or ()))
 
     @cached_property
     def vlm(self) -> VLMAdapter:
@@ -254,29 +116,36 @@ class RealModels:
             raise UsageError(f"[sae] layer {self.layer}: {e}") from None
         return vlm
 
+    def max_new_tokens(self, shared: bool) -> int:
+        """Greedy tokens per answer to the shared (several images) or the describe prompt."""
+        prompts = self.spec.prompts
+        tokens = prompts.shared_max_new_tokens if shared else prompts.describe_max_new_tokens
+        return tokens or self.spec.vlm.max_new_tokens
+
     def sae(self) -> SAE:
         return self._sae
 
     def scorer(self) -> Scorer:
         return Scorer.open(self.spec.scorer.model, self.spec.scorer.pretrained)
 
-    def speaker(self, lm: str) -> RealSpeaker:
-        if lm != self.lm:
-            raise UsageError(f"this run's VLM is named {self.lm!r}, not {lm!r}")
-        return RealSpeaker(self)
-
     def pool(self, split: str) -> ImagePool:
-        """The `topk` or `scoring` part of the pool, each in pool order."""
-        if split not in self._splits:
-            raise ValueError(f"real models have the splits topk and scoring, not {split!r}")
-        return self._splits[split]
+        """The `topk` or `scoring` pool, each in its source's order."""
+        if split not in ("topk", "scoring"):
+            raise ValueError(f"a source has the pools topk and scoring, not {split!r}")
+        return self._pools[split]
 
     @cached_property
-    def _splits(self) -> dict[str, ImagePool]:
-        """Both parts, split once by a seeded permutation and cached memory-mapped, each in pool order."""
+    def _pools(self) -> dict[str, ImagePool]:
+        p = self.spec.pool
+
+        def read(source: str, limit: int | None) -> ImagePool:
+            return load_image_pool(source, self.image_size, p.split, p.image_column, p.label_column, limit)
+
+        if p.scoring_source is not None:
+            return {"topk": read(p.source, p.limit), "scoring": read(p.scoring_source, None)}
+
         def build(dpath: Path) -> dict:
-            p = self.spec.pool
-            pool = load_image_pool(p.source, self.image_size, p.split, p.image_column, p.label_column, p.limit)
+            pool = read(p.source, p.limit)
             n = len(pool.images_NHWC)
             if n < 2:
                 raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
@@ -285,67 +154,52 @@ class RealModels:
             write_parts(pool, {"topk": np.sort(order[held:]), "scoring": np.sort(order[:held])}, dpath)
             return {}
 
-        dpath, _ = cached_stage(self.root / "real", "splits", {"pools": self.dirs["pools"].name}, build)
+        dpath, _ = cached_stage(self.root / "sources", "splits", {"pools": self.identity["pools"]}, build)
         return {split: read_part(dpath, split) for split in ("topk", "scoring")}
 
     def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
-        """The SAE's activations on a split's patch tokens, computed once and cached."""
-        return cached_activations(self.root / "activations", {"sae": self.dirs["sae"].name, "split": split},
+        """The SAE's activations on a pool's patch tokens, computed once (in this process, or by
+        `compute`: a backend's sharded pass) and cached."""
+        key = {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split}
+        return cached_activations(self.root / "activations", key,
                                   compute or (lambda: self.activations_of(split, slice(None))))
 
     def activations_of(self, split: str, images: slice) -> PoolActivations:
-        """Uncached activations of a slice of a split's images: one shard of the activation pass."""
-        vlm = self.vlm
-        engine = SteeringEngine(vlm, self.layer)
-        patches_T = (vlm.token_patches()[:, 0] >= 0).to(vlm.device)
-        sae = copy.deepcopy(self._sae).to(vlm.device)
+        """Uncached activations of a slice of a pool's images: one shard of the activation pass."""
+        return tower_activations(self.vlm, self.layer, self._sae, self.pool(split).images_NHWC[images])
 
-        def states(images_NHWC: np.ndarray) -> torch.Tensor:
-            return torch.cat(list(engine.tower_states(images_NHWC, len(images_NHWC))))[:, patches_T].float()
+    def image_activations(self, images_NHWC: np.ndarray) -> torch.Tensor:
+        """(N, F) the SAE's activations on new images (a generator's), averaged over patches."""
+        return tower_activations(self.vlm, self.layer, self._sae, images_NHWC).mean_over_patches()
 
-        batch = max(1, TOKENS_PER_BATCH // len(patches_T))
-        acts = compute_activations(states, sae, self.pool(split).images_NHWC[images], batch=batch)
-        return PoolActivations(acts.indices_NPK.cpu(), acts.values_NPK.cpu(), acts.d_sae)
-
-    def groundtruth(self) -> pd.DataFrame:
-        """Every ground-truth column empty; only `scale`, cached beside the activations."""
+    def scales(self, compute: Callable[[], PoolActivations] | None = None) -> np.ndarray:
+        """(F,) each feature's mean top activation on the scoring pool: the unit of steering
+        coefficients. `compute`: how to get the scoring activations if they are not cached."""
         def build(dpath: Path) -> dict:
-            np.save(dpath / "scales.npy", top_activation_mean(self.activations("scoring"), TOP_ACTIVATIONS).numpy())
+            acts = self.activations("scoring", compute)
+            np.save(dpath / "scales.npy", top_activation_mean(acts, TOP_ACTIVATIONS).numpy())
             return {}
 
-        dpath, _ = cached_stage(self.root / "real", "scales", {"sae": self.dirs["sae"].name, "top": TOP_ACTIVATIONS},
-                                build)
-        scale = np.load(dpath / "scales.npy")
-        empty = np.full(len(scale), np.nan)
-        return pd.DataFrame({"feature": np.arange(len(scale)), **{c: empty for c in GROUNDTRUTH_COLUMNS},
-                             "scale": scale})
+        key = {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"],
+               "top": TOP_ACTIVATIONS}
+        dpath, _ = cached_stage(self.root / "sources", "scales", key, build)
+        return np.load(dpath / "scales.npy")
 
+    def groundtruth(self) -> pd.DataFrame:
+        """One row per feature with `GROUNDTRUTH_COLUMNS`: the ground truth's, or all NaN without one."""
+        if self.capabilities.groundtruth is not None:
+            return self.capabilities.groundtruth.table()
+        empty = np.full(self._sae.d_sae, np.nan)
+        return pd.DataFrame({"feature": np.arange(self._sae.d_sae), **{c: empty for c in GROUNDTRUTH_COLUMNS}})
 
-class RealSpeaker:
-    """The checkpoint's VLM answering through the steering engine with the config's prompts: rows
-    that all show the same images (steering, its controls) share the tower prefix
-    (`SteeringEngine.answer`); rows with their own images go through `answer_rows`."""
-
-    def __init__(self, models: RealModels):
-        self.models = models
-        self.image_size = models.image_size
-        self.default_multiplier = STEERING_MULTIPLIER
-
-    @cached_property
-    def token_patch_T(self) -> torch.Tensor:
-        vlm = self.models.vlm
-        rc_T2 = vlm.token_patches()
-        return torch.where(rc_T2[:, 0] >= 0, rc_T2[:, 0] * vlm.grid[1] + rc_T2[:, 1], -1)
-
-    def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
-               batch_size: int) -> list[str]:
-        spec = self.models.spec
-        engine = SteeringEngine(self.models.vlm, self.models.layer, batch_size)
-        prompt = spec.prompts.describe if images_BNHWC.shape[1] == 1 else spec.prompts.shared
-        tokens, prefix = spec.vlm.max_new_tokens, spec.prompts.answer_prefix
-        if positions_BNT is None and all(np.array_equal(images_BNHWC[0], row) for row in images_BNHWC[1:]):
-            return engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prefix)
-        return engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prefix)
+    def describe(self) -> dict:
+        """What run.json records of the source: its name, identities, files, layer and how it was derived."""
+        models = asdict(self.spec.resolved())
+        models["vlm"]["dtype"] = self.dtype_name  # what ran, so the identity can be checked on another machine
+        return {"name": self.name, "lm": self.lm, "identity": self.identity, "layer": self.layer,
+                "layer_from": "[sae] layer" if self.spec.sae.layer is not None else "the SAE file's hook_layer",
+                "models": models, "default_steering_multiplier": self.default_multiplier,
+                "capabilities": [n for n in NEEDS if self.has(n)]}
 
 
 def top_activation_mean(acts: PoolActivations, k: int) -> torch.Tensor:
@@ -381,7 +235,7 @@ def _side(value, path: str) -> int:
     return pair[0]
 
 
-def _where(path: str) -> str:
-    """A local path made absolute (so the same files key the same caches from any directory); a hub id or name as is."""
+def _content(path: str) -> str:
+    """A local file or directory's content fingerprint; a hub id or model name stands for itself."""
     local = Path(path).expanduser()
-    return str(local.resolve()) if local.exists() else path
+    return fingerprint(local) if local.exists() else path

@@ -1,12 +1,19 @@
-"""Building the embedded world in cached stages, and the `World` handle that loads what was built.
+"""Building the embedded world in cached stages, and the `World` handle that reads what was built.
+
+The world is a small model zoo on disk plus ground truth. Its stages write ordinary artefacts: image
+pools as `datasets` saved to disk, a LLaVA checkpoint per LM size written with `save_pretrained`
+with its processor (image processor, word-level tokenizer and a chat template giving the world's
+two prompts), the SAE in SAELens' layout, the scorer as a scorer directory, and a run config (TOML)
+per LM size naming them. From `groundtruth` on, the world reads itself as any user's models are
+read, through `benchmark.sources.Source`: ground truth is dissected from the source's own
+activations, and the quality report asks the VLMs through the one steering engine.
 
 Stages, each cached under a hash of its config and of the stages it depends on:
-pools -> tower -> vlm-<size> (one per LM size), sae -> groundtruth, scorer, and quality (the report
-on caption recall and steering). An interrupted build resumes at the stage it stopped in.
+pools -> tower -> vlm-<size> (one per LM size), sae, scorer -> groundtruth -> quality -> configs.
+An interrupted build resumes at the stage it stopped in.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,27 +21,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoTokenizer, CLIPVisionModel, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import AutoTokenizer, CLIPVisionModel, LlavaProcessor
 
-from benchmark.activations import PoolActivations, cached_activations, compute_activations, masked_top_images
 from benchmark.cache import cache_root, cached_stage
-from benchmark.models.sae import TopKSAE, fraction_of_variance_explained
-from benchmark.models.scorer import Scorer
+from benchmark.models.sae import fraction_of_variance_explained
+from benchmark.registry import UsageError
+from benchmark.sources.capabilities import Capabilities
+from benchmark.sources.source import STEERING_MULTIPLIER, Source
+from benchmark.sources.spec import ModelsConfig, PoolSpec, PromptSpec, SAESpec, ScorerSpec, VLMSpec, to_toml
 from benchmark.world.groundtruth import ALIGNED_IOU, ALIGNED_PRECISION, concept_patch_masks, dissect
 from benchmark.world.pools import SPLITS, Pool, load_pool, make_pool, save_pool
-from benchmark.registry import WORLDS
-from benchmark.world.presets import WorldConfig
-from benchmark.world.render import GENERATOR_VERSION
+from benchmark.world.presets import WORLDS, WorldConfig
 from benchmark.world.quality import caption_recall, steering_sanity, topk_sanity
+from benchmark.world.render import GENERATOR_VERSION
 from benchmark.world.sae_training import train_sae
 from benchmark.world.scorer_training import retrieval_top1, train_scorer
 from benchmark.world.tokenizer import build_tokenizer
 from benchmark.world.tower import train_tower
 from benchmark.world.training import image_processor
-from benchmark.world.vlm import (MAX_IMAGES, TRAINING_DATA_VERSION, TrainingExamples, build_vlm, tower_states,
-                                 train_vlm)
+from benchmark.world.truth import world_capabilities
+from benchmark.world.vlm import (ANSWER_PREFIX, CHAT_TEMPLATE, DESCRIBE, MAX_IMAGES, MAX_NEW_TOKENS, SHARED,
+                                 TRAINING_DATA_VERSION, TrainingExamples, build_vlm, tower_states, train_vlm)
 
-TOP_ACTIVATIONS = 16  # a feature's steering scale: the mean of its top activations on held-out patches
+VLM_FILES_VERSION = 2
+"""Part of the VLM stages' key: 2 adds the chat template and the generation config to the checkpoint."""
 
 
 @dataclass
@@ -68,31 +78,35 @@ class World:
     def tower(self) -> CLIPVisionModel:
         return CLIPVisionModel.from_pretrained(self.dirs["tower"]).eval()
 
-    def vlm(self, size: str) -> LlavaForConditionalGeneration:
-        return LlavaForConditionalGeneration.from_pretrained(self.dirs[f"vlm-{size}"]).eval()
+    def models_config(self, lm: str) -> ModelsConfig:
+        """The world's files for one LM size, as a run config's tables name a user's models."""
+        return ModelsConfig(
+            vlm=VLMSpec(family="llava", path=str(self.dirs[f"vlm-{lm}"]), name=lm, device="cpu", dtype="float32"),
+            sae=SAESpec(path=str(self.dirs["sae"]), name=self.config.name, layer=self.sae_layer),
+            scorer=ScorerSpec(model=str(self.dirs["scorer"]), pretrained=None),
+            pool=PoolSpec(source=str(self.dirs["pools"] / "topk"), scoring_source=str(self.dirs["pools"] / "scoring"),
+                          label_column=None),
+            prompts=PromptSpec(describe=DESCRIBE, shared=SHARED, answer_prefix=ANSWER_PREFIX,
+                               describe_max_new_tokens=MAX_NEW_TOKENS["describe"],
+                               shared_max_new_tokens=MAX_NEW_TOKENS["shared"]))
 
-    def sae(self) -> TopKSAE:
-        return TopKSAE.load(self.dirs["sae"])[0]
-
-    def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
-        """The SAE's activations over a pool, computed once and cached beside the world. `compute`
-        (default: the whole pool in this process) lets a backend spread the pass over workers."""
-        key = {"tower": self.dirs["tower"].name, "sae": self.dirs["sae"].name, "pools": self.dirs["pools"].name,
-               "split": split}
-        return cached_activations(self.root / "activations", key,
-                                  compute or (lambda: self.activations_of(split, slice(None))))
-
-    def activations_of(self, split: str, images: slice) -> PoolActivations:
-        """Uncached activations of a slice of a pool's images: one shard of the activation pass."""
-        tower = self.tower()
-        return compute_activations(lambda batch: tower_states(tower, batch, self.sae_layer), self.sae(),
-                                   self.pool(split).images_NHWC[images])
-
-    def scorer(self) -> Scorer:
-        return Scorer.load(self.dirs["scorer"])
+    def source(self, lm: str, capabilities: Capabilities | None = None) -> Source:
+        """The world's files for one LM size read as a `Source`, with the world's capabilities (ground
+        truth, renderer, exact masks, concept words) once the groundtruth stage exists."""
+        if lm not in self.config.lms:
+            raise UsageError(f"unknown LM size {lm!r}; this world has {', '.join(self.config.lms)}")
+        if capabilities is None and "groundtruth" in self.dirs:
+            capabilities = world_capabilities(self.groundtruth(), self.pool("scoring"), self.patch)
+        tuned = self.metas["quality"]["steering_multiplier"][lm] if "quality" in self.metas else STEERING_MULTIPLIER
+        return Source(self.models_config(lm), lm, self.config.name, self.root, capabilities or Capabilities(),
+                      float(tuned), recipe=("world", self.config.name, lm))
 
     def groundtruth(self) -> pd.DataFrame:
         return pd.read_csv(self.dirs["groundtruth"] / "groundtruth.csv")
+
+    def run_configs(self) -> dict[str, Path]:
+        """LM size -> the run config (TOML) naming that size's files."""
+        return {lm: self.dirs["configs"] / config_name(self.config.name, lm) for lm in self.config.lms}
 
     def report(self) -> dict:
         """The quality report, in the JSON shape `world build --json` prints."""
@@ -109,6 +123,7 @@ class World:
             "steering_sanity": quality["steering_sanity"],
             "steering_multiplier": quality["steering_multiplier"],
             "topk_sanity": quality["topk_sanity"],
+            "run_configs": {lm: str(path) for lm, path in self.run_configs().items()},
         }
 
 
@@ -132,17 +147,21 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
           lambda d: _build_tower(d, cfg, train()))
     examples = _Lazy(lambda: TrainingExamples(world.tower(), world.tokenizer, train(), cfg.seed))
     for i, (size, lm) in enumerate(cfg.lms.items()):
-        stage(f"vlm-{size}", {"tower": key("tower"), "lm": lm, "seed": cfg.seed + i, "data": TRAINING_DATA_VERSION},
+        stage(f"vlm-{size}", {"tower": key("tower"), "lm": lm, "seed": cfg.seed + i, "data": TRAINING_DATA_VERSION,
+                              "files": VLM_FILES_VERSION},
               lambda d, lm=lm, seed=cfg.seed + i, size=size: _build_vlm(d, world, lm, seed, size, examples()))
     stage("sae", {"tower": key("tower"), "sae": cfg.sae, "seed": cfg.seed},
           lambda d: _build_sae(d, cfg, world.tower(), train(), scoring()))
     stage("scorer", {"pools": key("pools"), "scorer": cfg.scorer},
           lambda d: _build_scorer(d, cfg, train(), scoring()))
-    stage("groundtruth", {"sae": key("sae"), "iou": ALIGNED_IOU, "precision": ALIGNED_PRECISION},
-          lambda d: _build_groundtruth(d, world, scoring()))
+    largest = list(cfg.lms)[-1]  # its source's activations are the ones the default run reads
+    stage("groundtruth", {"vlm": key(f"vlm-{largest}"), "sae": key("sae"), "iou": ALIGNED_IOU,
+                          "precision": ALIGNED_PRECISION},
+          lambda d: _build_groundtruth(d, world.source(largest, Capabilities()), scoring(), world.patch))
     quality_cfg = {"vlms": [key(f"vlm-{s}") for s in cfg.lms], "groundtruth": key("groundtruth"),
                    "images": cfg.quality_images, "multipliers": cfg.steering_multipliers, "topk_images": MAX_IMAGES}
     stage("quality", quality_cfg, lambda d: _build_quality(world, scoring()))
+    stage("configs", {"stages": {name: d.name for name, d in world.dirs.items()}}, lambda d: _write_configs(d, world))
     return world
 
 
@@ -177,10 +196,12 @@ def _build_vlm(dpath: Path, world: World, lm, seed: int, size: str, examples: Tr
     tokenizer = world.tokenizer
     vlm = build_vlm(world.tower(), tokenizer, lm, seed)
     vlm, loss = train_vlm(vlm, examples, lm, seed, size)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):  # greedy decoding stops at eos and pads
+        setattr(vlm.generation_config, name, getattr(tokenizer, name))
     vlm.save_pretrained(dpath)
     LlavaProcessor(image_processor=image_processor(world.config.image_size), tokenizer=tokenizer,
                    patch_size=world.patch, vision_feature_select_strategy="default",
-                   num_additional_image_tokens=1).save_pretrained(dpath)
+                   num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE).save_pretrained(dpath)
     return {"final_loss": round(loss, 4), "parameters": sum(p.numel() for p in vlm.parameters())}
 
 
@@ -200,11 +221,9 @@ def _build_scorer(dpath: Path, cfg: WorldConfig, train: Pool, scoring: Pool) -> 
     return {"retrieval_top1": round(retrieval_top1(scorer, scoring), 4)}
 
 
-def _build_groundtruth(dpath: Path, world: World, scoring: Pool) -> dict:
-    acts_NPF = world.activations("scoring").dense()
-    table = dissect(acts_NPF, concept_patch_masks(scoring, world.patch))
-    flat = acts_NPF.reshape(-1, acts_NPF.shape[-1])
-    table["scale"] = flat.topk(TOP_ACTIVATIONS, dim=0).values.mean(0).numpy()
+def _build_groundtruth(dpath: Path, source: Source, scoring: Pool, patch: int) -> dict:
+    acts_NPF = source.activations("scoring").dense()
+    table = dissect(acts_NPF, concept_patch_masks(scoring, patch))
     table.to_csv(dpath / "groundtruth.csv", index=False)
     counts = table[table.aligned].category.value_counts()
     return {"aligned_features": {c: int(counts.get(c, 0)) for c in ("colour", "texture", "shape", "size", "position")}}
@@ -213,19 +232,24 @@ def _build_groundtruth(dpath: Path, world: World, scoring: Pool) -> dict:
 def _build_quality(world: World, scoring: Pool) -> dict:
     cfg = world.config
     sample = scoring.subset(np.arange(min(cfg.quality_images, len(scoring))))
-    table = world.groundtruth()
-    aligned = table[table.aligned].reset_index(drop=True)
-    sae = world.sae()
-    scales = torch.tensor(table.scale.to_numpy(), dtype=torch.float32)
-    acts = world.activations("topk")
-    masked, _ = masked_top_images(world.pool("topk").images_NHWC, acts, acts.top_images(MAX_IMAGES),
-                                  aligned.feature.tolist(), world.patch)
     recall, sanity, multiplier, topk = {}, {}, {}, {}
     for size in cfg.lms:
-        vlm = world.vlm(size)
-        recall[size] = caption_recall(vlm, world.tokenizer, sample)
-        sanity[size], multiplier[size] = steering_sanity(vlm, world.tokenizer, sae, world.sae_layer, aligned, scales,
-                                                         cfg.steering_multipliers, seed=cfg.seed)
-        topk[size] = topk_sanity(vlm, world.tokenizer, masked, aligned)
+        source = world.source(size)
+        recall[size] = caption_recall(source, sample)
+        sanity[size], multiplier[size] = steering_sanity(source, cfg.steering_multipliers, seed=cfg.seed)
+        topk[size] = topk_sanity(source, MAX_IMAGES)
     return {"caption_recall": recall, "steering_sanity": sanity, "steering_multiplier": multiplier,
             "topk_sanity": topk}
+
+
+def config_name(world: str, lm: str) -> str:
+    return f"{world}-{lm}.toml"
+
+
+def _write_configs(dpath: Path, world: World) -> dict:
+    """One run config per LM size naming the world's files, with its tuned steering multiplier."""
+    for lm in world.config.lms:
+        top = {"steering_multiplier": float(world.metas["quality"]["steering_multiplier"][lm])}
+        (dpath / config_name(world.config.name, lm)).write_text(f"# the {world.config.name} world's {lm} VLM, read as real models\n"
+                                        + to_toml(world.models_config(lm), top))
+    return {}

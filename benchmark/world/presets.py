@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from benchmark.registry import WORLDS
+from benchmark.registry import Registry
 from benchmark.world.sae_training import SAEConfig
 from benchmark.world.scorer_training import ScorerConfig
 from benchmark.world.tower import TowerConfig
@@ -36,6 +36,10 @@ class WorldConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+WORLDS: Registry[WorldConfig] = Registry("world", entry_point_group="featurebench.worlds")
+"""World presets by name."""
 
 
 WORLDS.register("default")(WorldConfig(

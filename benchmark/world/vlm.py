@@ -2,7 +2,9 @@
 
 It serves the paper's two prompts. `describe` (the steering prompt): one image, answered with a
 caption. `shared` (the top-k prompt): several masked images, answered with what all of them share,
-or 'nothing' when none shows an object. The answer prefix 'answer :' ends every prompt and is never decoded.
+or 'nothing' when none shows an object. The answer prefix 'answer :' ends every prompt and is never
+decoded. `CHAT_TEMPLATE`, saved with the processor, lays a user turn out as training did, so the
+checkpoint answers through the adapters and the steering engine like any LLaVA.
 Training runs on tower features computed once (the tower is frozen), through the model's own
 projector and language model; `vlm_logits` is checked against the model's full forward in tests.
 """
@@ -21,8 +23,15 @@ from benchmark.world.concepts import CATEGORIES, ObjectSpec, caption, fragment
 from benchmark.world.pools import Pool, object_patch_masks
 from benchmark.world.training import adamw_with_schedule, batches, pixel_values
 
-DESCRIBE = "describe what you see . answer :"
-SHARED = "name the one element shared by all images . answer :"
+DESCRIBE = "describe what you see ."
+SHARED = "name the one element shared by all images ."
+ANSWER_PREFIX = "answer :"
+CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% for item in message['content'] %}"
+                 "{% if item['type'] == 'image' %} <image>{% else %} {{ item['text'] }}{% endif %}"
+                 "{% endfor %}{% endfor %}")
+"""One user turn as `<bos> <image> ... <image> prompt`; the adapter appends ' answer :'."""
+MAX_NEW_TOKENS = {"describe": 24, "shared": 12}
+"""Answer lengths per prompt: the longest caption is 18 words, a shared answer 7."""
 MAX_IMAGES = 5
 READ_LAYER = -1  # the VLM reads the tower's last hidden state (its `vision_feature_layer`)
 TRAINING_DATA_VERSION = 3  # part of the VLM stages' cache key; 3: fields, partial and background-only top-k views
@@ -43,7 +52,7 @@ class LMConfig:
 def prompt(tokenizer: PreTrainedTokenizerFast, n_images: int, patches: int) -> str:
     """The prompt text for `n_images` images, image tokens already expanded to `patches` each."""
     images = " ".join([tokenizer.image_token] * (n_images * patches))
-    return f"{tokenizer.bos_token} {images} {DESCRIBE if n_images == 1 else SHARED}"
+    return f"{tokenizer.bos_token} {images} {DESCRIBE if n_images == 1 else SHARED} {ANSWER_PREFIX}"
 
 
 def build_vlm(tower: CLIPVisionModel, tokenizer: PreTrainedTokenizerFast, cfg: LMConfig, seed: int) -> LlavaForConditionalGeneration:
@@ -209,21 +218,3 @@ def train_vlm(vlm: LlavaForConditionalGeneration, data: TrainingExamples, cfg: L
         opt.step(), sched.step(), opt.zero_grad()
         smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
     return vlm.eval(), smoothed
-
-
-MAX_NEW_TOKENS = {"describe": 24, "shared": 12}  # the longest caption is 18 words, a shared answer 7
-
-
-@torch.no_grad()
-def generate(vlm: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, images_BNHWC: np.ndarray) -> list[str]:
-    """Greedy answers for a batch of rows, each with the same number N of images (N = 1: describe;
-    N > 1: shared). Only the new tokens are decoded, so the answer prefix never appears. A batch
-    decodes until its slowest row stops, so the cap follows each prompt's answer grammar."""
-    b, n = images_BNHWC.shape[:2]
-    max_new_tokens = MAX_NEW_TOKENS["describe" if n == 1 else "shared"]
-    enc = tokenizer([prompt(tokenizer, n, vlm.config.image_seq_length)] * b, add_special_tokens=False,
-                    return_tensors="pt")
-    out = vlm.generate(**enc, pixel_values=pixel_values(images_BNHWC.reshape(b * n, *images_BNHWC.shape[2:])),
-                       max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                       eos_token_id=tokenizer.eos_token_id)
-    return tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)

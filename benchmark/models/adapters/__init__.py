@@ -14,7 +14,7 @@ import torch
 from benchmark.models.adapters.base import VLMAdapter
 from benchmark.registry import Registry, UsageError
 
-ADAPTERS: Registry = Registry("VLM family", entry_point_group="featurebench.adapters")
+ADAPTERS: Registry[type[VLMAdapter]] = Registry("VLM family", entry_point_group="featurebench.adapters")
 """VLM families: `VLMAdapter` subclasses."""
 ADAPTERS.register_lazy("llava", "benchmark.models.adapters.llava:LlavaAdapter")
 ADAPTERS.register_lazy("gemma3", "benchmark.models.adapters.gemma3:Gemma3Adapter")

@@ -18,8 +18,8 @@ function strip(record, kind, caption) {
 }
 
 function truth(record) {
-  if (record.truth === false) return el("p", {class: "note"}, "No ground truth: real models' features have no known concept.");
-  if (record.concept === null) return el("p", {class: "note"}, "The world has no concept for this feature (dead or unlabelled).");
+  if (record.truth === false) return el("p", {class: "note"}, "No ground truth: this source does not know what its features mean.");
+  if (record.concept === null) return el("p", {class: "note"}, "The source has no concept for this feature (dead or unlabelled).");
   return el("dl", {class: "truth"},
     el("dt", {}, "concept"), el("dd", {}, el("b", {}, record.concept)),
     el("dt", {}, "category"), el("dd", {}, record.category + " (" + record.level + "-level)"),

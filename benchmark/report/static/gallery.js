@@ -8,7 +8,7 @@ const ui = (id) => document.getElementById(id);
 const state = {source: 0, metric: index.default_metric, category: "", min: "", aligned: false, sort: "feature", page: 0};
 const worlds = new Set(index.world);
 const lms = new Set(index.sources.map((s) => s.world + "/" + s.lm));
-const noTruth = new Set(index.no_truth || []);  // worlds without ground truth: real models' SAEs
+const noTruth = new Set(index.no_truth || []);  // sources without ground truth
 const anyTruth = index.world.some((w) => !noTruth.has(w));
 
 function readHash() {

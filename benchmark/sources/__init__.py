@@ -1,0 +1,31 @@
+"""Sources: what a run explains (`Source`), opened by a recipe, the same in every process.
+
+    open_source(("models", spec, "llava-1.5-7b"))     # real checkpoints a run config names
+    open_source(("world", "default", "large"))        # the embedded world: built, then read as files
+
+A recipe is a kind registered in `SOURCES` and its arguments; a kind is a function returning a
+`Source`. Plug-in kinds use the entry-point group `featurebench.sources`. The world is registered
+here by name only (`benchmark.sources.world`, imported on first use), the one place outside
+`benchmark/world/` that knows it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchmark.registry import Registry
+from benchmark.sources.source import Source
+from benchmark.sources.spec import ModelsConfig
+
+SOURCES: Registry[Callable[..., Source]] = Registry("source", entry_point_group="featurebench.sources")
+"""Source kinds: functions from a recipe's arguments to a `Source`."""
+SOURCES.register("models")(lambda spec, lm=None: Source(spec, lm))
+SOURCES.register_lazy("world", "benchmark.sources.world:open_world")
+
+
+def open_source(recipe: tuple) -> Source:
+    """The source a recipe names: `(kind, *arguments)`."""
+    kind, *arguments = recipe
+    return SOURCES.get(kind)(*arguments)
+
+
+__all__ = ["SOURCES", "ModelsConfig", "Source", "open_source"]

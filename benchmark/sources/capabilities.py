@@ -1,0 +1,56 @@
+"""What a source may offer beyond models and images, each behind a small interface. A method or a
+metric names the capabilities it needs when it registers (`needs=("segmenter",)`); a run on a
+source that lacks one is refused before anything is computed.
+
+- `groundtruth`: what each feature is known to mean (the world: dissection against exact masks);
+- `generator`: text -> images of what the text names (generation AUROC);
+- `segmenter`: text + pool images -> where in them the text's referent is (localization IoU);
+- `vocabulary`: words a random explanation is drawn from (the `random-words` control).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+GROUNDTRUTH_COLUMNS = ("concept", "category", "level", "aligned", "position_tag")
+"""Columns of `GroundTruth.table()` besides `feature`; NaN on a source without ground truth."""
+
+
+class GroundTruth(Protocol):
+    def table(self) -> pd.DataFrame:
+        """One row per feature: `feature` and `GROUNDTRUTH_COLUMNS` (concept NaN where none is known)."""
+
+    def phrase(self, feature: int) -> str | None:
+        """The feature's known meaning as an explanation would say it ('red at top left'); None if unknown."""
+
+    def names(self, text: str, feature: int) -> float:
+        """1.0 if `text` names the feature's concept (its word or a synonym), 0.0 if not, NaN if unknown."""
+
+    def rivals(self, feature: int) -> list[str]:
+        """Wrong phrases of the same kind as `phrase(feature)` ('blue at top left'): the validation's foils."""
+
+
+class Generator(Protocol):
+    def draw(self, text: str, n: int, seed: int) -> np.ndarray | None:
+        """(n, H, W, 3) uint8 images of what `text` names, at the pools' size; None when it names
+        nothing this generator can draw (a generation metric then scores chance)."""
+
+
+class Segmenter(Protocol):
+    def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
+        """(I, P) bool: the patches of scoring-pool images `index_I` that show what `text` names."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    groundtruth: GroundTruth | None = None
+    generator: Generator | None = None
+    segmenter: Segmenter | None = None
+    vocabulary: tuple[str, ...] | None = None
+
+
+NEEDS = tuple(f.name for f in fields(Capabilities))
+"""What a method or metric may declare it needs."""

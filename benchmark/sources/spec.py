@@ -1,0 +1,200 @@
+"""What a run explains, as a run config's tables name it: `[vlm]`, `[sae]`, `[scorer]`, `[pool]` and
+`[prompts]`, read into one frozen `ModelsConfig`. Every field is documented under it; a missing
+table or key, an unknown key or a value of the wrong type is one line naming it.
+
+    [vlm]
+    family = "llava"
+    path = "llava-hf/llava-1.5-7b-hf"
+    [sae]
+    path = "saes/clip-l336-layer22"
+    layer = 23
+    [scorer]
+    model = "ViT-L-14"
+    pretrained = "openai"
+    [pool]
+    source = "data/imagenet-val"
+"""
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+
+from benchmark.registry import UsageError
+
+DESCRIBE = ("Describe in one sentence the highlighted element in this image: a low-level visual pattern or an "
+            "abstract concept. Prefer the most general reading.")
+SHARED = ("Each image shows one element; everything else is blacked out. In one sentence, name the one element "
+          "shared by all images: a low-level visual pattern or an abstract concept.")
+ANSWER_PREFIX = "The element is"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class VLMSpec:
+    family: str
+    """VLM family: llava, gemma3, internvl, or a plug-in adapter."""
+    path: str
+    """Checkpoint directory or hub id (loaded with from_pretrained, with its processor)."""
+    name: str | None = None
+    """The VLM's name in rows and run directories; None: `--lm`, else the checkpoint's last path part."""
+    device: str | None = None
+    """torch device; None: cuda when available, else cpu. In no cache key."""
+    dtype: str | None = None
+    """float32, bfloat16 or float16; None: bfloat16 on an accelerator, float32 on the CPU."""
+    max_new_tokens: int = 50
+    """Greedy tokens per answer (the paper: about 50), unless [prompts] sets one per prompt."""
+
+    def __post_init__(self):
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise UsageError(f"[vlm] dtype {self.dtype!r}; choose {', '.join(DTYPES)}")
+        if self.max_new_tokens < 1:
+            raise UsageError(f"[vlm] max_new_tokens must be at least 1, not {self.max_new_tokens}")
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    path: str
+    """An SAE in any format `python -m benchmark sae inspect` reads."""
+    name: str | None = None
+    """The SAE's name in rows and run directories; None: its file or directory name."""
+    layer: int | None = None
+    """Tower hidden state the SAE reads and steering writes, counted as transformers counts them (L: the
+    output of block L - 1; LLaVA-1.5 reads 23 of CLIP-L's 24 blocks); None: the file's hook_layer, taken
+    as that hidden state. SAELens' `blocks.N.hook_resid_post` is hidden state N + 1: set it here."""
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    model: str = "ViT-L-14"
+    """open_clip model name, or a scorer directory (`benchmark.models.scorer`)."""
+    pretrained: str | None = "openai"
+    """open_clip pretrained tag or a local checkpoint file (.pt, .bin, .safetensors); unused with a scorer directory."""
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    source: str
+    """A `save_to_disk` dataset directory, a folder of images, or a hub dataset name."""
+    split: str = "train"
+    """Dataset split."""
+    image_column: str = "image"
+    label_column: str | None = None
+    """Kept with the images when set (e.g. a class name); nothing reads it yet."""
+    limit: int | None = None
+    """Use only the first `limit` images."""
+    scoring_fraction: float = 0.2
+    """Share of the pool held out for scoring; the rest is the top-k pool. Unused with `scoring_source`."""
+    scoring_source: str | None = None
+    """A second pool, held out for scoring, read like `source` (same split and columns, no limit);
+    `source` is then the top-k pool whole."""
+
+    def __post_init__(self):
+        if not 0 < self.scoring_fraction < 1:
+            raise UsageError(f"[pool] scoring_fraction must lie strictly between 0 and 1, not {self.scoring_fraction}")
+        if self.limit is not None and self.limit < 2:
+            raise UsageError(f"[pool] limit must be at least 2 (a top-k and a scoring image), not {self.limit}")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    describe: str = DESCRIBE
+    """Asked with one image (steering and its controls, caption-top1)."""
+    shared: str = SHARED
+    """Asked with several images (top-k, hybrid)."""
+    answer_prefix: str = ANSWER_PREFIX
+    """Words every answer is forced to begin with, never part of the explanation."""
+    describe_max_new_tokens: int | None = None
+    """Greedy tokens per answer to `describe`; None: [vlm] max_new_tokens."""
+    shared_max_new_tokens: int | None = None
+    """Greedy tokens per answer to `shared`; None: [vlm] max_new_tokens."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """The real models a run explains: the config file's [vlm], [sae], [scorer], [pool] and [prompts]."""
+
+    vlm: VLMSpec
+    sae: SAESpec
+    pool: PoolSpec
+    scorer: ScorerSpec = field(default_factory=ScorerSpec)
+    prompts: PromptSpec = field(default_factory=PromptSpec)
+
+    @property
+    def vlm_name(self) -> str:
+        """The VLM's name in rows when `--lm` gives none: [vlm] name, else its checkpoint's last path
+        part (llava-1.5-7b-hf)."""
+        return self.vlm.name or Path(self.vlm.path).name
+
+    @property
+    def sae_name(self) -> str:
+        """The source's name in rows: [sae] name, else the SAE's file or directory name."""
+        path = Path(self.sae.path)
+        return self.sae.name or (path.stem if path.suffix in (".safetensors", ".pt", ".pth", ".bin") else path.name)
+
+    def resolved(self) -> ModelsConfig:
+        """The same models with local paths made absolute, for processes in another directory (Ray
+        workers). Cache identities are content fingerprints, so they do not change."""
+        return replace(self, vlm=replace(self.vlm, path=_where(self.vlm.path)),
+                       sae=replace(self.sae, path=_where(self.sae.path)),
+                       pool=replace(self.pool, source=_where(self.pool.source),
+                                    scoring_source=self.pool.scoring_source and _where(self.pool.scoring_source)),
+                       scorer=replace(self.scorer, model=_where(self.scorer.model),
+                                      pretrained=self.scorer.pretrained and _where(self.scorer.pretrained)))
+
+
+TABLES = {"vlm": VLMSpec, "sae": SAESpec, "scorer": ScorerSpec, "pool": PoolSpec, "prompts": PromptSpec}
+REQUIRED_TABLES = ("vlm", "sae", "pool")
+
+
+def models_config(tables: dict, where: str) -> ModelsConfig:
+    """The run config's model tables as a `ModelsConfig`; a missing table or key, an unknown key or a
+    value of the wrong type is a one-line UsageError naming it."""
+    missing = [f"[{t}]" for t in REQUIRED_TABLES if t not in tables]
+    if missing:
+        raise UsageError(f"{where}: real models need [vlm], [sae] and [pool]; missing {', '.join(missing)}")
+    return ModelsConfig(**{name: _spec(TABLES[name], table, f"{where}: [{name}]") for name, table in tables.items()})
+
+
+def _spec(cls: type, table, where: str):
+    if not isinstance(table, dict):
+        raise UsageError(f"{where} must be a table of keys, not {table!r}")
+    table = {str(k).replace("-", "_"): v for k, v in table.items()}
+    hints = typing.get_type_hints(cls)
+    for key, value in table.items():
+        if key not in hints:
+            raise UsageError(f"{where}: unknown key {key!r}; keys: {', '.join(hints)}")
+        if not _fits(value, hints[key]):
+            raise UsageError(f"{where}: {key} = {value!r} is not a {hints[key]}")
+    for f in fields(cls):
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in table:
+            raise UsageError(f"{where}: missing key {f.name!r}")
+    return cls(**{k: float(v) if hints[k] is float else v for k, v in table.items()})
+
+
+def _fits(value, hint) -> bool:
+    types = typing.get_args(hint) or (hint,)
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types) or (isinstance(value, int) and float in types)
+
+
+def _where(path: str) -> str:
+    """A local path made absolute; a hub id or name as is."""
+    local = Path(path).expanduser()
+    return str(local.resolve()) if local.exists() else path
+
+
+def to_toml(spec: ModelsConfig, top: dict[str, object]) -> str:
+    """A run config file naming `spec`'s models, after the top-level `run` options in `top`; fields
+    left at None are omitted (their defaults apply), so `models_config` reads back `spec`."""
+    def line(key: str, value: object) -> str:  # a JSON string or number is a TOML one
+        return f"{key} = {('true' if value else 'false') if isinstance(value, bool) else json.dumps(value)}"
+
+    lines = [line(k.replace("_", "-"), v) for k, v in top.items() if v is not None]
+    for name in TABLES:
+        part = getattr(spec, name)
+        lines += ["", f"[{name}]", *(line(f.name, getattr(part, f.name)) for f in fields(part)
+                                     if getattr(part, f.name) is not None)]
+    return "\n".join(lines) + "\n"
