@@ -21,7 +21,8 @@ from benchmark.activations import PoolActivations
 from benchmark.cache import cache_root
 from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
-from benchmark.sources import Source, open_source
+from benchmark.sources import open_source
+from benchmark.sources.source import Source
 
 ACTIVATION_SHARD = 1024
 """Images per shard of the activation pass: a multiple of `compute_activations`' batch, so shards

@@ -18,6 +18,7 @@ line on stderr and exit code 2, with nothing written.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -303,8 +304,11 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
         if dest in TABLES:
             continue
         if dest not in flags:
-            raise UsageError(f"--config {fpath}: unknown option {key!r}; options: {', '.join(sorted(flags))}; "
-                             f"tables: {', '.join(TABLES)}")
+            close = difflib.get_close_matches(dest, [*flags, *TABLES], n=1)
+            raise UsageError(f"--config {fpath}: unknown option {key!r}; " + (f"did you mean {close[0]!r}? " if close else "")
+                             + f"options: {', '.join(sorted(flags))}; tables: {', '.join(TABLES)}")
+        if dest == "explanations" and isinstance(value, str) and (Path(fpath).parent / value).is_file():
+            value = str(Path(fpath).parent / value)  # a file named in a config is read from the config's folder
         flag = flags[dest].option_strings[0]
         if isinstance(value, list):
             value = ",".join(map(str, value))
@@ -321,7 +325,7 @@ def config_models(fpath: str) -> ModelsConfig | None:
 
     names = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}
     tables = {k: v for k, v in names.items() if k in TABLES}
-    return models_config(tables, f"--config {fpath}") if tables else None
+    return models_config(tables, f"--config {fpath}").relative_to(Path(fpath).parent) if tables else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,11 +25,12 @@ from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
 from benchmark.context import Context, MethodConfig, method_needs
 from benchmark.explanations import explain
-from benchmark.registry import METHODS, UsageError
+from benchmark.registry import METHODS, UsageError, warn
 from benchmark.results import write_atomic
 from benchmark.scoring import Metric, ScoringConfig, ScoringContext, score
-from benchmark.sources import Source, open_source
+from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS
+from benchmark.sources.source import Source
 from benchmark.sources.spec import ModelsConfig
 from benchmark.tuning import tune
 
@@ -64,42 +65,65 @@ class RunConfig:
 
 
 def parse_features(spec: str, d_sae: int) -> list[int]:
+    """`start:stop` (either side may be left out: 0 and d_sae) or a comma list, every feature in
+    0..d_sae-1. Nothing is clipped: a range past the SAE's end, a negative number or an empty range is
+    a one-line UsageError saying what would work."""
+    where = f"--features {spec!r}"
     try:
         if ":" in spec:
-            start, stop = (int(x) if x else None for x in spec.split(":"))
-            features = list(range(d_sae))[slice(start, stop)]
+            start_text, stop_text = spec.split(":", 1)
+            start, stop = int(start_text) if start_text else 0, int(stop_text) if stop_text else d_sae
+            features = list(range(start, stop))
+            bounds = [start, stop - 1]
         else:
-            features = [int(x) for x in spec.split(",")]
+            features = bounds = [int(x) for x in spec.split(",")]
     except ValueError:
-        raise UsageError(f"--features {spec!r}: expected start:stop or a comma list of integers") from None
-    bad = [f for f in features if not 0 <= f < d_sae]
-    if bad or not features:
-        raise UsageError(f"--features {spec!r}: features must lie in 0..{d_sae - 1} (the SAE has {d_sae})")
+        raise UsageError(f"{where}: expected start:stop or a comma list of integers") from None
+    if any(f < 0 for f in bounds):
+        raise UsageError(f"{where}: features are numbered from 0; negative numbers are not counted from the end")
+    if ":" in spec and not features:
+        raise UsageError(f"{where}: the range is empty (start must be below stop), e.g. 0:{min(d_sae, 128)}")
+    outside = sorted({f for f in bounds if f >= d_sae})
+    if outside:
+        raise UsageError(f"{where}: the SAE has {d_sae} features (0..{d_sae - 1}); {outside[-1]} is past its end"
+                         + (f"; use {bounds[0]}:{d_sae}" if ":" in spec else ""))
+    if len(set(features)) != len(features):
+        raise UsageError(f"{where}: a feature is listed twice")
     return features
 
 
 def read_submission(fpath: Path, d_sae: int) -> dict[int, str]:
-    """A `feature,explanation` CSV; any malformed line is named in a one-line UsageError."""
+    """A `feature,explanation` CSV read strictly: an unclosed quote, a wrong column count, a feature
+    that is no integer, outside the SAE or repeated, an empty explanation, or no rows at all is a
+    one-line UsageError naming the line."""
     if not fpath.is_file():
         raise UsageError(f"--explanations {fpath}: no such file")
     out: dict[int, str] = {}
     with open(fpath, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header != ["feature", "explanation"]:
-            raise UsageError(f"{fpath}:1: expected the header 'feature,explanation', found {header}")
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 2:
-                raise UsageError(f"{fpath}:{line}: expected 2 columns, found {len(row)}")
-            try:
-                feature = int(row[0])
-            except ValueError:
-                raise UsageError(f"{fpath}:{line}: feature {row[0]!r} is not an integer") from None
-            if not 0 <= feature < d_sae:
-                raise UsageError(f"{fpath}:{line}: feature {feature} is outside 0..{d_sae - 1}")
-            if feature in out:
-                raise UsageError(f"{fpath}:{line}: feature {feature} appears twice")
-            out[feature] = row[1]
+        reader = csv.reader(fh, strict=True)
+        try:
+            header = next(reader, None)
+            if header != ["feature", "explanation"]:
+                raise UsageError(f"{fpath}:1: expected the header 'feature,explanation', found {header}")
+            for row in reader:
+                line = reader.line_num
+                if len(row) != 2:
+                    raise UsageError(f"{fpath}:{line}: expected 2 columns, found {len(row)}")
+                try:
+                    feature = int(row[0])
+                except ValueError:
+                    raise UsageError(f"{fpath}:{line}: feature {row[0]!r} is not an integer") from None
+                if not 0 <= feature < d_sae:
+                    raise UsageError(f"{fpath}:{line}: feature {feature} is outside 0..{d_sae - 1}")
+                if feature in out:
+                    raise UsageError(f"{fpath}:{line}: feature {feature} appears twice")
+                if not row[1].strip():
+                    raise UsageError(f"{fpath}:{line}: feature {feature} has an empty explanation")
+                out[feature] = row[1]
+        except csv.Error as e:
+            raise UsageError(f"{fpath}:{reader.line_num}: malformed CSV ({e}; an unclosed quote?)") from None
+    if not out:
+        raise UsageError(f"{fpath}: a header and no explanations")
     return out
 
 
@@ -117,6 +141,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     metrics = [] if config.metrics == "none" else resolve(config.metrics, available)
     tune_metric = resolve(config.tune)[0] if config.tune else None
     refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
+    refuse_small_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])])
     backend = backend or LocalBackend()
     backend.start(source)
     config = replace(config, lm=source.lm)  # run.json and the run's key record the LM used, not None
@@ -176,6 +201,19 @@ def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:
                          f"source {source.name} does not have")
 
 
+def refuse_small_pools(source: Source, top_k: int, metrics: list[Metric]) -> None:
+    """One UsageError when a pool is too small for the top images methods show or for a metric's
+    statistic to be defined at all; counted from the datasets, before anything is decoded."""
+    n_topk = source.pool_size("topk")
+    if n_topk < top_k:
+        raise UsageError(f"the top-k pool has {n_topk} images, fewer than --top-k {top_k}; use a larger pool")
+    n_scoring = source.pool_size("scoring")
+    short = [f"{m.name} needs {m.min_images}" for m in metrics if n_scoring < m.min_images]
+    if short:
+        raise UsageError(f"the scoring pool has {n_scoring} images; {', '.join(short)}: use a larger pool or "
+                         f"--metrics without them")
+
+
 def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple[list[int], list[int]]:
     """(validation, test): the features `spec` names, or else the first quarter of `features`; the
     test slice is the rest, so no feature is both tuned on and reported."""
@@ -198,6 +236,8 @@ def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) 
     for m in metrics:
         scores = score(sctx, m, table.feature.tolist(), table.explanation.tolist())
         table[list(m.columns)] = scores[list(m.columns)].to_numpy()
+        if table[m.headline].isna().all():
+            warn(f"{m.headline} is NaN for every feature (dead features, or too few scoring images to define it)")
     return table
 
 

@@ -21,6 +21,7 @@ import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -31,6 +32,11 @@ T = TypeVar("T")
 class UsageError(Exception):
     """A mistake the user can fix (unknown name, bad path, malformed file): the CLI prints the
     message as one line and exits with code 2."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr for what runs but should worry a user (expected things stay silent)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 class Registry(Generic[T]):

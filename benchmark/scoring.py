@@ -45,20 +45,22 @@ class Metric:
     needs: tuple[str, ...]
     """Source capabilities it reads (`benchmark.sources.capabilities.NEEDS`); refused on a source without them."""
     score: ScoreFn
+    min_images: int = 1
+    """Scoring-pool images below which its statistic is undefined for every feature: a run is refused."""
 
     @property
     def headline(self) -> str:
         return self.columns[0]
 
 
-def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True,
-           needs: tuple[str, ...] = ()) -> Callable[[ScoreFn], ScoreFn]:
+def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, needs: tuple[str, ...] = (),
+           min_images: int = 1) -> Callable[[ScoreFn], ScoreFn]:
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
 
     def register(fn: ScoreFn) -> ScoreFn:
-        METRICS.register(name)(Metric(name, columns, higher_is_better, tuple(needs), fn))
+        METRICS.register(name)(Metric(name, columns, higher_is_better, tuple(needs), fn, min_images))
         return fn
 
     return register

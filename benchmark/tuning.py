@@ -14,9 +14,9 @@ import numpy as np
 from benchmark.backends import Backend
 from benchmark.context import Context, MethodConfig
 from benchmark.explanations import explain
-from benchmark.registry import METHODS
+from benchmark.registry import METHODS, warn
 from benchmark.scoring import Metric, ScoringContext, score
-from benchmark.sources import Source
+from benchmark.sources.source import Source
 
 TUNABLE: dict[str, tuple[str, tuple[float, ...], frozenset[str]]] = {
     "steering_multiplier": ("steering", (1.0, 2.0, 4.0, 8.0), frozenset({"steering", "random-direction"})),
@@ -40,6 +40,9 @@ def tune(source: Source, config: MethodConfig, methods: list[str], metric: Metri
             texts = explain(ctx, owner, METHODS.get(owner), validation, backend)
             values = score(sctx, metric, validation, [texts[f] for f in validation])[metric.headline].to_numpy()
             means[value] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        if not any(np.isfinite(m) for m in means.values()):
+            warn(f"--tune: {metric.headline} is NaN for every validation feature (all dead?); {field} falls back to "
+                 f"the first candidate, {candidates[0]}")
         sign = 1 if metric.higher_is_better else -1
         chosen = max(candidates, key=lambda v: sign * means[v] if np.isfinite(means[v]) else -np.inf)
         config = replace(config, **{field: chosen})

@@ -15,7 +15,7 @@ import pandas as pd
 from benchmark.context import Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
 from benchmark.scoring import METRICS, Metric, ScoringContext, score
-from benchmark.sources import Source
+from benchmark.sources.source import Source
 from benchmark.sources.capabilities import GroundTruth
 from metrics.functional import spearman
 

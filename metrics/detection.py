@@ -58,7 +58,8 @@ def _held_out_balanced_accuracy(scores: np.ndarray, labels: np.ndarray, fit: np.
     return balanced_accuracy(scores[test], labels[test], best)
 
 
-@metric("detection", columns=("detection_auroc", "detection_balanced_accuracy", "detection_precision_at_k"))
+@metric("detection", columns=("detection_auroc", "detection_balanced_accuracy", "detection_precision_at_k"),
+        min_images=4)  # both classes in both halves of the balanced-accuracy split
 def score_detection(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     similarity_BN = (ctx.text_emb(texts) @ ctx.image_emb_ND.T).numpy()
     active_NB = (ctx.image_mean_NF[:, features] > 0).numpy()

@@ -46,7 +46,8 @@ def simulation_records(mean_N: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.stack([top[:m], random[:m]], 1).reshape(-1)
 
 
-@metric("simulation", columns=("simulation_r", "simulation_spearman", "simulation_patch_r"))
+@metric("simulation", columns=("simulation_r", "simulation_spearman", "simulation_patch_r"),
+        min_images=8)  # two (top, random) pairs in each half: a correlation of at least two records
 def score_simulation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     text_BD = ctx.text_emb(texts)
     acts_NPB = ctx.acts_NPB(features).numpy()

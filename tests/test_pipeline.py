@@ -2,6 +2,7 @@
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.pipeline import RunConfig, read_submission, run
+from benchmark.pipeline import RunConfig, parse_features, read_submission, run
 from benchmark.registry import UsageError
 from tests.slow_plugin import logged, write_slow_plugin
 
@@ -65,12 +66,38 @@ def test_broken_plugin_is_one_line_exit_2(world, tmp_path, capsys):
     assert "failed to import: SyntaxError" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("spec, message", [
+    ("0:500", "the SAE has 128 features (0..127); 499 is past its end; use 0:128"),
+    ("120:999", "998 is past its end; use 120:128"),
+    ("-4:", "numbered from 0; negative numbers are not counted from the end"),
+    ("5:2", "the range is empty (start must be below stop)"),
+    ("3,200", "200 is past its end"),
+    ("1,1", "a feature is listed twice"),
+    ("a:b", "expected start:stop or a comma list"),
+])
+def test_feature_ranges_are_refused_never_clipped(spec, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_features(spec, 128)
+    assert parse_features(":", 4) == [0, 1, 2, 3] and parse_features("2:", 4) == [2, 3]
+
+
+def test_features_past_the_sae_are_one_line_exit_2_and_write_nothing(world, world_cache, tmp_path, capsys):
+    before = sorted(world_cache.rglob("*"))
+    assert main(["--method", "steering", "--world", "tiny", "--features", "0:500", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the SAE has 256 features (0..255); 499 is past its end; use 0:256" in err
+    assert not (tmp_path / "o").exists() and sorted(world_cache.rglob("*")) == before
+
+
 @pytest.mark.parametrize("text, message", [
     ("feat,explanation\n1,red\n", ":1: expected the header"),
     ("feature,explanation\n1,red\nx,blue\n", ":3: feature 'x' is not an integer"),
     ("feature,explanation\n1,red\n1,blue\n", ":3: feature 1 appears twice"),
     ("feature,explanation\n1,red,extra\n", ":2: expected 2 columns"),
     ("feature,explanation\n9999,red\n", ":2: feature 9999 is outside"),
+    ("feature,explanation\n1,\"red circle\n2,blue\n", ":3: malformed CSV .*unclosed quote"),
+    ("feature,explanation\n1,red\n2, \n", ":3: feature 2 has an empty explanation"),
+    ("feature,explanation\n", "a header and no explanations"),
 ])
 def test_malformed_submission_names_the_line(tmp_path, text, message):
     (tmp_path / "sub.csv").write_text(text)

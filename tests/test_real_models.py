@@ -20,7 +20,7 @@ from benchmark.context import Context, MethodConfig
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
 from benchmark.models.scorer import WEIGHTS, Scorer
-from benchmark.sources import Source
+from benchmark.sources.source import Source
 from benchmark.sources.source import top_activation_mean
 from benchmark.sources.spec import models_config
 from tests.test_adapters import PATCH, SIZE, STEERED, save_tiny_checkpoint
@@ -60,6 +60,9 @@ def files(tmp_path_factory):
     open_clip.add_model_config(root / f"{SCORER}.json")  # as open_clip knows ViT-L-14
     torch.manual_seed(1)
     Scorer(open_clip.create_model(SCORER), open_clip.get_tokenizer(SCORER), SCORER).save_weights(root)
+    (root / "scorer-pt").mkdir()  # a scorer directory with a .pt where its safetensors file should be
+    (root / "scorer-pt" / f"{SCORER}.json").write_text(json.dumps(config))
+    (root / "scorer-pt" / "open_clip_model.pt").write_bytes(b"not safetensors")
     yield root
     mp.undo()
 
@@ -170,14 +173,21 @@ def test_what_the_source_lacks_is_refused_before_anything_runs(files, tmp_path, 
     (lambda t: t["pool"].update(limit="ten"), "[pool]: limit = 'ten'"),
     (lambda t: t["pool"].update(scoring_fraction=1.5), "scoring_fraction must lie"),
     (lambda t: t["sae"].pop("path"), "[sae]: missing key 'path'"),
+    (lambda t: t["vlm"].update(family="gemma3"), "family 'gemma3' reads gemma3 checkpoints, but"),
+    (lambda t: t["scorer"].update(model="ViT-L-15"), "unknown open_clip model 'ViT-L-15'"),
+    (lambda t: t["scorer"].update(model=t["sae"]["path"].replace("sae.safetensors", "scorer-pt")),
+     "holds one open_clip config (*.json with embed_dim) and open_clip_model.safetensors; found "
+     "featurebench-test-scorer.json, open_clip_model.pt"),
 ])
-def test_bad_model_tables_are_one_line_exit_2(files, tmp_path, capsys, change, message):
+def test_bad_model_tables_are_one_line_exit_2_and_write_nothing(files, tmp_path, capsys, change, message):
     models = tables(files)
     change(models)
     toml = write_toml(tmp_path / "run.toml", {"method": "steering"}, models)
+    before = sorted((files / "cache").rglob("*"))
     assert main(["--config", toml, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() and sorted((files / "cache").rglob("*")) == before
 
 
 def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path, monkeypatch):
@@ -253,3 +263,53 @@ def test_checkpoint_and_sae_rewritten_in_place_are_recomputed(files, tmp_path, m
     save_sae(sae, tmp_path / "sae.safetensors", hook_layer=STEERED)
     third, _ = explain("sae")
     assert len(loads) == 3 and third["sae"] != second["sae"]
+
+
+def test_config_paths_are_read_from_the_config_folder_and_keyed_by_content(files, tmp_path, monkeypatch, capsys):
+    """A config names its files relative to itself; run from elsewhere it finds them, and the same
+    files named by absolute paths are served from the caches (identity is content, not spelling)."""
+    import os
+
+    monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "configs").mkdir()
+    relative = {name: {k: (os.path.relpath(v, tmp_path / "configs") if isinstance(v, str) and v.startswith(str(files))
+                           else v) for k, v in table.items()} for name, table in tables(files).items()}
+    assert relative["vlm"]["path"].startswith("..")
+    flat = {"features": "0:3", "batch-size": 4, "metrics": "detection", "method": "steering"}
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    assert main(["--config", write_toml(tmp_path / "configs" / "run.toml", flat, relative), "--out", "rel"]) == 0
+    loads = []
+    monkeypatch.setattr("benchmark.sources.source.load_vlm", lambda *a, **k: loads.append(a) or 1 / 0)
+    assert main(["--config", write_toml(tmp_path / "abs.toml", flat, tables(files)), "--out", "abs"]) == 0
+    assert loads == []  # nothing recomputed
+    (rel,), (abs_,) = (tmp_path / "rel").iterdir(), (tmp_path / "abs").iterdir()
+    assert (rel / "explanations.jsonl").read_text() == (abs_ / "explanations.jsonl").read_text()
+
+
+@pytest.mark.parametrize("path, name", [
+    ("saes/layer16/trainer_0", "layer16-trainer_0"),
+    ("saes/layer16/trainer_2/ae.pt", "layer16-trainer_2"),
+    ("saes/clip-l14.safetensors", "clip-l14"),
+    ("saes/llava-layer22", "llava-layer22"),
+])
+def test_sae_names_in_rows_are_not_all_trainer_0(path, name):
+    spec = models_config({"vlm": {"family": "llava", "path": "v"}, "sae": {"path": path}, "pool": {"source": "p"}}, "t")
+    assert spec.sae_name == name
+    named = models_config({"vlm": {"family": "llava", "path": "v"}, "sae": {"path": path, "name": "mine"},
+                           "pool": {"source": "p"}}, "t")
+    assert named.sae_name == "mine"
+
+
+@pytest.mark.parametrize("limit, message", [
+    (3, "the top-k pool has 1 images, fewer than --top-k 5; use a larger pool"),
+    (10, "the scoring pool has 5 images; simulation needs 8: use a larger pool or --metrics without them"),
+])
+def test_pools_too_small_are_refused_before_anything_is_computed(files, tmp_path, capsys, limit, message):
+    models = tables(files)
+    models["pool"]["limit"] = limit
+    toml = write_toml(tmp_path / "run.toml", {"method": "topk", "metrics": "detection,simulation"}, models)
+    before = sorted((files / "cache").rglob("*"))
+    assert main(["--config", toml, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {message}"
+    assert not (tmp_path / "out").exists() and sorted((files / "cache").rglob("*")) == before

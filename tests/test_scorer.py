@@ -30,3 +30,16 @@ def test_open_by_name_and_checkpoint_file_matches_the_directory(world):
 def test_bad_names_are_usage_errors(model, pretrained, message):
     with pytest.raises(UsageError, match=message):
         Scorer.open(model, pretrained)
+
+
+def test_a_scorer_made_to_be_trained_does_not_warn_of_random_weights(tmp_path, caplog):
+    """open_clip's 'No pretrained weights loaded' is expected when the world makes its scorer; the
+    world build's output should not read as a failure. Opening one without weights still warns."""
+    config = {"embed_dim": 16, "vision_cfg": {"image_size": 28, "patch_size": 7, "width": 32, "layers": 1,
+                                              "head_width": 16},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    with caplog.at_level("WARNING"):
+        Scorer.create(tmp_path, "quiet-test-scorer", config)
+        assert "No pretrained weights loaded" not in caplog.text
+        open_clip.create_model("quiet-test-scorer", pretrained=None)
+        assert "No pretrained weights loaded" in caplog.text

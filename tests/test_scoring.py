@@ -1,5 +1,6 @@
 """Scoring on the tiny world: every metric through the run, the score cache, validation, the CLI."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -86,3 +87,23 @@ def test_tune_picks_the_best_coefficient_on_validation_and_reports_only_the_rest
     assert "hybrid_multiplier" not in tuning["fields"]  # no requested method reads it
     table = pd.read_csv(run_dir / "scores.csv")
     assert sorted(set(table.feature)) == list(range(12, 40)) and set(table.method) == {"steering", "random-direction"}
+
+
+def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
+    """A metric NaN for every feature, and a tuning slice on which the tuning metric is undefined."""
+    from benchmark.context import MethodConfig
+    from benchmark.pipeline import score_rows
+    from benchmark.tuning import tune
+
+    undefined = Metric("undefined", ("u",), True, (), lambda ctx, fs, ts: {"u": np.full(len(fs), np.nan)})
+    source = world.source("small")
+    sctx = ScoringContext(source)
+    rows = pd.DataFrame({"world": "tiny", "lm": "small", "method": "m", "feature": [0, 1], "explanation": ["a", "b"]})
+    capsys.readouterr()
+    score_rows(sctx, [undefined], rows)
+    warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)  # progress bars share stderr
+    assert warnings == ["warning: u is NaN for every feature (dead features, or too few scoring images to define it)"]
+    config, record = tune(source, MethodConfig(), ["steering"], undefined, sctx, [0, 1])
+    warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: --tune: u is NaN for every validation feature")
+    assert config.steering_multiplier == 1.0 == record["fields"]["steering_multiplier"]["chosen"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -68,21 +69,41 @@ class Scorer:
         """A randomly initialised scorer whose config is written into `dpath` (to be trained)."""
         dpath.mkdir(parents=True, exist_ok=True)
         (dpath / f"{name}.json").write_text(json.dumps(model_config, indent=1))
-        return cls._from_dir(dpath, pretrained=None)
+        root = logging.getLogger()
+        root.addFilter(_random_init_notice)
+        try:
+            return cls._from_dir(dpath, pretrained=None)
+        finally:
+            root.removeFilter(_random_init_notice)
 
-    @classmethod
-    def open(cls, model: str, pretrained: str | None = None) -> "Scorer":
-        """Any open_clip scorer: a directory in this module's format, or an open_clip model name with
-        a pretrained tag (fetched by open_clip from its hub; the paper's is ViT-L-14 / openai) or a
-        local checkpoint file (.pt, .bin or .safetensors)."""
-        if Path(model).is_dir():
-            return cls.load(Path(model))
+    @staticmethod
+    def check(model: str, pretrained: str | None = None) -> None:
+        """A one-line UsageError unless `open` would find a scorer: a scorer directory holding one
+        open_clip config and the weights file, or a model name open_clip knows with a known tag or a
+        file. Reads no weights, so a run can check its scorer before anything is computed."""
+        dpath = Path(model)
+        if dpath.is_dir():
+            found = sorted(p.name for p in dpath.iterdir() if not p.name.startswith("."))
+            if len(_model_configs(dpath)) != 1 or WEIGHTS not in found:
+                shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+                raise UsageError(f"[scorer] {model}: a scorer directory holds one open_clip config (*.json with "
+                                 f"embed_dim) and {WEIGHTS}; found {shown or 'nothing'}")
+            return
         if model not in open_clip.list_models():
             close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
             raise UsageError(f"unknown open_clip model {model!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
         if pretrained and not Path(pretrained).is_file() and pretrained not in open_clip.list_pretrained_tags_by_model(model):
             tags = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
             raise UsageError(f"{model}: pretrained {pretrained!r} is neither a file nor a known tag (tags: {tags})")
+
+    @classmethod
+    def open(cls, model: str, pretrained: str | None = None) -> "Scorer":
+        """Any open_clip scorer: a directory in this module's format, or an open_clip model name with
+        a pretrained tag (fetched by open_clip from its hub; the paper's is ViT-L-14 / openai) or a
+        local checkpoint file (.pt, .bin or .safetensors)."""
+        cls.check(model, pretrained)
+        if Path(model).is_dir():
+            return cls.load(Path(model))
         return cls(open_clip.create_model(model, pretrained=pretrained, output_dict=True), open_clip.get_tokenizer(model),
                    model)
 
@@ -92,7 +113,7 @@ class Scorer:
 
     @classmethod
     def _from_dir(cls, dpath: Path, pretrained: str | None) -> "Scorer":
-        configs = [p for p in sorted(dpath.glob("*.json")) if "embed_dim" in json.loads(p.read_text())]
+        configs = _model_configs(dpath)
         if len(configs) != 1:
             raise FileNotFoundError(f"{dpath}: expected one open_clip model config (*.json with embed_dim), found {len(configs)}")
         config_fpath = configs[0]
@@ -100,3 +121,21 @@ class Scorer:
         name = config_fpath.stem
         model = open_clip.create_model(name, pretrained=pretrained, output_dict=True)
         return cls(model, open_clip.get_tokenizer(name), name)
+
+
+def _model_configs(dpath: Path) -> list[Path]:
+    """The open_clip model configs in a directory: JSON files with an `embed_dim`."""
+    out = []
+    for fpath in sorted(dpath.glob("*.json")):
+        try:
+            if "embed_dim" in json.loads(fpath.read_text()):
+                out.append(fpath)
+        except (ValueError, UnicodeDecodeError):  # not JSON: not a config
+            continue
+    return out
+
+
+def _random_init_notice(record: logging.LogRecord) -> bool:
+    """False for open_clip's 'No pretrained weights loaded' warning, which a scorer about to be
+    trained expects; it reads as a failure in a build's output."""
+    return not record.getMessage().startswith("No pretrained weights loaded")

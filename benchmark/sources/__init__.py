@@ -11,14 +11,17 @@ here by name only (`benchmark.sources.world`, imported on first use), the one pl
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from benchmark.registry import Registry
-from benchmark.sources.source import Source
-from benchmark.sources.spec import ModelsConfig
 
-SOURCES: Registry[Callable[..., Source]] = Registry("source", entry_point_group="featurebench.sources")
-"""Source kinds: functions from a recipe's arguments to a `Source`."""
-SOURCES.register("models")(lambda spec, lm=None: Source(spec, lm))
+if TYPE_CHECKING:
+    from benchmark.sources.source import Source
+
+SOURCES: Registry[Callable[..., "Source"]] = Registry("source", entry_point_group="featurebench.sources")
+"""Source kinds: callables from a recipe's arguments to a `Source`. Registered by name only, so that
+reading a run config (`benchmark.sources.spec`) imports no model library."""
+SOURCES.register_lazy("models", "benchmark.sources.source:Source")
 SOURCES.register_lazy("world", "benchmark.sources.world:open_world")
 
 
@@ -28,4 +31,4 @@ def open_source(recipe: tuple) -> Source:
     return SOURCES.get(kind)(*arguments)
 
 
-__all__ = ["SOURCES", "ModelsConfig", "Source", "open_source"]
+__all__ = ["SOURCES", "open_source"]

@@ -35,7 +35,7 @@ from transformers import AutoConfig
 from benchmark.activations import PoolActivations, cached_activations, tower_activations
 from benchmark.cache import cache_root, cached_stage, config_hash
 from benchmark.identity import fingerprint
-from benchmark.image_pools import ImagePool, load_image_pool, read_part, write_parts
+from benchmark.image_pools import ImagePool, load_image_pool, open_dataset, read_part, write_parts
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE
@@ -64,10 +64,9 @@ class Source:
         self.root = root or cache_root()
         self.capabilities, self.default_multiplier = capabilities, default_multiplier
         self.recipe = recipe or ("models", spec.resolved(), self.lm)
-        ADAPTERS.get(spec.vlm.family)  # an unknown family fails here, before anything loads
         self.device = spec.vlm.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, spec.vlm.dtype) if spec.vlm.dtype else default_dtype(self.device)
-        self.image_size, self.patch, width = _tower_geometry(spec.vlm.path)
+        self.image_size, self.patch, width = _tower_geometry(spec.vlm.family, spec.vlm.path)
         self._sae, info = load_sae(spec.sae.path)
         if self._sae.d_in != width:
             raise UsageError(f"[sae] {spec.sae.path} reads {self._sae.d_in}-wide states; the {spec.vlm.path} tower is "
@@ -76,6 +75,7 @@ class Source:
         if self.layer is None:
             raise UsageError(f"[sae] {spec.sae.path} does not say which hidden state it reads; set [sae] layer")
         pool, scorer = spec.pool, spec.scorer
+        Scorer.check(scorer.model, scorer.pretrained)  # a typo fails now, not after every explanation
         self.identity = {
             "vlm": config_hash({"family": spec.vlm.family, "files": _content(spec.vlm.path), "dtype": self.dtype_name}),
             "sae": config_hash({"files": _content(spec.sae.path), "layer": self.layer}),
@@ -157,6 +157,20 @@ class Source:
         dpath, _ = cached_stage(self.root / "sources", "splits", {"pools": self.identity["pools"]}, build)
         return {split: read_part(dpath, split) for split in ("topk", "scoring")}
 
+    def pool_size(self, split: str) -> int:
+        """Images in the `topk` or `scoring` pool, from the datasets' lengths alone: nothing is
+        decoded or cached, so a run can check its pools before any compute."""
+        p = self.spec.pool
+        if p.scoring_source is not None:
+            n = len(open_dataset(p.source if split == "topk" else p.scoring_source, p.split))
+            return min(n, p.limit) if split == "topk" and p.limit else n
+        n = len(open_dataset(p.source, p.split))
+        n = min(n, p.limit) if p.limit else n
+        if n < 2:
+            raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
+        held = max(1, min(n - 1, round(n * p.scoring_fraction)))
+        return held if split == "scoring" else n - held
+
     def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
         """The SAE's activations on a pool's patch tokens, computed once (in this process, or by
         `compute`: a backend's sharded pass) and cached."""
@@ -218,12 +232,21 @@ def top_activation_mean(acts: PoolActivations, k: int) -> torch.Tensor:
     return top_FK.clamp(min=0).sum(1) / k
 
 
-def _tower_geometry(path: str) -> tuple[int, int, int]:
-    """(image side, patch side, width) of the checkpoint's vision tower, from its config alone."""
+def _tower_geometry(family: str, path: str) -> tuple[int, int, int]:
+    """(image side, patch side, width) of the checkpoint's vision tower, from its config alone, once
+    the config is known to be one of the family's (an unknown family fails first, before anything loads)."""
+    adapter = ADAPTERS.get(family)
     try:
-        vision = AutoConfig.from_pretrained(path).vision_config
+        config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise UsageError(f"[vlm] cannot read a config from {path}: {str(e).splitlines()[0]}") from None
+    expected = adapter.model_class.config_class.model_type
+    if config.model_type != expected:
+        fits = [name for name in ADAPTERS.names() if ADAPTERS.get(name).model_class.config_class.model_type
+                == config.model_type]
+        raise UsageError(f"[vlm] family {family!r} reads {expected} checkpoints, but {path} is a {config.model_type} "
+                         f"checkpoint; " + (f"set family = {fits[0]!r}" if fits else "no registered family reads it"))
+    vision = config.vision_config
     size, patch = (_side(getattr(vision, name), path) for name in ("image_size", "patch_size"))
     return size, patch, vision.hidden_size
 

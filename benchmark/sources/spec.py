@@ -17,6 +17,7 @@ table or key, an unknown key or a value of the wrong type is one line naming it.
 from __future__ import annotations
 
 import json
+import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -129,9 +130,30 @@ class ModelsConfig:
 
     @property
     def sae_name(self) -> str:
-        """The source's name in rows: [sae] name, else the SAE's file or directory name."""
+        """The source's name in rows: [sae] name, else the SAE's file or directory name; a
+        dictionary_learning `trainer_N` (or its `ae.pt`) is named with its parent folder,
+        `layer16-trainer_0`, since every such SAE lives in a `trainer_0`."""
+        if self.sae.name:
+            return self.sae.name
         path = Path(self.sae.path)
-        return self.sae.name or (path.stem if path.suffix in (".safetensors", ".pt", ".pth", ".bin") else path.name)
+        if path.suffix in (".safetensors", ".pt", ".pth", ".bin"):
+            path = path.parent if path.stem == "ae" else path.with_suffix("")
+        if re.fullmatch(r"trainer_\d+", path.name) and path.parent.name:
+            return f"{path.parent.name}-{path.name}"
+        return path.name
+
+    def relative_to(self, base: Path) -> ModelsConfig:
+        """The same models with each relative local path read from `base` (a run config's folder):
+        a value naming a file or folder there becomes that absolute path; any other value (a hub id,
+        an open_clip name, an absolute path) stays as written."""
+        def at(value: str | None) -> str | None:
+            if value is None or Path(value).expanduser().is_absolute() or not (base / value).exists():
+                return value
+            return str((base / value).resolve())
+
+        return replace(self, vlm=replace(self.vlm, path=at(self.vlm.path)), sae=replace(self.sae, path=at(self.sae.path)),
+                       pool=replace(self.pool, source=at(self.pool.source), scoring_source=at(self.pool.scoring_source)),
+                       scorer=replace(self.scorer, model=at(self.scorer.model), pretrained=at(self.scorer.pretrained)))
 
     def resolved(self) -> ModelsConfig:
         """The same models with local paths made absolute, for processes in another directory (Ray
