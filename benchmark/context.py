@@ -32,7 +32,7 @@ def method(name: str, needs: tuple[str, ...] = ()) -> Callable[[MethodFn], Metho
     """Registers an explanation method; `needs`: the source capabilities it reads."""
     def register(fn: MethodFn) -> MethodFn:
         fn.needs = tuple(needs)
-        return METHODS.register(name)(fn)
+        return METHODS.register(name, module=fn.__module__)(fn)
 
     return register
 

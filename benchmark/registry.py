@@ -1,7 +1,8 @@
-"""One registry type for every kind of pluggable component: methods (here), metrics
-(`benchmark.scoring.METRICS`), sources (`benchmark.sources.SOURCES`), VLM adapters
-(`benchmark.models.adapters.ADAPTERS`), world presets (`benchmark.world.presets.WORLDS`); each
-lives beside the type it holds.
+"""One registry type for every kind of pluggable component: methods (here) and metrics
+(`benchmark.metric.METRICS`), both light so that names are checked before any model library is
+imported; sources
+(`benchmark.sources.SOURCES`), VLM adapters (`benchmark.models.adapters.ADAPTERS`), world presets
+(`benchmark.world.presets.WORLDS`).
 
     METHODS = Registry("method", entry_point_group="featurebench.methods")
 
@@ -17,6 +18,7 @@ then as `path.py:function`. A name that finds nothing raises `UsageError` with t
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import importlib.metadata
@@ -45,8 +47,12 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, module: str | None = None) -> Callable[[T], T]:
+        """Registers an item under `name`; `module` (default: the item's own) is where it is defined,
+        so that a module named by a lazy entry can register its item when it is imported."""
         def add(item: T) -> T:
+            if self._lazy.get(name) == (module or getattr(item, "__module__", None)):
+                del self._lazy[name]
             if name in self._items or name in self._lazy:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = item
@@ -55,10 +61,30 @@ class Registry(Generic[T]):
         return add
 
     def register_lazy(self, name: str, target: str) -> None:
-        """Registers `module:attr`, imported only when first asked for."""
+        """Registers `module:attr`, or a `module` that registers `name` itself when imported; nothing
+        is imported until the name is first asked for."""
         if name in self._items or name in self._lazy:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._lazy[name] = target
+
+    def register_package(self, package: str, decorator: str) -> None:
+        """Registers lazily every name a module of `package` gives to `@<decorator>("name", ...)`,
+        found by reading the modules' source (ast), not importing them: a package of built-ins whose
+        modules import torch costs nothing until one is asked for, and adding one stays one file."""
+        folder = importlib.util.find_spec(package).submodule_search_locations[0]
+        for fpath in sorted(Path(folder).glob("*.py")):
+            for node in ast.walk(ast.parse(fpath.read_text(), str(fpath))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == decorator and node.args \
+                        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                    self.register_lazy(node.args[0].value, f"{package}.{fpath.stem}")
+
+    def check(self, name: str) -> None:
+        """The UsageError `get` would raise for an unknown name, importing nothing of what is known."""
+        if name in self._items or name in self._lazy or name in self._entry_points():
+            return
+        if ":" in name and name.split(":", 1)[0].endswith(".py"):
+            return  # a file plug-in: `get` imports it and says what is wrong with it
+        self.get(name)
 
     def names(self) -> list[str]:
         return sorted({*self._items, *self._lazy, *self._entry_points()})
@@ -67,7 +93,13 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         if name in self._lazy:
-            self._items[name] = _import_target(self._lazy.pop(name))
+            target = self._lazy.pop(name)
+            if ":" in target:
+                self._items[name] = _import_target(target)
+            else:
+                importlib.import_module(target)  # registers `name` itself
+            if name not in self._items:
+                raise ValueError(f"{target} did not register {self.kind} {name!r}")
             return self._items[name]
         entry_points = self._entry_points()
         if name in entry_points:

@@ -28,47 +28,10 @@ from tqdm import tqdm
 from benchmark.activations import PoolActivations, masked_top_images
 from benchmark.cache import config_hash
 from benchmark.identity import code_identity
-from benchmark.registry import Registry
+from benchmark.metric import METRICS, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
 from benchmark.results import RowStore
-from benchmark.sources.capabilities import NEEDS, GroundTruth
+from benchmark.sources.capabilities import GroundTruth
 from benchmark.sources.source import Source
-
-ScoreFn = Callable[["ScoringContext", list[int], list[str]], dict[str, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    columns: tuple[str, ...]
-    """Score columns it writes; the first is its headline number on the leaderboard."""
-    higher_is_better: bool
-    needs: tuple[str, ...]
-    """Source capabilities it reads (`benchmark.sources.capabilities.NEEDS`); refused on a source without them."""
-    score: ScoreFn
-    min_images: int = 1
-    """Scoring-pool images below which its statistic is undefined for every feature: a run is refused."""
-
-    @property
-    def headline(self) -> str:
-        return self.columns[0]
-
-
-def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, needs: tuple[str, ...] = (),
-           min_images: int = 1) -> Callable[[ScoreFn], ScoreFn]:
-    unknown = set(needs) - set(NEEDS)
-    if unknown:
-        raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
-
-    def register(fn: ScoreFn) -> ScoreFn:
-        METRICS.register(name)(Metric(name, columns, higher_is_better, tuple(needs), fn, min_images))
-        return fn
-
-    return register
-
-
-METRICS: Registry[Metric] = Registry("metric", entry_point_group="featurebench.metrics")
-"""Fidelity metrics, registered with `@metric(...)`."""
-
 
 @dataclass(frozen=True)
 class ScoringConfig:

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.context import Context, MethodConfig
+from benchmark.metric import METRICS, Metric
 from benchmark.registry import METHODS, UsageError
-from benchmark.scoring import METRICS, Metric, ScoringContext, score
+from benchmark.scoring import ScoringContext, score
 from benchmark.sources.source import Source
 from benchmark.sources.capabilities import GroundTruth
 from metrics.functional import spearman

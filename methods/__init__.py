@@ -1,5 +1,10 @@
-"""Explanation methods, one per file, each registered with `@METHODS.register(name)`.
+"""Explanation methods, one per file, each registered with `@method(name, needs=...)`
+(`benchmark.context`).
 
 A method is `explain(ctx: Context, features: list[int]) -> list[str]`: batched over features, so
-that the steering engine can put many features in one generate call."""
-from methods import baselines, hybrid, steering, topk  # noqa: F401  (registration)
+that the steering engine can put many features in one generate call. Importing this package
+registers the built-ins by name only (their modules are read, not imported), so a misspelt method
+is reported before torch is imported."""
+from benchmark.registry import METHODS
+
+METHODS.register_package("methods", "method")

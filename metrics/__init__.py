@@ -2,21 +2,15 @@
 
 A metric module holds a pure function of tensors (the statistic, tested on known answers) and a
 registered batched adapter `score(ctx: ScoringContext, features, explanations) -> {column: array}`
-that feeds it from the run's source. `resolve` is how the harness asks for metrics: importing this
-package registers the built-ins, so nothing under `benchmark/` imports a metric module."""
+that feeds it from the run's source. Importing this package registers the built-ins by name only
+(their modules are read, not imported), so names are checked before torch is imported; `resolve`
+and `all_metrics` import what they return."""
 from __future__ import annotations
 
+from benchmark.metric import METRICS, Metric
 from benchmark.registry import UsageError
-from benchmark.scoring import METRICS, Metric
-from metrics import (  # noqa: F401  (registration)
-    clip_score,
-    detection,
-    generation_auroc,
-    localization_iou,
-    oracle,
-    semantic_similarity,
-    simulation,
-)
+
+METRICS.register_package("metrics", "metric")
 
 
 def all_metrics() -> list[Metric]:

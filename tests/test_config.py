@@ -49,3 +49,26 @@ def test_config_values_get_the_flags_checks(tmp_path):
     with pytest.raises(SystemExit) as e:  # argparse's own error for an invalid choice
         main(["--config", str(tmp_path / "run.toml")])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("methdo = 'hybrid'\n", "unknown option 'methdo'; did you mean 'method'?"),
+    ("method = 'hybird'\n", "unknown method 'hybird'; did you mean hybrid?"),
+    ("method = 'topk'\nmetrics = 'detecton'\n", "unknown metric 'detecton'; did you mean detection?"),
+    ("method = 'topk'\ntune = 'simulaton'\n", "unknown metric 'simulaton'; did you mean simulation?"),
+    ("[vlm]\nfamly = 'llava'\npath = 'v'\n[sae]\npath = 's'\n[pool]\nsource = 'p'\n", "[vlm]: unknown key 'famly'"),
+])
+def test_config_typos_are_reported_before_any_model_library_is_imported(tmp_path, text, message):
+    """In a fresh interpreter: the one line, exit 2, nothing written, and torch never imported (what
+    makes a typo cost a second, not the ten it takes to import torch and transformers)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "run.toml").write_text(text)
+    probe = ("import sys; from benchmark.cli import main; code = main(['--config', sys.argv[1], '--out', sys.argv[2]]);"
+             " print(code, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "run.toml"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

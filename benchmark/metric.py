@@ -1,0 +1,53 @@
+"""The metric interface, light enough to read without any model library: `Metric`, the `@metric`
+decorator and the `METRICS` registry, so a run can check metric names before importing torch.
+Everything a metric reads at scoring time is `benchmark.scoring.ScoringContext`.
+
+    @metric("localization-iou", columns=("localization_iou",), needs=("segmenter",))
+    def score_localization(ctx: ScoringContext, features, texts): ...
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.registry import Registry
+from benchmark.sources.capabilities import NEEDS
+
+ScoreFn = Callable[..., dict[str, Any]]
+"""`score(ctx: benchmark.scoring.ScoringContext, features, explanations) -> {column: array}`."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    columns: tuple[str, ...]
+    """Score columns it writes; the first is its headline number on the leaderboard."""
+    higher_is_better: bool
+    needs: tuple[str, ...]
+    """Source capabilities it reads (`benchmark.sources.capabilities.NEEDS`); refused on a source without them."""
+    score: ScoreFn
+    min_images: int = 1
+    """Scoring-pool images below which its statistic is undefined for every feature: a run is refused."""
+
+    @property
+    def headline(self) -> str:
+        return self.columns[0]
+
+
+METRICS: Registry[Metric] = Registry("metric", entry_point_group="featurebench.metrics")
+"""Fidelity metrics by name; the built-ins are registered by name (`metrics/__init__.py`), imported on use."""
+
+
+def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, needs: tuple[str, ...] = (),
+           min_images: int = 1) -> Callable[[ScoreFn], ScoreFn]:
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
+
+    def register(fn: ScoreFn) -> ScoreFn:
+        METRICS.register(name, module=fn.__module__)(Metric(name, columns, higher_is_better, tuple(needs), fn,
+                                                            min_images))
+        return fn
+
+    return register
