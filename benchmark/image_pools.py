@@ -28,9 +28,17 @@ class ImagePool:
     """One label per image when the source has a label column (e.g. a class name), else None."""
 
 
-def open_dataset(source: str, split: str = "train"):
-    """The `datasets.Dataset` behind `source`: a `save_to_disk` directory, an image folder, or a hub name."""
+def open_dataset(source: str, split: str = "train", quiet: bool = False):
+    """The `datasets.Dataset` behind `source`: a `save_to_disk` directory, an image folder, or a hub
+    name. `quiet`: without `datasets`' own progress bars (a check whose only output is one line)."""
     import datasets
+
+    if quiet and datasets.is_progress_bar_enabled():
+        datasets.disable_progress_bars()
+        try:
+            return open_dataset(source, split)
+        finally:
+            datasets.enable_progress_bars()
 
     path = Path(source).expanduser()
     try:

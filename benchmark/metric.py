@@ -29,6 +29,8 @@ class Metric:
     score: ScoreFn
     min_images: int = 1
     """Scoring-pool images below which its statistic is undefined for every feature: a run is refused."""
+    records: Callable[[Any], int] | None = None
+    """Scoring-pool images it samples per feature, from the scoring config; a smaller pool runs with a warning."""
 
     @property
     def headline(self) -> str:
@@ -40,14 +42,14 @@ METRICS: Registry[Metric] = Registry("metric", entry_point_group="featurebench.m
 
 
 def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, needs: tuple[str, ...] = (),
-           min_images: int = 1) -> Callable[[ScoreFn], ScoreFn]:
+           min_images: int = 1, records: Callable[[Any], int] | None = None) -> Callable[[ScoreFn], ScoreFn]:
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
 
     def register(fn: ScoreFn) -> ScoreFn:
         METRICS.register(name, module=fn.__module__)(Metric(name, columns, higher_is_better, tuple(needs), fn,
-                                                            min_images))
+                                                            min_images, records))
         return fn
 
     return register

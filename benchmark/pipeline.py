@@ -141,7 +141,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     metrics = [] if config.metrics == "none" else resolve(config.metrics, available)
     tune_metric = resolve(config.tune)[0] if config.tune else None
     refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
-    refuse_small_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])])
+    if metrics or tune_metric:
+        source.check_scorer()  # a misnamed scorer fails now, not after every explanation
+    check_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])], config.scoring)
     backend = backend or LocalBackend()
     backend.start(source)
     config = replace(config, lm=source.lm)  # run.json and the run's key record the LM used, not None
@@ -201,9 +203,10 @@ def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:
                          f"source {source.name} does not have")
 
 
-def refuse_small_pools(source: Source, top_k: int, metrics: list[Metric]) -> None:
+def check_pools(source: Source, top_k: int, metrics: list[Metric], scoring: ScoringConfig) -> None:
     """One UsageError when a pool is too small for the top images methods show or for a metric's
-    statistic to be defined at all; counted from the datasets, before anything is decoded."""
+    statistic to be defined at all, and a warning when it is smaller than what a metric samples;
+    counted from the datasets, before anything is decoded."""
     n_topk = source.pool_size("topk")
     if n_topk < top_k:
         raise UsageError(f"the top-k pool has {n_topk} images, fewer than --top-k {top_k}; use a larger pool")
@@ -212,6 +215,10 @@ def refuse_small_pools(source: Source, top_k: int, metrics: list[Metric]) -> Non
     if short:
         raise UsageError(f"the scoring pool has {n_scoring} images; {', '.join(short)}: use a larger pool or "
                          f"--metrics without them")
+    for m in metrics:
+        if m.records is not None and n_scoring < m.records(scoring):
+            warn(f"the scoring pool has {n_scoring} images; {m.name} samples {m.records(scoring)} per feature, so "
+                 f"its scores rest on fewer")
 
 
 def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple[list[int], list[int]]:

@@ -21,7 +21,8 @@ def generation_auroc(synthetic_N: np.ndarray, control_M: np.ndarray) -> float:
     return auroc(np.concatenate([synthetic_N, control_M]), labels)
 
 
-@metric("generation-auroc", columns=("generation_auroc",), needs=("generator",))
+@metric("generation-auroc", columns=("generation_auroc",), needs=("generator",),
+        records=lambda config: config.control_images)
 def score_generation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     control_MF = ctx.control_activations.numpy()
     out = np.full(len(features), 0.5)

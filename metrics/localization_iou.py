@@ -23,7 +23,8 @@ def localization_iou(active_IP: np.ndarray, named_IP: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-@metric("localization-iou", columns=("localization_iou",), needs=("segmenter",))
+@metric("localization-iou", columns=("localization_iou",), needs=("segmenter",),
+        records=lambda config: config.localization_images)
 def score_localization(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     acts_NPB = ctx.acts_NPB(features)
     k = min(ctx.config.localization_images, acts_NPB.shape[0])

@@ -47,7 +47,8 @@ def simulation_records(mean_N: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 @metric("simulation", columns=("simulation_r", "simulation_spearman", "simulation_patch_r"),
-        min_images=8)  # two (top, random) pairs in each half: a correlation of at least two records
+        min_images=8,  # two (top, random) pairs in each half: a correlation of at least two records
+        records=lambda config: 2 * config.simulation_records)
 def score_simulation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     text_BD = ctx.text_emb(texts)
     acts_NPB = ctx.acts_NPB(features).numpy()

@@ -81,11 +81,25 @@ def test_feature_ranges_are_refused_never_clipped(spec, message):
     assert parse_features(":", 4) == [0, 1, 2, 3] and parse_features("2:", 4) == [2, 3]
 
 
-def test_features_past_the_sae_are_one_line_exit_2_and_write_nothing(world, world_cache, tmp_path, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--features", "0:500"], "the SAE has 256 features (0..255); 499 is past its end; use 0:256"),
+    (["--features", "120:999"], "998 is past its end; use 120:256"),
+    (["--features=-4:"], "numbered from 0"),  # argparse reads a separate "-4:" as a flag
+    (["--features", "5:2"], "the range is empty"),
+    (["--features", "0:8", "--explanations", "unclosed.csv"], ":3: malformed CSV"),
+    (["--features", "0:8", "--explanations", "empty.csv"], ":2: feature 1 has an empty explanation"),
+    (["--features", "0:8", "--explanations", "header.csv"], "a header and no explanations"),
+])
+def test_bad_features_and_submissions_are_one_line_exit_2_and_write_nothing(world, world_cache, tmp_path, capsys,
+                                                                            argv, message):
+    (tmp_path / "unclosed.csv").write_text('feature,explanation\n1,"red circle\n2,blue\n')
+    (tmp_path / "empty.csv").write_text("feature,explanation\n1,\n")
+    (tmp_path / "header.csv").write_text("feature,explanation\n")
+    argv = [str(tmp_path / a) if a.endswith(".csv") else a for a in argv]
     before = sorted(world_cache.rglob("*"))
-    assert main(["--method", "steering", "--world", "tiny", "--features", "0:500", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--method", "steering", "--world", "tiny", *argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the SAE has 256 features (0..255); 499 is past its end; use 0:256" in err
+    assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "o").exists() and sorted(world_cache.rglob("*")) == before
 
 

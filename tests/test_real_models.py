@@ -5,6 +5,7 @@ caches, and what needs ground truth is refused."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,9 @@ def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypa
     args = ["--config", toml, "--method", "steering,topk,hybrid", "--metrics", "detection,simulation",
             "--out", str(tmp_path / "out")]
     assert main(args) == 0
+    warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)  # progress bars share stderr
+    assert warnings == ["warning: the scoring pool has 60 images; simulation samples 100 per feature, so its scores "
+                        "rest on fewer"]
     (run_dir,) = (tmp_path / "out").iterdir()
     rows = [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
     assert sorted((r["method"], r["feature"]) for r in rows) == sorted(
@@ -174,6 +178,7 @@ def test_what_the_source_lacks_is_refused_before_anything_runs(files, tmp_path, 
     (lambda t: t["pool"].update(scoring_fraction=1.5), "scoring_fraction must lie"),
     (lambda t: t["sae"].pop("path"), "[sae]: missing key 'path'"),
     (lambda t: t["vlm"].update(family="gemma3"), "family 'gemma3' reads gemma3 checkpoints, but"),
+    (lambda t: t["sae"].update(layer=9), "[sae] layer 9: the"),  # checked from the config, before any load
     (lambda t: t["scorer"].update(model="ViT-L-15"), "unknown open_clip model 'ViT-L-15'"),
     (lambda t: t["scorer"].update(model=t["sae"]["path"].replace("sae.safetensors", "scorer-pt")),
      "holds one open_clip config (*.json with embed_dim) and open_clip_model.safetensors; found "

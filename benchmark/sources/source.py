@@ -66,7 +66,7 @@ class Source:
         self.recipe = recipe or ("models", spec.resolved(), self.lm)
         self.device = spec.vlm.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, spec.vlm.dtype) if spec.vlm.dtype else default_dtype(self.device)
-        self.image_size, self.patch, width = _tower_geometry(spec.vlm.family, spec.vlm.path)
+        self.image_size, self.patch, width, blocks = _tower_geometry(spec.vlm.family, spec.vlm.path)
         self._sae, info = load_sae(spec.sae.path)
         if self._sae.d_in != width:
             raise UsageError(f"[sae] {spec.sae.path} reads {self._sae.d_in}-wide states; the {spec.vlm.path} tower is "
@@ -74,8 +74,10 @@ class Source:
         self.layer = spec.sae.layer if spec.sae.layer is not None else info.hook_layer
         if self.layer is None:
             raise UsageError(f"[sae] {spec.sae.path} does not say which hidden state it reads; set [sae] layer")
+        if not 1 <= self.layer <= blocks:  # the exact bound (the state the projector reads) is checked on load
+            raise UsageError(f"[sae] layer {self.layer}: the {spec.vlm.path} tower has {blocks} blocks, so hidden "
+                             f"states 1..{blocks} (L = the output of block L - 1)")
         pool, scorer = spec.pool, spec.scorer
-        Scorer.check(scorer.model, scorer.pretrained)  # a typo fails now, not after every explanation
         self.identity = {
             "vlm": config_hash({"family": spec.vlm.family, "files": _content(spec.vlm.path), "dtype": self.dtype_name}),
             "sae": config_hash({"files": _content(spec.sae.path), "layer": self.layer}),
@@ -128,6 +130,10 @@ class Source:
     def scorer(self) -> Scorer:
         return Scorer.open(self.spec.scorer.model, self.spec.scorer.pretrained)
 
+    def check_scorer(self) -> None:
+        """A one-line UsageError unless the scorer can be opened; reads no weights (`Scorer.check`)."""
+        Scorer.check(self.spec.scorer.model, self.spec.scorer.pretrained)
+
     def pool(self, split: str) -> ImagePool:
         """The `topk` or `scoring` pool, each in its source's order."""
         if split not in ("topk", "scoring"):
@@ -162,9 +168,9 @@ class Source:
         decoded or cached, so a run can check its pools before any compute."""
         p = self.spec.pool
         if p.scoring_source is not None:
-            n = len(open_dataset(p.source if split == "topk" else p.scoring_source, p.split))
+            n = len(open_dataset(p.source if split == "topk" else p.scoring_source, p.split, quiet=True))
             return min(n, p.limit) if split == "topk" and p.limit else n
-        n = len(open_dataset(p.source, p.split))
+        n = len(open_dataset(p.source, p.split, quiet=True))
         n = min(n, p.limit) if p.limit else n
         if n < 2:
             raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
@@ -232,8 +238,8 @@ def top_activation_mean(acts: PoolActivations, k: int) -> torch.Tensor:
     return top_FK.clamp(min=0).sum(1) / k
 
 
-def _tower_geometry(family: str, path: str) -> tuple[int, int, int]:
-    """(image side, patch side, width) of the checkpoint's vision tower, from its config alone, once
+def _tower_geometry(family: str, path: str) -> tuple[int, int, int, int]:
+    """(image side, patch side, width, blocks) of the checkpoint's vision tower, from its config alone, once
     the config is known to be one of the family's (an unknown family fails first, before anything loads)."""
     adapter = ADAPTERS.get(family)
     try:
@@ -248,7 +254,7 @@ def _tower_geometry(family: str, path: str) -> tuple[int, int, int]:
                          f"checkpoint; " + (f"set family = {fits[0]!r}" if fits else "no registered family reads it"))
     vision = config.vision_config
     size, patch = (_side(getattr(vision, name), path) for name in ("image_size", "patch_size"))
-    return size, patch, vision.hidden_size
+    return size, patch, vision.hidden_size, vision.num_hidden_layers
 
 
 def _side(value, path: str) -> int:
