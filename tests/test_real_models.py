@@ -46,7 +46,7 @@ def files(tmp_path_factory):
         sae.W_enc.normal_()
         sae.W_dec.copy_(sae.W_enc.T)
         sae.normalize_decoder()
-    save_sae(sae, root / "sae.safetensors", hook_layer=STEERED)
+    save_sae(sae, root / "sae.safetensors", hidden_state=STEERED)
     rng = np.random.default_rng(0)
     (root / "images").mkdir()
     for i in range(IMAGES):  # a flat colour with one patch of another
@@ -265,7 +265,7 @@ def test_checkpoint_and_sae_rewritten_in_place_are_recomputed(files, tmp_path, m
         sae.W_enc.normal_()
         sae.W_dec.copy_(sae.W_enc.T)
         sae.normalize_decoder()
-    save_sae(sae, tmp_path / "sae.safetensors", hook_layer=STEERED)
+    save_sae(sae, tmp_path / "sae.safetensors", hidden_state=STEERED)
     third, _ = explain("sae")
     assert len(loads) == 3 and third["sae"] != second["sae"]
 

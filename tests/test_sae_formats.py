@@ -47,13 +47,16 @@ def assert_loaded(sae: SAE, expected: dict[str, torch.Tensor]) -> None:
         assert torch.equal(sae.state_dict()[name], tensor), name
 
 
-SAELENS_CONFIGS = {  # cfg.json as SAELens versions write it -> (architecture, k, hook_layer)
+SAELENS_CONFIGS = {  # cfg.json as SAELens versions write it -> (architecture, k, hidden state)
     "v6-topk": ({"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "k": K,
-                 "metadata": {"hook_name": "blocks.5.hook_resid_post", "hook_layer": 5}}, "topk", K, 5),
+                 "metadata": {"hook_name": "blocks.5.hook_resid_post", "hook_layer": 5}}, "topk", K, 6),
     "pre6-topk-as-standard": ({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "activation_fn_str": "topk",
-                               "activation_fn_kwargs": {"k": K}, "hook_point_layer": 5}, "topk", K, 5),
+                               "activation_fn_kwargs": {"k": K}, "hook_name": "blocks.5.hook_resid_pre",
+                               "hook_layer": 5}, "topk", K, 5),
     "pre6-topk": ({"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "activation_fn_kwargs": {"k": K},
-                   "hook_layer": 5, "normalize_activations": False}, "topk", K, 5),
+                   "hook_point": "blocks.5.hook_resid_post", "hook_point_layer": 5, "normalize_activations": False},
+                  "topk", K, 6),
+    "bare-hook-layer": ({"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "k": K, "hook_layer": 5}, "topk", K, None),
     "standard": ({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "activation_fn_str": "relu",
                   "normalize_activations": "none"}, "relu", None, None),
     "gemma-scope-jumprelu": ({"architecture": "jumprelu", "d_in": D_IN, "d_sae": D_SAE, "apply_b_dec_to_input": False,
@@ -63,25 +66,28 @@ SAELENS_CONFIGS = {  # cfg.json as SAELens versions write it -> (architecture, k
 
 @pytest.mark.parametrize("name", SAELENS_CONFIGS)
 def test_saelens_configs_of_each_version(tmp_path, name):
-    cfg, architecture, k, hook_layer = SAELENS_CONFIGS[name]
+    cfg, architecture, k, hidden_state = SAELENS_CONFIGS[name]
     tensors = saelens_tensors(architecture)
     write_saelens(tmp_path / "sae", cfg, tensors)
     sae, info = load_sae(tmp_path / "sae")
     assert_loaded(sae, tensors)
     assert info.config == cfg and sae.apply_b_dec_to_input == cfg.get("apply_b_dec_to_input", True)
-    assert inspect_sae(tmp_path / "sae") == {
+    summary = inspect_sae(tmp_path / "sae")
+    assert summary.pop("hidden_state_from")
+    assert summary == {
         "format": "saelens", "path": str(tmp_path / "sae"), "d_in": D_IN, "d_sae": D_SAE, "k": k,
         "architecture": architecture, "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", True),
-        "hook_layer": hook_layer}
+        "hidden_state": hidden_state}
     assert load_sae(tmp_path / "sae" / "sae_weights.safetensors")[1].format == "saelens"  # the file picks its folder
 
 
 def test_the_worlds_saved_sae_loads_as_saelens(tmp_path):
     sae = TopKSAE(D_IN, D_SAE, K)
     torch.nn.init.normal_(sae.W_enc), torch.nn.init.normal_(sae.W_dec)
-    sae.save(tmp_path / "sae", hook_layer=2)
+    sae.save(tmp_path / "sae", hidden_state=2)
     again, info = load_sae(tmp_path / "sae")
-    assert info.config["k"] == K and info.config["hook_layer"] == 2 and again.architecture == "topk"
+    assert info.config["k"] == K and again.architecture == "topk"
+    assert info.config["metadata"]["hook_name"] == "blocks.1.hook_resid_post" and info.hidden_state == 2
     assert_loaded(again, sae.state_dict())
     assert info.format == "saelens"
 
@@ -150,7 +156,8 @@ def test_dictionary_learning_classes(tmp_path, dict_class):
     k = K if "k" in state else None
     assert inspect_sae(tmp_path / "ae.pt") == {
         "format": "dictionary_learning", "path": str(tmp_path / "ae.pt"), "d_in": D_IN, "d_sae": D_SAE, "k": k,
-        "architecture": architecture, "apply_b_dec_to_input": dict_class != "JumpReluAutoEncoder", "hook_layer": 7}
+        "architecture": architecture, "apply_b_dec_to_input": dict_class != "JumpReluAutoEncoder", "hidden_state": 8,
+        "hidden_state_from": "config.json trainer.layer 7: the output of block 7, hidden state 8"}
     x = rand(20, D_IN, seed=9) * 2
     assert torch.allclose(sae.encode(x), reference(state, x), atol=1e-6)
     assert info.config["trainer"]["dict_class"] == dict_class
@@ -159,7 +166,7 @@ def test_dictionary_learning_classes(tmp_path, dict_class):
 def test_dictionary_learning_without_config_reads_the_topk_layout_as_per_row_topk(tmp_path):
     torch.save(linear_layout(), tmp_path / "ae.pt")
     sae, info = load_sae(tmp_path / "ae.pt")
-    assert (info.architecture, info.k, info.hook_layer, info.config) == ("topk", K, None, {})
+    assert (info.architecture, info.k, info.hidden_state, info.config) == ("topk", K, None, {})
     assert ((sae.encode(rand(8, D_IN, seed=5)) != 0).sum(1) <= K).all()
 
 
@@ -191,7 +198,7 @@ def test_saev_checkpoints_of_each_schema(tmp_path, name):
     assert_loaded(sae, {("threshold" if n == "activation.threshold" else n): t for n, t in state.items()})
     assert info.summary() == {"format": "saev", "path": str(tmp_path / "sae.pt"), "d_in": D_IN, "d_sae": D_SAE,
                               "k": k, "architecture": architecture, "apply_b_dec_to_input": apply_b_dec,
-                              "hook_layer": None}
+                              "hidden_state": None, "hidden_state_from": "saev files do not record their layer"}
     x = rand(6, D_IN, seed=8)
     pre = (x - state["b_dec"] * apply_b_dec) @ state["W_enc"] + state["b_enc"]
     assert torch.allclose(sae.pre_activations(x), pre, atol=1e-6)
@@ -202,12 +209,13 @@ def test_featurebench_single_file_round_trip(tmp_path, architecture, k):
     sae = SAE(D_IN, D_SAE, k, architecture, apply_b_dec_to_input=architecture != "jumprelu")
     for p in sae.parameters():
         torch.nn.init.normal_(p)
-    save_sae(sae, tmp_path / "my.safetensors", hook_layer=3)
+    save_sae(sae, tmp_path / "my.safetensors", hidden_state=3)
     again, info = load_sae(tmp_path / "my.safetensors")
     assert_loaded(again, sae.state_dict())
     assert info.summary() == {"format": "featurebench", "path": str(tmp_path / "my.safetensors"), "d_in": D_IN,
                               "d_sae": D_SAE, "k": k, "architecture": architecture,
-                              "apply_b_dec_to_input": architecture != "jumprelu", "hook_layer": 3}
+                              "apply_b_dec_to_input": architecture != "jumprelu", "hidden_state": 3,
+                              "hidden_state_from": "featurebench_sae metadata hidden_state 3"}
 
 
 def identity_sae(architecture: str, k: int | None = None) -> SAE:

@@ -13,7 +13,7 @@ only in how pre-activations become activations:
 
 `apply_b_dec_to_input` says whether b_dec is subtracted before encoding (SAELens's flag of the same
 name): most SAEs do, Gemma Scope, dictionary_learning's JumpReLU and recent saev checkpoints do not.
-On disk (`save`): `cfg.json` + `sae_weights.safetensors`, the SAELens layout; `sae_formats.load_sae`
+On disk (`save`): `cfg.json` + `sae_weights.safetensors`, the SAELens (v6) layout; `sae_formats.load_sae`
 reads it back, as it reads every other format.
 """
 from __future__ import annotations
@@ -75,9 +75,15 @@ class SAE(nn.Module):
         return {"architecture": self.architecture, "d_in": self.d_in, "d_sae": self.d_sae, "k": self.k,
                 "apply_b_dec_to_input": self.apply_b_dec_to_input}
 
-    def save(self, dpath: Path, **extra) -> None:
+    def save(self, dpath: Path, hidden_state: int | None = None) -> None:
+        """The SAELens layout; `hidden_state` (as transformers counts them) is written the way SAELens
+        names it, `metadata.hook_name` = `blocks.{L-1}.hook_resid_post` (the output of block L - 1)."""
         dpath.mkdir(parents=True, exist_ok=True)
-        (dpath / "cfg.json").write_text(json.dumps({**self.config(), **extra}, indent=1))
+        cfg = self.config()
+        if hidden_state is not None:
+            hook = f"blocks.{hidden_state - 1}.hook_resid_post" if hidden_state else "blocks.0.hook_resid_pre"
+            cfg["metadata"] = {"hook_name": hook}
+        (dpath / "cfg.json").write_text(json.dumps(cfg, indent=1))
         save_file({n: p.detach().contiguous() for n, p in self.state_dict().items()},
                   str(dpath / "sae_weights.safetensors"))
 

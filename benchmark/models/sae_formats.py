@@ -14,6 +14,18 @@ renaming and transposing only: values are never changed (they are cast to float3
 precision). Torch files are read with `weights_only=True`. Anything wrong with the files raises
 `SAEFormatError`, one line naming the file and the problem.
 
+Which tower hidden state an SAE reads is read as each format's authors define it, and reported as
+transformers counts hidden states (0: the embeddings; L: the output of block L - 1), with the
+sentence that derived it (`SAEInfo.hidden_state_from`):
+- `saelens`: `hook_name` (top level before v6, under `metadata` from v6; `hook_point` in older
+  vision forks): `blocks.N.hook_resid_post` is hidden state N + 1, `blocks.N.hook_resid_pre` is N.
+  A bare `hook_layer` N does not say pre or post, so it derives nothing.
+- `dictionary_learning`: `trainer.layer` L in `config.json` names the output of block L (its
+  activation buffers read `hidden_states[L + 1]`), so hidden state L + 1.
+- `saev`: the file records no layer (it lives in the separate activation-shard config).
+- `featurebench`: `hidden_state` in the metadata, already counted as transformers counts.
+A file that derives none needs `[sae] layer`.
+
     sae, info = load_sae("path/to/sae")      # info.format, info.d_in, info.k, ...
     inspect_sae("path/to/sae")               # the same facts as a JSON-ready dict
 """
@@ -22,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,7 +65,10 @@ class SAEInfo:
     k: int | None
     architecture: str
     apply_b_dec_to_input: bool
-    hook_layer: int | None
+    hidden_state: int | None
+    """The tower hidden state the SAE reads, as transformers counts them; None: the files do not say."""
+    hidden_state_from: str
+    """How `hidden_state` was derived from the files (or why it could not be)."""
     config: dict
     """The config as the files have it ({} when there is none)."""
 
@@ -68,7 +84,7 @@ class _Parsed(NamedTuple):
     k: int | None
     apply_b_dec_to_input: bool
     config: dict
-    hook_layer: int | None = None
+    hidden_state: tuple[int | None, str] = (None, "")
     declared: dict[str, Any] = {}  # d_in / d_sae / k as the config states them, checked against the tensors
 
 
@@ -79,16 +95,19 @@ def load_sae(path: str | Path) -> tuple[SAE, SAEInfo]:
 
 
 def inspect_sae(path: str | Path) -> dict:
-    """Format, d_in, d_sae, k, architecture (and path, hook_layer, ...): the files are read and checked."""
+    """Format, d_in, d_sae, k, architecture, the hidden state it reads and how that was derived (and
+    path, ...): the files are read and checked."""
     return load_sae(path)[1].summary()
 
 
-def save_sae(sae: SAE, fpath: Path, **extra) -> None:
-    """Writes the featurebench format: one safetensors file whose metadata holds the config, so the
-    file describes itself and cannot be separated from (or paired with the wrong) cfg.json."""
+def save_sae(sae: SAE, fpath: Path, hidden_state: int | None = None) -> None:
+    """Writes the featurebench format: one safetensors file whose metadata holds the config (and the
+    hidden state it reads, as transformers counts them), so the file describes itself and cannot be
+    separated from (or paired with the wrong) cfg.json."""
     fpath.parent.mkdir(parents=True, exist_ok=True)
     tensors = {n: t.detach().contiguous() for n, t in sae.state_dict().items()}
-    save_file(tensors, str(fpath), metadata={METADATA_KEY: json.dumps({**sae.config(), **extra})})
+    config = {**sae.config(), **({} if hidden_state is None else {"hidden_state": hidden_state})}
+    save_file(tensors, str(fpath), metadata={METADATA_KEY: json.dumps(config)})
 
 
 def detect_format(path: Path) -> tuple[str, Path]:
@@ -144,12 +163,31 @@ def _read_saelens(dpath: Path) -> _Parsed:
         raise SAEFormatError(weights_path, "a finetuning scaling_factor is not supported")
     # k: top-level in SAELens >= 6 (and our own cfg.json), in activation_fn_kwargs before
     k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
-    meta = cfg.get("metadata") or cfg.get("meta") or {}
-    hook_layer = next((v for v in (cfg.get("hook_layer"), cfg.get("hook_point_layer"), meta.get("hook_layer"))
-                       if v is not None), None)
     apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
-    return _Parsed(weights_path, tensors, ours[architecture], _as_k(k, cfg_path), apply_b_dec, cfg, hook_layer,
-                   {"d_in": cfg.get("d_in"), "d_sae": cfg.get("d_sae")})
+    return _Parsed(weights_path, tensors, ours[architecture], _as_k(k, cfg_path), apply_b_dec, cfg,
+                   _saelens_hidden_state(cfg), {"d_in": cfg.get("d_in"), "d_sae": cfg.get("d_sae")})
+
+
+def _saelens_hidden_state(cfg: dict) -> tuple[int | None, str]:
+    """SAELens names a hook point, `blocks.N.hook_resid_post` (the output of block N: hidden state
+    N + 1) or `blocks.N.hook_resid_pre` (its input: hidden state N)."""
+    meta = cfg.get("metadata") or {}
+    for where, name in (("metadata.hook_name", meta.get("hook_name")), ("hook_name", cfg.get("hook_name")),
+                        ("hook_point", cfg.get("hook_point"))):
+        if not isinstance(name, str):
+            continue
+        match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", name)
+        if match is None:
+            return None, f"cfg.json {where} {name!r} is not a residual stream hook (blocks.N.hook_resid_pre/post)"
+        block, side = int(match[1]), match[2]
+        state = block + (side == "post")
+        return state, f"cfg.json {where} {name!r}: the {'output' if side == 'post' else 'input'} of block {block}, " \
+                      f"hidden state {state}"
+    bare = next((v for v in (cfg.get("hook_layer"), meta.get("hook_layer"), cfg.get("hook_point_layer"))
+                 if v is not None), None)
+    if bare is not None:
+        return None, f"cfg.json has hook_layer {bare} but no hook_name: block {bare}'s input or output is not said"
+    return None, "cfg.json names no hook_name"
 
 
 # dictionary_learning's classes: (architecture, apply_b_dec_to_input, {our name: their key}, buffers read
@@ -194,7 +232,13 @@ def _read_dictionary_learning(fpath: Path) -> _Parsed:
     tensors = {n: t.T if names[n].endswith(".weight") else t for n, t in tensors.items()}
     k = _as_k(_tensor(state, "k", fpath).item(), fpath) if "k" in state else None
     declared = {"d_in": trainer.get("activation_dim"), "d_sae": trainer.get("dict_size"), "k": trainer.get("k")}
-    return _Parsed(fpath, tensors, architecture, k, apply_b_dec, config, trainer.get("layer"), declared)
+    layer = trainer.get("layer")
+    if isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0:
+        hidden = layer + 1, f"config.json trainer.layer {layer}: the output of block {layer}, hidden state {layer + 1}"
+    else:
+        hidden = None, ("config.json has no trainer.layer" if config else "no config.json beside ae.pt") \
+            if layer is None else f"config.json trainer.layer {layer!r} is not a block index"
+    return _Parsed(fpath, tensors, architecture, k, apply_b_dec, config, hidden, declared)
 
 
 def _read_saev(fpath: Path) -> _Parsed:
@@ -230,7 +274,7 @@ def _read_saev(fpath: Path) -> _Parsed:
     d_sae = cfg.get("d_sae", d_in * cfg["exp_factor"] if isinstance(d_in, int) and "exp_factor" in cfg else None)
     # saev subtracted b_dec before encoding up to schema 1; from schema 2 its encode() does not.
     return _Parsed(fpath, tensors, architecture, _as_k(params.get("top_k"), fpath), schema in (None, 1), header,
-                   None, {"d_in": d_in, "d_sae": d_sae})
+                   (None, "saev files do not record their layer"), {"d_in": d_in, "d_sae": d_sae})
 
 
 def _read_featurebench(fpath: Path) -> _Parsed:
@@ -245,8 +289,11 @@ def _read_featurebench(fpath: Path) -> _Parsed:
     if not isinstance(cfg, dict) or cfg.get("architecture") not in ("topk", "batchtopk", "relu", "jumprelu"):
         raise SAEFormatError(fpath, f"{METADATA_KEY} metadata names no known architecture")
     apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
-    return _Parsed(fpath, tensors, cfg["architecture"], _as_k(cfg.get("k"), fpath), apply_b_dec, cfg,
-                   cfg.get("hook_layer"), {"d_in": cfg.get("d_in"), "d_sae": cfg.get("d_sae")})
+    state = cfg.get("hidden_state")
+    hidden = (state, f"{METADATA_KEY} metadata hidden_state {state}") if isinstance(state, int) else \
+        (None, f"{METADATA_KEY} metadata has no hidden_state")
+    return _Parsed(fpath, tensors, cfg["architecture"], _as_k(cfg.get("k"), fpath), apply_b_dec, cfg, hidden,
+                   {"d_in": cfg.get("d_in"), "d_sae": cfg.get("d_sae")})
 
 
 _READERS = {"saelens": _read_saelens, "dictionary_learning": _read_dictionary_learning, "saev": _read_saev,
@@ -278,7 +325,8 @@ def _build(fmt: str, fpath: Path, p: _Parsed) -> tuple[SAE, SAEInfo]:
         raise SAEFormatError(source, f"a topk SAE needs k in [1, {d_sae}]; the config gives k={p.k}")
     sae = SAE(d_in, d_sae, p.k, p.architecture, p.apply_b_dec_to_input)
     sae.load_state_dict({n: t.to(torch.float32) for n, t in p.tensors.items()})
-    info = SAEInfo(fmt, str(fpath), d_in, d_sae, p.k, p.architecture, p.apply_b_dec_to_input, p.hook_layer, p.config)
+    info = SAEInfo(fmt, str(fpath), d_in, d_sae, p.k, p.architecture, p.apply_b_dec_to_input, *p.hidden_state,
+                   p.config)
     return sae.eval().requires_grad_(False), info
 
 

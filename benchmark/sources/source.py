@@ -71,9 +71,11 @@ class Source:
         if self._sae.d_in != width:
             raise UsageError(f"[sae] {spec.sae.path} reads {self._sae.d_in}-wide states; the {spec.vlm.path} tower is "
                              f"{width} wide")
-        self.layer = spec.sae.layer if spec.sae.layer is not None else info.hook_layer
+        self.layer = spec.sae.layer if spec.sae.layer is not None else info.hidden_state
+        self.layer_from = f"[sae] layer {spec.sae.layer}" if spec.sae.layer is not None else info.hidden_state_from
         if self.layer is None:
-            raise UsageError(f"[sae] {spec.sae.path} does not say which hidden state it reads; set [sae] layer")
+            raise UsageError(f"[sae] {spec.sae.path} does not say which hidden state it reads ({info.hidden_state_from}); "
+                             "set [sae] layer")
         if not 1 <= self.layer <= blocks:  # the exact bound (the state the projector reads) is checked on load
             raise UsageError(f"[sae] layer {self.layer}: the {spec.vlm.path} tower has {blocks} blocks, so hidden "
                              f"states 1..{blocks} (L = the output of block L - 1)")
@@ -216,8 +218,9 @@ class Source:
         """What run.json records of the source: its name, identities, files, layer and how it was derived."""
         models = asdict(self.spec.resolved())
         models["vlm"]["dtype"] = self.dtype_name  # what ran, so the identity can be checked on another machine
+        models["sae"]["layer"] = self.layer  # the state steered, however it was derived
         return {"name": self.name, "lm": self.lm, "identity": self.identity, "layer": self.layer,
-                "layer_from": "[sae] layer" if self.spec.sae.layer is not None else "the SAE file's hook_layer",
+                "layer_from": self.layer_from,
                 "models": models, "default_steering_multiplier": self.default_multiplier,
                 "capabilities": [n for n in NEEDS if self.has(n)]}
 

@@ -61,9 +61,10 @@ class SAESpec:
     name: str | None = None
     """The SAE's name in rows and run directories; None: its file or directory name."""
     layer: int | None = None
-    """Tower hidden state the SAE reads and steering writes, counted as transformers counts them (L: the
-    output of block L - 1; LLaVA-1.5 reads 23 of CLIP-L's 24 blocks); None: the file's hook_layer, taken
-    as that hidden state. SAELens' `blocks.N.hook_resid_post` is hidden state N + 1: set it here."""
+    """Tower hidden state the SAE reads and steering writes, counted as transformers counts them (0: the
+    embeddings; L: the output of block L - 1; LLaVA-1.5 reads 23 of CLIP-L's 24 blocks); None: derived
+    from the SAE's files by their format's convention (`sae inspect` shows it: dictionary_learning's
+    `layer` L is hidden state L + 1, SAELens' `blocks.N.hook_resid_post` is N + 1)."""
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ def _build_vlm(dpath: Path, world: World, lm, seed: int, size: str, examples: Tr
 def _build_sae(dpath: Path, cfg: WorldConfig, tower: CLIPVisionModel, train: Pool, scoring: Pool) -> dict:
     x = tower_states(tower, train.images_NHWC, cfg.sae.layer)
     sae = train_sae(x.reshape(-1, x.shape[-1]), cfg.sae, cfg.seed)
-    sae.save(dpath, hook_layer=cfg.sae.layer)
+    sae.save(dpath, hidden_state=cfg.sae.layer)
     held = tower_states(tower, scoring.images_NHWC, cfg.sae.layer).reshape(-1, x.shape[-1])
     with torch.no_grad():
         acts = sae.encode(held)
