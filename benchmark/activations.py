@@ -76,15 +76,41 @@ def masked_top_images(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: to
                       patch: int) -> tuple[np.ndarray, torch.Tensor]:
     """Each feature's top images with the patches where it is inactive blacked out (what top-k shows
     the VLM), and where it is active: (B, k, H, W, C) uint8, (B, k, P) bool."""
+    images, acts_BKP = _top_images(images_NHWC, acts, top_FK, features)
+    keep = _per_pixel(acts_BKP.numpy() > 0, patch)
+    return np.where(keep, images, 0).astype(np.uint8), acts_BKP > 0
+
+
+HEATMAP_RGB = np.array([0, 255, 0], np.float32)
+HEATMAP_OPACITY = 0.6
+"""The heatmap overlay: green, at this opacity where the feature is at its strongest in the image."""
+
+
+def heatmap_top_images(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: torch.Tensor, features: list[int],
+                       patch: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Each feature's top images whole, under a green overlay whose opacity per patch is the feature's
+    activation there over its largest in the image (the seed paper's heatmap option), and where it
+    is active: (B, k, H, W, C) uint8, (B, k, P) bool."""
+    images, acts_BKP = _top_images(images_NHWC, acts, top_FK, features)
+    strength_BKP = acts_BKP.clamp(min=0) / acts_BKP.amax(-1, keepdim=True).clamp(min=1e-12)
+    alpha = HEATMAP_OPACITY * _per_pixel(strength_BKP.numpy(), patch)
+    return np.rint((1 - alpha) * images + alpha * HEATMAP_RGB).astype(np.uint8), acts_BKP > 0
+
+
+def _top_images(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: torch.Tensor,
+                features: list[int]) -> tuple[np.ndarray, torch.Tensor]:
+    """(B, k, H, W, C) each feature's top images and (B, k, P) its activations on their patches."""
     idx_BK = top_FK[features]
     acts_BNP = acts.dense(torch.tensor(features)).permute(2, 0, 1)
-    active_BKP = acts_BNP[torch.arange(len(features))[:, None], idx_BK] > 0
-    images = images_NHWC[idx_BK.numpy()]
-    b, k, h, w, c = images.shape
-    grid = h // patch
-    keep = active_BKP.numpy().reshape(b, k, grid, 1, grid, 1)
-    keep = np.broadcast_to(keep, (b, k, grid, patch, grid, patch)).reshape(b, k, h, w, 1)
-    return np.where(keep, images, 0).astype(np.uint8), active_BKP
+    return images_NHWC[idx_BK.numpy()], acts_BNP[torch.arange(len(features))[:, None], idx_BK]
+
+
+def _per_pixel(values_BKP: np.ndarray, patch: int) -> np.ndarray:
+    """(B, k, H, W, 1): each patch's value spread over its pixels (patches row-major)."""
+    b, k, p = values_BKP.shape
+    grid = int(round(p ** 0.5))
+    spread = np.broadcast_to(values_BKP.reshape(b, k, grid, 1, grid, 1), (b, k, grid, patch, grid, patch))
+    return spread.reshape(b, k, grid * patch, grid * patch, 1)
 
 
 @torch.no_grad()

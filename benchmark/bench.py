@@ -25,10 +25,9 @@ def _features_per_s(run: Callable[[list[int]], list[str]], features: list[int]) 
 def _rows(ctx: Context, name: str, features: list[int]) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
     """What the method gives the VLM: images, steering vectors and positions (None: every token)."""
     if name == "steering":
-        vectors = (ctx.steering_multiplier * ctx.scales(features))[:, None] * ctx.sae.W_dec[features]
-        return ctx.empty_images(len(features)), vectors, None
-    images, positions = ctx.masked_top_images(features)
-    return images, (ctx.config.hybrid_multiplier * ctx.scales(features))[:, None] * ctx.sae.W_dec[features], positions
+        return ctx.empty_images(len(features)), ctx.steering_vectors(features), None
+    images, positions = ctx.shown_top_images(features)
+    return images, ctx.steering_vectors(features, "hybrid"), positions
 
 
 def bench(recipe: tuple = ("world", "default", "large"), engine_features: int = 512, loop_features: int = 32,
@@ -37,7 +36,7 @@ def bench(recipe: tuple = ("world", "default", "large"), engine_features: int = 
     ctx = Context(source, MethodConfig(batch_size=batch_size))
     vlm, prompts = source.vlm, source.spec.prompts
     features = list(range(min(engine_features, ctx.sae.d_sae)))
-    ctx.masked_top_images(features[:2])  # load the pool and activations outside the timings
+    ctx.shown_top_images(features[:2])  # load the pool and activations outside the timings
     report = {"source": source.name, "lm": source.lm, "batch_size": batch_size}
     for name in ("steering", "hybrid"):
         shared = name == "hybrid"

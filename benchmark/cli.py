@@ -69,11 +69,14 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.context import MethodConfig
     from benchmark.pipeline import RunConfig, run
 
-    method = MethodConfig(top_k=args.top_k, empty=args.empty, steering_multiplier=args.steering_multiplier,
-                          hybrid_multiplier=args.hybrid_multiplier, batch_size=args.batch_size)
+    method = MethodConfig(top_k=args.top_k, top_images=args.top_images, empty=args.empty,
+                          intervention=args.intervention, steering_multiplier=args.steering_multiplier,
+                          steering_coeff=args.steering_coeff, hybrid_multiplier=args.hybrid_multiplier,
+                          hybrid_coeff=args.hybrid_coeff, batch_size=args.batch_size)
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
-                       tune=args.tune, tune_features=args.tune_features, method=method, models=args.models)
+                       tune=args.tune, tune_features=args.tune_features, sweep=tuple(args.sweep or ()),
+                       method=method, models=args.models)
     backend = make_backend(args.backend, args.address, args.workers)
     try:
         run_dir = run(config, backend)
@@ -219,15 +222,25 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="directory for run directories")
     run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
     run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")
+    run.add_argument("--top-images", default="masked", choices=("masked", "heatmap"),
+                     help="how top-k and hybrid show each top image: masked to where the feature fires, or whole under "
+                          "a heatmap of it")
     run.add_argument("--empty", default="white", choices=("white", "black", "noise"), help="empty image for steering")
+    run.add_argument("--intervention", default="add", choices=("add", "replace", "clamp"),
+                     help="how steering writes: add the vector, replace the state by it, or clamp the latent's code")
     run.add_argument("--steering-multiplier", type=float, help="steering coefficient in units of the feature's mean "
                      "top activation (default: the world's tuned value)")
+    run.add_argument("--steering-coeff", type=float, help="absolute steering coefficient, instead of the multiplier: "
+                     "the vector's norm (the paper: 200), or with clamp the latent's code")
     run.add_argument("--hybrid-multiplier", type=float, default=1.0, help="hybrid's coefficient, same units")
+    run.add_argument("--hybrid-coeff", type=float, help="hybrid's absolute coefficient (the paper: 50)")
     run.add_argument("--batch-size", type=int, default=256, help="features per generate call")
     run.add_argument("--metrics", default="all", help="metrics that score the explanations: all, none or a comma list")
     run.add_argument("--tune", metavar="METRIC", help="pick each steering coefficient by this metric's mean on a "
                      "validation slice, then run the rest with it")
     run.add_argument("--tune-features", help="validation slice for --tune (default: the first quarter of --features)")
+    run.add_argument("--sweep", action="append", metavar="FIELD=V1,V2", help="with --tune, also sweep this setting "
+                     "(steering_coeff, intervention, top_images, ...); repeatable")
     run.add_argument("--backend", default="local", choices=("local", "ray"), help="where explanations are computed: "
                      "this process, or shards over a Ray cluster (the ray extra)")
     run.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one")
@@ -328,6 +341,9 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
         if dest == "explanations" and isinstance(value, str) and (Path(fpath).parent / value).is_file():
             value = str(Path(fpath).parent / value)  # a file named in a config is read from the config's folder
         flag = flags[dest].option_strings[0]
+        if isinstance(value, list) and isinstance(flags[dest], argparse._AppendAction):
+            out += [part for item in value for part in (flag, str(item))]  # one flag per item
+            continue
         if isinstance(value, list):
             value = ",".join(map(str, value))
         if isinstance(value, bool) or isinstance(value, dict) or value is None:

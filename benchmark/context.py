@@ -12,6 +12,7 @@ K top images, P patches, F features.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -19,11 +20,12 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from benchmark.activations import masked_top_images
-from benchmark.registry import METHODS
+from benchmark.activations import heatmap_top_images, masked_top_images
+from benchmark.registry import METHODS, UsageError
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.inputs import empty_image
+from benchmark.steering.interventions import INTERVENTIONS, Intervention
 
 MethodFn = Callable[["Context", list[int]], list[str]]
 
@@ -42,27 +44,55 @@ def method_needs(fn: MethodFn) -> tuple[str, ...]:
     return tuple(getattr(fn, "needs", ()))
 
 
+TOP_IMAGES = ("masked", "heatmap")
+
+
 @dataclass(frozen=True)
 class MethodConfig:
-    """Settings the methods read. Part of each explanation's cache key."""
+    """Settings the methods read. Part of each explanation's cache key and of run.json."""
 
     top_k: int = 5
     """Images shown by top-k and hybrid."""
+    top_images: str = "masked"
+    """How top-k and hybrid show each top image: masked (patches where the feature is inactive
+    blacked out; the paper's default) or heatmap (the whole image under a green overlay as strong
+    as the activation; the paper's option)."""
     empty: str = "white"
     """Empty image for steering: white, black or noise."""
+    intervention: str = "add"
+    """How steering writes its vector (`benchmark.steering.interventions`): add (the paper), replace
+    (the paper's code's replacement) or clamp (the latent's code set to the coefficient; Pach et al.)."""
     steering_multiplier: float | None = None
     """Steering coefficient in units of each feature's mean top activation; None: the source's default
-    (the world's tuned value), which `Context` fills in, so the cache keys the value used."""
-    hybrid_multiplier: float = 1.0
-    """Hybrid's coefficient, same units, added only where the feature fires (the paper: 50 vs 200)."""
+    (the world's tuned value), which `Context` fills in when no `steering_coeff` is set, so the
+    cache keys the value used."""
+    steering_coeff: float | None = None
+    """Absolute steering coefficient, used instead of the multiplier when set: the added (or written)
+    vector's norm, the decoder row taken as a unit direction (the paper: 200); with clamp, the code
+    the latent is set to (Pach et al.: 100)."""
+    hybrid_multiplier: float | None = 1.0
+    """Hybrid's coefficient, same units, added only where the feature fires."""
+    hybrid_coeff: float | None = None
+    """Hybrid's absolute coefficient, as `steering_coeff` (the paper: 50)."""
     batch_size: int = 256
     """Features per generate call."""
     seed: int = 0
 
+    def __post_init__(self):
+        if self.hybrid_multiplier is None and self.hybrid_coeff is None:
+            raise UsageError("the hybrid needs a multiplier or an absolute coefficient")
+        for name, value, choices in (("intervention", self.intervention, INTERVENTIONS),
+                                     ("top_images", self.top_images, TOP_IMAGES)):
+            if value not in choices:
+                raise UsageError(f"{name} {value!r}; choose {', '.join(choices)}")
+
 
 class Context:
     def __init__(self, source: Source, config: MethodConfig):
-        if config.steering_multiplier is None:
+        if config.steering_coeff is not None or config.hybrid_coeff is not None:  # an absolute one wins: no unused
+            config = replace(config, **{f"{m}_multiplier": None for m in ("steering", "hybrid")  # multiplier in keys
+                                        if getattr(config, f"{m}_coeff") is not None})
+        if config.steering_multiplier is None and config.steering_coeff is None:
             config = replace(config, steering_multiplier=source.default_multiplier)
         self.source, self.lm, self.config = source, source.lm, config
         self.sae = source.sae()
@@ -81,9 +111,16 @@ class Context:
         """(F, K) each feature's top-k pool images by mean activation, best first."""
         return self.topk_activations.top_images(self.config.top_k)
 
-    @property
-    def steering_multiplier(self) -> float:
-        return self.config.steering_multiplier
+    def steering_vectors(self, features: list[int], which: str = "steering") -> torch.Tensor:
+        """(B, D) what `which` (steering or hybrid) writes for each feature: its absolute coefficient
+        times the unit decoder direction (times the decoder row itself for clamp, whose coefficient
+        is a code), else its multiplier times the feature's scale times the decoder row."""
+        coeff, rows_BD = getattr(self.config, f"{which}_coeff"), self.sae.W_dec[features]
+        if coeff is None:
+            return (getattr(self.config, f"{which}_multiplier") * self.scales(features))[:, None] * rows_BD
+        if self.config.intervention == "clamp":
+            return coeff * rows_BD
+        return coeff * rows_BD / rows_BD.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     @cached_property
     def _scales_F(self) -> torch.Tensor:
@@ -100,22 +137,35 @@ class Context:
 
     @cached_property
     def engine(self) -> SteeringEngine:
-        return SteeringEngine(self.source.vlm, self.source.layer, self.config.batch_size)
+        vlm, kind = self.source.vlm, self.config.intervention
+        sae = copy.deepcopy(self.sae).to(vlm.device) if kind == "clamp" else None  # codes read where states are
+        return SteeringEngine(vlm, self.source.layer, self.config.batch_size, Intervention(kind, sae))
 
     def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor | None = None,
-               positions_BNT: torch.Tensor | None = None) -> list[str]:
+               positions_BNT: torch.Tensor | None = None, features: list[int] | None = None) -> list[str]:
         """The VLM's answers, row b showing its N images (1: the describe prompt; several: the shared
         prompt), steered by vectors_BD[b] at the tower tokens where positions_BNT[b] is true (every
-        token when None). Rows that all show the same images share the tower prefix."""
+        token when None) by the config's intervention; `features`: the latent row b steers (what
+        clamp sets; without them a row is added). Rows that all show the same images share the
+        tower prefix. Unsteered rows are added zero, whatever the intervention."""
         if vectors_BD is None:
-            vectors_BD = torch.zeros(len(images_BNHWC), self.sae.d_in)
+            vectors_BD, features = torch.zeros(len(images_BNHWC), self.sae.d_in), None
+            if self.config.intervention == "replace":
+                return self._unsteered().answer(images_BNHWC, vectors_BD, positions_BNT)
+        features_B = torch.tensor(features) if features is not None and self.config.intervention == "clamp" else None
         prompts, shared = self.source.spec.prompts, images_BNHWC.shape[1] > 1
         prompt, tokens = (prompts.shared if shared else prompts.describe), self.source.max_new_tokens(shared)
         same = positions_BNT is None and (images_BNHWC.strides[0] == 0 or
                                           all(np.array_equal(images_BNHWC[0], row) for row in images_BNHWC[1:]))
         if same:
-            return self.engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prompts.answer_prefix)
-        return self.engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prompts.answer_prefix)
+            return self.engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prompts.answer_prefix,
+                                      features_B)
+        return self.engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prompts.answer_prefix,
+                                       features_B)
+
+    def _unsteered(self) -> Context:
+        """This context with `add`: a zero vector then steers nothing (a replaced state would be zero)."""
+        return Context(self.source, replace(self.config, intervention="add"))
 
     @cached_property
     def token_patch_T(self) -> torch.Tensor:
@@ -124,11 +174,13 @@ class Context:
         rc_T2 = vlm.token_patches()
         return torch.where(rc_T2[:, 0] >= 0, rc_T2[:, 0] * vlm.grid[1] + rc_T2[:, 1], -1)
 
-    def masked_top_images(self, features: list[int]) -> tuple[np.ndarray, torch.Tensor]:
-        """The top-k images of each feature, patches where it is inactive blacked out, and where it
-        is active as tower token positions (a token that is no patch, like CLS, never is):
+    def shown_top_images(self, features: list[int]) -> tuple[np.ndarray, torch.Tensor]:
+        """The top-k images of each feature as the config shows them (masked: patches where it is
+        inactive blacked out; heatmap: whole, under the activation's overlay), and where it is
+        active as tower token positions (a token that is no patch, like CLS, never is):
         (B, K, H, W, C), (B, K, T)."""
-        masked, active_BKP = masked_top_images(self.topk_pool.images_NHWC, self.topk_activations, self.top_images,
-                                               features, self.patch)
+        show = masked_top_images if self.config.top_images == "masked" else heatmap_top_images
+        shown, active_BKP = show(self.topk_pool.images_NHWC, self.topk_activations, self.top_images, features,
+                                 self.patch)
         patch_T = self.token_patch_T
-        return masked, active_BKP[..., patch_T.clamp(min=0)] & (patch_T >= 0)
+        return shown, active_BKP[..., patch_T.clamp(min=0)] & (patch_T >= 0)

@@ -32,7 +32,7 @@ from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS
 from benchmark.sources.source import Source
 from benchmark.sources.spec import ModelsConfig
-from benchmark.tuning import tune
+from benchmark.tuning import parse_sweep, tune
 
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
 
@@ -58,6 +58,8 @@ class RunConfig:
     """A metric whose headline mean over validation features picks each steering coefficient."""
     tune_features: str | None = None
     """Validation features for --tune (start:stop or a comma list); default: the first quarter of `features`."""
+    sweep: tuple[str, ...] = ()
+    """`FIELD=V1,V2` settings --tune sweeps besides each steering method's coefficient (`benchmark.tuning.TUNABLE`)."""
     method: MethodConfig = field(default_factory=MethodConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     models: ModelsConfig | None = None
@@ -140,6 +142,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     available = {need for need in NEEDS if source.has(need)}
     metrics = [] if config.metrics == "none" else resolve(config.metrics, available)
     tune_metric = resolve(config.tune)[0] if config.tune else None
+    sweep = parse_sweep(config.sweep)
+    if sweep and tune_metric is None:
+        raise UsageError("--sweep names what --tune sweeps; give --tune METRIC too")
     refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
     if metrics or tune_metric:
         source.check_scorer()  # a misnamed scorer fails now, not after every explanation
@@ -157,7 +162,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
-        method_config, tuning = tune(source, ctx.config, list(fns), tune_metric, sctx, validation, backend)
+        method_config, tuning = tune(source, ctx.config, list(fns), tune_metric, sctx, validation, backend, sweep)
         ctx = Context(source, method_config)
     rows = []
     for name, fn in fns.items():
@@ -177,7 +182,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     write_atomic(run_dir / "run.json", json.dumps({
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
         "source": source.describe(), "method_config": asdict(ctx.config),
-        "steering_multiplier": ctx.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
+        "steering_multiplier": ctx.config.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
         "tuning": tuning, "backend": backend.describe(),
     }, indent=1))
     return run_dir

@@ -8,10 +8,11 @@ from methods.hybrid import hybrid
 
 @method("random-direction")
 def random_direction(ctx: Context, features: list[int]) -> list[str]:
-    """Steering with a random direction of the same norm as the feature's steering vector."""
+    """Steering with a random direction of the same norm as the feature's steering vector (added under
+    clamp: a direction that is no latent has no code to set)."""
     directions = random_directions(ctx.sae.d_sae, ctx.sae.d_in, ctx.config.seed)[features]  # fixed per feature
-    coeffs = ctx.steering_multiplier * ctx.scales(features)
-    return ctx.answer(ctx.empty_images(len(features)), coeffs[:, None] * directions)
+    norms = ctx.steering_vectors(features).norm(dim=1, keepdim=True)
+    return ctx.answer(ctx.empty_images(len(features)), norms * directions)
 
 
 @method("permuted")

@@ -1,10 +1,10 @@
-"""Steering (the paper's method): the empty image, the feature's decoder direction added at every
-tower token of the SAE layer, and the describe prompt."""
+"""Steering (the paper's method): the empty image, the feature's decoder direction added (or
+written, or its latent clamped: `MethodConfig.intervention`) at every tower token of the SAE layer,
+and the describe prompt."""
 from benchmark.context import Context, method
 
 
 @method("steering")
 def steering(ctx: Context, features: list[int]) -> list[str]:
     """The empty image, steered by the feature's decoder direction at every token; describe prompt."""
-    coeffs = ctx.steering_multiplier * ctx.scales(features)
-    return ctx.answer(ctx.empty_images(len(features)), coeffs[:, None] * ctx.sae.W_dec[features])
+    return ctx.answer(ctx.empty_images(len(features)), ctx.steering_vectors(features), features=features)

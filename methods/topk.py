@@ -1,10 +1,11 @@
 """Top-k: the feature's top images by mean activation over patches, each masked to the patches
-where it fires, as separate images in one prompt asking what they share."""
+where it fires (or under a heatmap: `MethodConfig.top_images`), as separate images in one prompt
+asking what they share."""
 from benchmark.context import Context, method
 
 
 @method("topk")
 def topk(ctx: Context, features: list[int]) -> list[str]:
     """The top-k images, masked to where the feature fires, in one prompt asking what they share."""
-    images, _ = ctx.masked_top_images(features)
+    images, _ = ctx.shown_top_images(features)
     return ctx.answer(images)

@@ -125,7 +125,7 @@ def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypa
 def test_hybrid_positions_are_the_tokens_of_active_patches(files):
     for family, cls_tokens in (("llava", 1), ("gemma3", 0)):
         ctx = Context(Source(models_config(tables(files, family), "test"), family), MethodConfig(batch_size=4))
-        masked, positions_BKT = ctx.masked_top_images([0, 1, 2])
+        masked, positions_BKT = ctx.shown_top_images([0, 1, 2])
         _, active_BKP = masked_top_images(ctx.topk_pool.images_NHWC, ctx.topk_activations, ctx.top_images, [0, 1, 2],
                                           ctx.patch)
         assert positions_BKT.shape == (3, 5, cls_tokens + (SIZE // PATCH) ** 2)

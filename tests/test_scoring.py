@@ -107,3 +107,33 @@ def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)
     assert len(warnings) == 1 and warnings[0].startswith("warning: --tune: u is NaN for every validation feature")
     assert config.steering_multiplier == 1.0 == record["fields"]["steering_multiplier"]["chosen"]
+
+
+def test_tune_sweeps_absolute_coefficients_and_named_settings(world, tmp_path):
+    from benchmark.context import MethodConfig
+
+    config = RunConfig(methods=("steering", "hybrid"), features="0:24", lm="small", world="tiny", out=str(tmp_path),
+                       metrics="detection", tune="detection", tune_features="0:8",
+                       sweep=("intervention=add,clamp", "top_images=masked,heatmap"),
+                       method=MethodConfig(steering_coeff=100.0, hybrid_coeff=25.0))
+    meta = json.loads((run(config) / "run.json").read_text())
+    fields = meta["tuning"]["fields"]
+    assert list(fields) == ["steering_coeff", "hybrid_coeff", "intervention", "top_images"]
+    assert set(fields["steering_coeff"]["means"]) == {"50.0", "100.0", "200.0", "400.0"}
+    assert set(fields["intervention"]["means"]) == {"add", "clamp"} and fields["top_images"]["tuned_with"] == "topk"
+    for field, sweep in fields.items():
+        assert meta["method_config"][field] == sweep["chosen"]
+    assert meta["method_config"]["steering_multiplier"] is None and meta["method_config"]["hybrid_multiplier"] is None
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (("colour=red",), "--sweep 'colour=red': expected FIELD=V1,V2 with FIELD one of"),
+    (("intervention=add,bend",), "intervention is one of add, replace, clamp"),
+    (("steering_coeff=big",), "steering_coeff takes numbers"),
+])
+def test_bad_sweeps_are_one_line_errors(sweep, message):
+    from benchmark.registry import UsageError
+    from benchmark.tuning import parse_sweep
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_sweep(sweep)

@@ -44,7 +44,7 @@ def test_engine_equals_the_hook_loop_on_the_world_vlm(world):
     batched = ctx.answer(ctx.empty_images(12), vectors)
     assert batched == _hook_loop(ctx, ctx.empty_images(12), vectors)
     assert len(set(batched)) > 1  # the features steer to different answers
-    images, positions = ctx.masked_top_images(features[:6])
+    images, positions = ctx.shown_top_images(features[:6])
     hybrid = ctx.answer(images, 4 * vectors[:6], positions)
     assert hybrid == _hook_loop(ctx, images, 4 * vectors[:6], positions)
 

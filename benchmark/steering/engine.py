@@ -37,40 +37,49 @@ from typing import Any
 import torch
 
 from benchmark.models.adapters.base import ImageLike, VLMAdapter
+from benchmark.steering.interventions import Intervention
 
 
 class SteeringEngine:
-    def __init__(self, vlm: VLMAdapter, hidden_state: int, batch_size: int = 256, **generate_kwargs: Any):
-        """Steers tower hidden state `hidden_state` of `vlm`, `batch_size` features per `generate`;
-        `generate_kwargs` go to every `generate` (e.g. min_new_tokens, cache_implementation)."""
+    def __init__(self, vlm: VLMAdapter, hidden_state: int, batch_size: int = 256,
+                 intervention: Intervention = Intervention(), **generate_kwargs: Any):
+        """Steers tower hidden state `hidden_state` of `vlm`, `batch_size` features per `generate`, by
+        `intervention` (`benchmark.steering.interventions`: add, replace or clamp); `generate_kwargs`
+        go to every `generate` (e.g. min_new_tokens, cache_implementation)."""
         vlm.layer(hidden_state)  # refuses a state the language model never sees
         self.vlm, self.hidden_state, self.batch_size = vlm, hidden_state, batch_size
-        self.generate_kwargs = generate_kwargs
+        self.intervention, self.generate_kwargs = intervention, generate_kwargs
 
     def answer(self, images_N: Sequence[ImageLike], prompt: str, vectors_BD: torch.Tensor,
-               positions_NT: torch.Tensor | None = None, max_new_tokens: int = 64, answer_prefix: str = "") -> list[str]:
+               positions_NT: torch.Tensor | None = None, max_new_tokens: int = 64, answer_prefix: str = "",
+               features_B: torch.Tensor | None = None) -> list[str]:
         """B answers; every row shows the same N images, row b steered by vectors_BD[b] at the tower
-        tokens where positions_NT is true (every token when None)."""
+        tokens where positions_NT is true (every token when None); `features_B`: the latent each row
+        clamps (clamp only)."""
         inputs = self.vlm.encode([images_N], prompt, answer_prefix)
-        return self.vlm.decode(self.generate_shared(inputs, vectors_BD, positions_NT, max_new_tokens))
+        return self.vlm.decode(self.generate_shared(inputs, vectors_BD, positions_NT, max_new_tokens, features_B))
 
     def answer_rows(self, images_BN: Sequence[Sequence[ImageLike]], prompt: str, vectors_BD: torch.Tensor,
                     positions_BNT: torch.Tensor | None = None, max_new_tokens: int = 64,
-                    answer_prefix: str = "") -> list[str]:
+                    answer_prefix: str = "", features_B: torch.Tensor | None = None) -> list[str]:
         """B answers; row b shows its own N images, steered by vectors_BD[b] where positions_BNT[b] is true."""
         answers: list[str] = []
         for start in range(0, len(vectors_BD), self.batch_size):
             stop = start + self.batch_size
             inputs = self.vlm.encode(images_BN[start:stop], prompt, answer_prefix)
             positions = None if positions_BNT is None else positions_BNT[start:stop]
-            answers += self.vlm.decode(self.generate_rows(inputs, vectors_BD[start:stop], positions, max_new_tokens))
+            features = None if features_B is None else features_B[start:stop]
+            answers += self.vlm.decode(self.generate_rows(inputs, vectors_BD[start:stop], positions, max_new_tokens,
+                                                          features))
         return answers
 
     @torch.no_grad()
     def generate_shared(self, inputs: Mapping[str, torch.Tensor], vectors_BD: torch.Tensor,
-                        positions_NT: torch.Tensor | None, max_new_tokens: int) -> list[torch.Tensor]:
+                        positions_NT: torch.Tensor | None, max_new_tokens: int,
+                        features_B: torch.Tensor | None = None) -> list[torch.Tensor]:
         """New token ids per row (pads after an early stop). `inputs`: one encoded row with its N
-        images' `pixel_values`, as `VLMAdapter.encode` gives it; the prefix runs once for all rows."""
+        images' `pixel_values`, as `VLMAdapter.encode` gives it; the prefix runs once for all rows
+        (and a clamp's codes are encoded once from it)."""
         prefix_NTD = self.vlm.tower_prefix(inputs["pixel_values"], self.hidden_state)
         n_images = len(prefix_NTD)
         text = {k: v for k, v in inputs.items() if k != "pixel_values"}
@@ -78,20 +87,25 @@ class SteeringEngine:
         for start in range(0, len(vectors_BD), self.batch_size):
             vectors_bD = vectors_BD[start:start + self.batch_size]
             b = len(vectors_bD)
+            features_b = None if features_B is None else features_B[start:start + self.batch_size]
             positions = None if positions_NT is None else positions_NT.repeat(b, 1)
-            delta_nTD = _delta(vectors_bD.repeat_interleave(n_images, dim=0), positions, prefix_NTD)
-            hidden_nTD = (prefix_NTD.unsqueeze(0) + delta_nTD.unflatten(0, (b, n_images))).flatten(0, 1)
+            prefix_nTD = prefix_NTD.unsqueeze(0).expand(b, -1, -1, -1).flatten(0, 1)
+            hidden_nTD = self.intervention(prefix_nTD, vectors_bD.repeat_interleave(n_images, dim=0), positions,
+                                           _per_image(features_b, n_images),
+                                           self.intervention.shared_codes(prefix_NTD, features_b))
             out += self._generate(hidden_nTD, {k: v.expand(b, -1) for k, v in text.items()}, max_new_tokens)
         return out
 
     @torch.no_grad()
     def generate_rows(self, inputs: Mapping[str, torch.Tensor], vectors_bD: torch.Tensor,
-                      positions_bNT: torch.Tensor | None, max_new_tokens: int) -> list[torch.Tensor]:
+                      positions_bNT: torch.Tensor | None, max_new_tokens: int,
+                      features_b: torch.Tensor | None = None) -> list[torch.Tensor]:
         """New token ids per row for one batch of encoded rows, each with its own N images."""
         n_images = len(inputs["pixel_values"]) // len(vectors_bD)
         prefix_nTD = self.vlm.tower_prefix(inputs["pixel_values"], self.hidden_state)
         positions = None if positions_bNT is None else positions_bNT.flatten(0, 1)
-        hidden = prefix_nTD + _delta(vectors_bD.repeat_interleave(n_images, dim=0), positions, prefix_nTD)
+        hidden = self.intervention(prefix_nTD, vectors_bD.repeat_interleave(n_images, dim=0), positions,
+                                   _per_image(features_b, n_images))
         return self._generate(hidden, {k: v for k, v in inputs.items() if k != "pixel_values"}, max_new_tokens)
 
     @torch.no_grad()
@@ -111,8 +125,6 @@ class SteeringEngine:
         return list(out[:, text["input_ids"].shape[1]:])
 
 
-def _delta(vectors_bD: torch.Tensor, positions_bT: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """What the steering hook adds: (b, 1, D) at every token, or (b, T, D) at chosen tokens; in the
-    hidden state's dtype, cast before the product, as the hook does."""
-    delta = vectors_bD.to(like.device, like.dtype)[:, None, :]
-    return delta if positions_bT is None else delta * positions_bT.to(like.device, like.dtype)[..., None]
+def _per_image(features_b: torch.Tensor | None, n_images: int) -> torch.Tensor | None:
+    """Each row's latent repeated for its images, as vectors are."""
+    return None if features_b is None else features_b.repeat_interleave(n_images)

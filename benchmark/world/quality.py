@@ -77,5 +77,5 @@ def topk_sanity(source: Source, k: int) -> dict[str, dict]:
     table = source.groundtruth()
     aligned = table[table.aligned.astype(bool)].reset_index(drop=True)
     ctx = Context(source, MethodConfig(top_k=k, batch_size=64))
-    images, _ = ctx.masked_top_images(aligned.feature.tolist())
+    images, _ = ctx.shown_top_images(aligned.feature.tolist())
     return naming_rates(ctx.answer(images), aligned)
