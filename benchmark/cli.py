@@ -326,7 +326,7 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     exactly as it checks flags; flags after these override the file. The model tables are
     `config_models`' to read."""
     from benchmark.registry import UsageError
-    from benchmark.sources.spec import TABLES
+    from benchmark.sources.spec import ALL_TABLES as TABLES
 
     flags = {a.dest: a for a in run._actions if a.option_strings and a.dest not in ("help", "config")}
     out: list[str] = []
@@ -353,9 +353,10 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
 
 
 def config_models(fpath: str) -> ModelsConfig | None:
-    """The real models a run config's [vlm], [sae], [scorer], [pool] and [prompts] tables name
+    """The real models a run config's [vlm], [sae], [scorer], [pool], [prompts], [generator] and
+    [segmenter] tables name
     (`benchmark.sources.spec.ModelsConfig`), or None when it has none: the run explains the world."""
-    from benchmark.sources.spec import TABLES, models_config
+    from benchmark.sources.spec import ALL_TABLES as TABLES, models_config
 
     names = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}
     tables = {k: v for k, v in names.items() if k in TABLES}

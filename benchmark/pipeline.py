@@ -31,7 +31,7 @@ from benchmark.scoring import Metric, ScoringConfig, ScoringContext, score
 from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS
 from benchmark.sources.source import Source
-from benchmark.sources.spec import ModelsConfig
+from benchmark.sources.spec import COMPONENTS, ModelsConfig
 from benchmark.tuning import parse_sweep, tune
 
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
@@ -204,8 +204,10 @@ def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:
             unmet[name] = missing
     if unmet:
         lacks = sorted({need for missing in unmet.values() for need in missing})
+        named = [f"[{need}]" for need in lacks if need in COMPONENTS]
+        hint = f"; a run config names one in {' and '.join(named)}" if named else ""
         raise UsageError(f"{', '.join(unmet)}: need{'s' if len(unmet) == 1 else ''} {' and '.join(lacks)}, which "
-                         f"source {source.name} does not have")
+                         f"source {source.name} does not have{hint}")
 
 
 def check_pools(source: Source, top_k: int, metrics: list[Metric], scoring: ScoringConfig) -> None:

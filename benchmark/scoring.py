@@ -10,7 +10,8 @@ call directly:
     def score_localization(ctx: ScoringContext, features, texts): ...
 
 Scores are cached per (metric, code identity of its function and what it calls, the source's
-content identity, scoring config) and per (feature, explanation) pair, so a feature explained
+content identity, the identity of the capabilities it needs (a generator's files and settings),
+scoring config) and per (feature, explanation) pair, so a feature explained
 identically by two methods is scored once and a killed run resumes where it stopped.
 """
 from __future__ import annotations
@@ -175,7 +176,8 @@ class ScoringContext:
 def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list[str],
           batch_size: int = 256) -> pd.DataFrame:
     """One row per (feature, explanation) with the metric's columns; NaN for dead features. Cached."""
-    key = {**ctx.cache_key(), "metric": metric_.name, "code": code_identity(metric_.score)}
+    key = {**ctx.cache_key(), "metric": metric_.name, "code": code_identity(metric_.score),
+           "capabilities": {need: ctx.source.capability_identity(need) for need in metric_.needs}}
     store = RowStore(ctx.source.root / "scores" / f"{metric_.name}-{config_hash(key)}.jsonl")
     done = {(int(r["feature"]), r["explanation"]): r["scores"] for r in store.load() if "scores" in r}
     pairs = list(dict.fromkeys(zip(features, texts)))

@@ -4,8 +4,10 @@ the feature fires more on them than on random images.
 The source's generator (`benchmark.sources.capabilities.Generator`; in the world, the procedural
 renderer) draws `generated_images` images of what the explanation names. The statistic is the
 AUROC of the feature's activation (mean over patches) on those images against `control_images`
-random scoring-pool images. An explanation the generator can draw nothing of scores 0.5: it
-predicts nothing. A source without a generator is refused before anything is computed.
+random scoring-pool images; beside it CoSy's MAD, (mean on synthetic − mean on control) / std on
+control, NaN where the controls do not vary. An explanation the generator can draw nothing of scores
+0.5 (MAD NaN): it predicts nothing. A source without a generator is refused before anything is
+computed; real sources name one in `[generator]` (`benchmark.sources.generators`).
 """
 from __future__ import annotations
 
@@ -21,12 +23,20 @@ def generation_auroc(synthetic_N: np.ndarray, control_M: np.ndarray) -> float:
     return auroc(np.concatenate([synthetic_N, control_M]), labels)
 
 
-@metric("generation-auroc", columns=("generation_auroc",), needs=("generator",),
+def mean_activation_difference(synthetic_N: np.ndarray, control_M: np.ndarray) -> float:
+    """CoSy's MAD: (mean synthetic − mean control) / std control (population std); NaN when the
+    controls are constant."""
+    spread = float(np.std(control_M))
+    return float((np.mean(synthetic_N) - np.mean(control_M)) / spread) if spread > 0 else float("nan")
+
+
+@metric("generation-auroc", columns=("generation_auroc", "generation_mad"), needs=("generator",),
         records=lambda config: config.control_images)
 def score_generation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     control_MF = ctx.control_activations.numpy()
-    out = np.full(len(features), 0.5)
+    out, mad = np.full(len(features), 0.5), np.full(len(features), np.nan)
     for i, synthetic_NF in enumerate(ctx.generated_activations(texts)):
         if synthetic_NF is not None:
-            out[i] = generation_auroc(synthetic_NF[:, features[i]].numpy(), control_MF[:, features[i]])
-    return {"generation_auroc": out}
+            synthetic_N, control_M = synthetic_NF[:, features[i]].numpy(), control_MF[:, features[i]]
+            out[i], mad[i] = generation_auroc(synthetic_N, control_M), mean_activation_difference(synthetic_N, control_M)
+    return {"generation_auroc": out, "generation_mad": mad}

@@ -4,9 +4,12 @@ feature fires?
 On each of the feature's top `localization_images` scoring-pool images, the feature's binarised
 activation map (patches with activation > 0) is compared with the source's segmenter's mask of what
 the explanation names (`benchmark.sources.capabilities.Segmenter`: in the paper a text-grounded
-segmenter, in the world its exact object masks). The score is the mean IoU over those images; an
-explanation naming nothing has an empty mask and scores 0. A source without a segmenter is refused
-before anything is computed.
+segmenter, LangSAM; here Grounding DINO + SAM or CLIPSeg, `benchmark.sources.segmenters`; in the
+world its exact object masks). The headline is the mean IoU over those images; beside it the
+paper's precision (the share of the named patches where the feature fires) and recall (the share
+of the feature's patches that are named), each averaged over the images where it is defined. An
+explanation naming nothing has an empty mask and scores IoU 0. A source without a segmenter is
+refused before anything is computed.
 """
 from __future__ import annotations
 
@@ -16,20 +19,37 @@ from benchmark.scoring import ScoringContext, metric
 from metrics.functional import iou
 
 
+def localization(active_IP: np.ndarray, named_IP: np.ndarray) -> tuple[float, float, float]:
+    """(IoU, precision, recall) of the named patches against the active ones, each the mean over the
+    images where it is defined (IoU: either mask non-empty; precision: something named; recall:
+    something active); NaN where no image defines it."""
+    active_IP, named_IP = np.asarray(active_IP, bool), np.asarray(named_IP, bool)
+    both_I = (active_IP & named_IP).sum(1)
+
+    def mean(values: list[float]) -> float:
+        values = [v for v in values if not np.isnan(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    def share(of_I: np.ndarray) -> float:
+        return mean([b / n if n else float("nan") for b, n in zip(both_I, of_I)])
+
+    return mean([iou(a, n) for a, n in zip(active_IP, named_IP)]), share(named_IP.sum(1)), share(active_IP.sum(1))
+
+
 def localization_iou(active_IP: np.ndarray, named_IP: np.ndarray) -> float:
     """Mean over images of IoU(active patches, named patches); images where both are empty are skipped."""
-    values = [iou(a, n) for a, n in zip(active_IP, named_IP)]
-    values = [v for v in values if not np.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
+    return localization(active_IP, named_IP)[0]
 
 
-@metric("localization-iou", columns=("localization_iou",), needs=("segmenter",),
-        records=lambda config: config.localization_images)
+COLUMNS = ("localization_iou", "localization_precision", "localization_recall")
+
+
+@metric("localization-iou", columns=COLUMNS, needs=("segmenter",), records=lambda config: config.localization_images)
 def score_localization(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     acts_NPB = ctx.acts_NPB(features)
     k = min(ctx.config.localization_images, acts_NPB.shape[0])
-    out = np.full(len(features), np.nan)
+    out = np.full((len(features), len(COLUMNS)), np.nan)
     for i, text in enumerate(texts):
         top = acts_NPB[:, :, i].mean(1).topk(k).indices.numpy()
-        out[i] = localization_iou((acts_NPB[top, :, i] > 0).numpy(), ctx.segment(text, top))
-    return {"localization_iou": out}
+        out[i] = localization((acts_NPB[top, :, i] > 0).numpy(), ctx.segment(text, top))
+    return dict(zip(COLUMNS, out.T))

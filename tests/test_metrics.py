@@ -12,8 +12,8 @@ from benchmark.world.truth import WorldTruth, named_mask
 from metrics.clip_score import clip_score
 from metrics.detection import detection, precision_at_k
 from metrics.functional import auroc, iou, pearson, spearman
-from metrics.generation_auroc import generation_auroc
-from metrics.localization_iou import localization_iou
+from metrics.generation_auroc import generation_auroc, mean_activation_difference
+from metrics.localization_iou import localization, localization_iou
 from metrics.simulation import calibrated_correlation, simulation_records
 
 RNG = np.random.default_rng(0)
@@ -81,10 +81,20 @@ def test_generation_auroc_separated_equal_and_reversed():
     assert generation_auroc(np.zeros(8), np.ones(30)) == 0.0
 
 
+def test_mad_is_the_mean_difference_in_control_standard_deviations():
+    control = np.array([0.0, 2.0, 0.0, 2.0])  # mean 1, population std 1
+    assert mean_activation_difference(np.array([4.0, 2.0]), control) == 2.0
+    assert mean_activation_difference(np.array([0.0]), control) == -1.0
+    assert math.isnan(mean_activation_difference(np.ones(3), np.zeros(5)))
+
+
 def test_localization_iou_and_the_named_mask():
     active = np.array([[1, 1, 0, 0], [0, 1, 1, 0]], bool)
     named = np.array([[1, 0, 0, 0], [0, 1, 1, 0]], bool)
     assert localization_iou(active, named) == pytest.approx((0.5 + 1.0) / 2)
+    assert localization(active, named) == pytest.approx(((0.5 + 1.0) / 2, 1.0, (0.5 + 1.0) / 2))
+    wide = np.array([[1, 1, 1, 1], [0, 0, 0, 0]], bool)  # image 2: nothing named, so no precision there
+    assert localization(active, wide) == pytest.approx(((0.5 + 0.0) / 2, 0.5, (1.0 + 0.0) / 2))
     assert math.isnan(iou(np.zeros(4, bool), np.zeros(4, bool)))
     red = ObjectSpec("red", "plain", "circle", "large", "top left")
     blue = ObjectSpec("blue", "striped", "square", "small", "bottom right")

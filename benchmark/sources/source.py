@@ -23,7 +23,7 @@ Derived and cached:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from transformers import AutoConfig
 
 from benchmark.activations import PoolActivations, cached_activations, tower_activations
 from benchmark.cache import cache_root, cached_stage, config_hash
-from benchmark.identity import fingerprint
+from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool, load_image_pool, open_dataset, read_part, write_parts
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
@@ -43,6 +43,8 @@ from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
 from benchmark.registry import UsageError
 from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilities
+from benchmark.sources.components import content as _content
+from benchmark.sources.components import open_component
 from benchmark.sources.spec import ModelsConfig
 
 STEERING_MULTIPLIER = 8.0
@@ -90,6 +92,36 @@ class Source:
                                    else scorer.pretrained and _content(scorer.pretrained)}),
             "prompts": config_hash({**asdict(spec.prompts), "max_new_tokens": spec.vlm.max_new_tokens}),
         }
+        self.capabilities = replace(self.capabilities, **self._components())
+        self.identity |= {name: self.capability_identity(name) for name in ("generator", "segmenter")
+                          if getattr(spec, name) is not None}
+
+    def _components(self) -> dict:
+        """The generator and segmenter the config names (`[generator]`, `[segmenter]`), each checked
+        against its files now (no weights read) and loaded on first use."""
+        out = {}
+        if self.spec.generator is not None:
+            from benchmark.sources.generators import GENERATORS
+
+            out["generator"] = open_component(GENERATORS, self.spec.generator, "[generator]",
+                                              image_size=self.image_size, cache_dir=self.root / "generated")
+        if self.spec.segmenter is not None:
+            from benchmark.sources.segmenters import SEGMENTERS
+
+            out["segmenter"] = open_component(SEGMENTERS, self.spec.segmenter, "[segmenter]",
+                                              images=lambda: self.pool("scoring").images_NHWC, patch=self.patch,
+                                              cache_dir=self.root / "segmentations")
+        for component in out.values():
+            component.check()
+        return out
+
+    def capability_identity(self, need: str) -> str:
+        """What a score reading capability `need` depends on besides the source's models: a
+        component's own identity (its files and settings), else its code's."""
+        value = getattr(self.capabilities, need)
+        if need == "vocabulary":
+            return config_hash({"words": self.vocabulary()})
+        return getattr(value, "identity", None) or code_identity(type(value))
 
     @property
     def dtype_name(self) -> str:
@@ -265,9 +297,3 @@ def _side(value, path: str) -> int:
     if pair[0] != pair[1]:
         raise UsageError(f"[vlm] {path}: a {pair[0]} x {pair[1]} tower input; square inputs only")
     return pair[0]
-
-
-def _content(path: str) -> str:
-    """A local file or directory's content fingerprint; a hub id or model name stands for itself."""
-    local = Path(path).expanduser()
-    return fingerprint(local) if local.exists() else path

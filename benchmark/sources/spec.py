@@ -1,6 +1,8 @@
 """What a run explains, as a run config's tables name it: `[vlm]`, `[sae]`, `[scorer]`, `[pool]` and
-`[prompts]`, read into one frozen `ModelsConfig`. Every field is documented under it; a missing
-table or key, an unknown key or a value of the wrong type is one line naming it.
+`[prompts]`, read into one frozen `ModelsConfig`, plus the optional components `[generator]` and
+`[segmenter]` (a `kind` and that kind's settings, checked when the source opens them:
+`benchmark.sources.generators`, `benchmark.sources.segmenters`). Every field is documented under
+it; a missing table or key, an unknown key or a value of the wrong type is one line naming it.
 
     [vlm]
     family = "llava"
@@ -122,6 +124,10 @@ class ModelsConfig:
     pool: PoolSpec
     scorer: ScorerSpec = field(default_factory=ScorerSpec)
     prompts: PromptSpec = field(default_factory=PromptSpec)
+    generator: dict | None = None
+    """[generator]: `kind` (diffusers, or a plug-in) and its settings; None: no generator."""
+    segmenter: dict | None = None
+    """[segmenter]: `kind` (grounding-sam, clipseg, or a plug-in) and its settings; None: no segmenter."""
 
     @property
     def vlm_name(self) -> str:
@@ -154,7 +160,8 @@ class ModelsConfig:
 
         return replace(self, vlm=replace(self.vlm, path=at(self.vlm.path)), sae=replace(self.sae, path=at(self.sae.path)),
                        pool=replace(self.pool, source=at(self.pool.source), scoring_source=at(self.pool.scoring_source)),
-                       scorer=replace(self.scorer, model=at(self.scorer.model), pretrained=at(self.scorer.pretrained)))
+                       scorer=replace(self.scorer, model=at(self.scorer.model), pretrained=at(self.scorer.pretrained)),
+                       **{name: _paths(getattr(self, name), at) for name in COMPONENTS})
 
     def resolved(self) -> ModelsConfig:
         """The same models with local paths made absolute, for processes in another directory (Ray
@@ -164,11 +171,15 @@ class ModelsConfig:
                        pool=replace(self.pool, source=_where(self.pool.source),
                                     scoring_source=self.pool.scoring_source and _where(self.pool.scoring_source)),
                        scorer=replace(self.scorer, model=_where(self.scorer.model),
-                                      pretrained=self.scorer.pretrained and _where(self.scorer.pretrained)))
+                                      pretrained=self.scorer.pretrained and _where(self.scorer.pretrained)),
+                       **{name: _paths(getattr(self, name), _where) for name in COMPONENTS})
 
 
 TABLES = {"vlm": VLMSpec, "sae": SAESpec, "scorer": ScorerSpec, "pool": PoolSpec, "prompts": PromptSpec}
 REQUIRED_TABLES = ("vlm", "sae", "pool")
+COMPONENTS = ("generator", "segmenter")
+ALL_TABLES = (*TABLES, *COMPONENTS)
+"""Every table a run config may have besides its top-level options."""
 
 
 def models_config(tables: dict, where: str) -> ModelsConfig:
@@ -177,10 +188,24 @@ def models_config(tables: dict, where: str) -> ModelsConfig:
     missing = [f"[{t}]" for t in REQUIRED_TABLES if t not in tables]
     if missing:
         raise UsageError(f"{where}: real models need [vlm], [sae] and [pool]; missing {', '.join(missing)}")
-    return ModelsConfig(**{name: _spec(TABLES[name], table, f"{where}: [{name}]") for name, table in tables.items()})
+    for name in COMPONENTS:
+        table = tables.get(name)
+        if table is not None and not (isinstance(table, dict) and isinstance(table.get("kind"), str)):
+            raise UsageError(f"{where}: [{name}] must be a table with kind = \"...\"")
+    return ModelsConfig(**{name: table if name in COMPONENTS else read_table(TABLES[name], table, f"{where}: [{name}]")
+                           for name, table in tables.items()})
 
 
-def _spec(cls: type, table, where: str):
+def _paths(table: dict | None, at) -> dict | None:
+    """A component table with every string value (but `kind`) passed through `at` (paths made local
+    to a folder, or absolute); names that are no local path stay as written."""
+    if table is None:
+        return None
+    return {k: at(v) if isinstance(v, str) and k != "kind" else v for k, v in table.items()}
+
+
+def read_table(cls: type, table, where: str):
+    """A config table as the dataclass `cls`: every key one of its fields, every value of its type."""
     if not isinstance(table, dict):
         raise UsageError(f"{where} must be a table of keys, not {table!r}")
     table = {str(k).replace("-", "_"): v for k, v in table.items()}
@@ -220,4 +245,7 @@ def to_toml(spec: ModelsConfig, top: dict[str, object]) -> str:
         part = getattr(spec, name)
         lines += ["", f"[{name}]", *(line(f.name, getattr(part, f.name)) for f in fields(part)
                                      if getattr(part, f.name) is not None)]
+    for name in COMPONENTS:
+        if getattr(spec, name) is not None:
+            lines += ["", f"[{name}]", *(line(k, v) for k, v in getattr(spec, name).items())]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,169 @@
+"""The real generator and segmenters on tiny random-weight checkpoints (`tests/tiny_components.py`):
+shapes at the pools' size, determinism, images and masks independent of the batch size, disk caches a
+second object serves from without loading a model, one-line errors for checkpoints that are not
+there; and the pixel-to-patch rule on hand-made masks."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.registry import UsageError
+from benchmark.sources.components import open_component
+from benchmark.sources.generators import GENERATORS, DiffusersGenerator, DiffusersSettings
+from benchmark.sources.segmenters import (SEGMENTERS, ClipSegSegmenter, ClipSegSettings, GroundingSamSegmenter,
+                                          GroundingSamSettings, patch_masks)
+from tests.tiny_components import save_tiny_clipseg, save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam
+
+SIDE, PATCH = 32, 8  # pool images of 32 px on a 4 x 4 patch grid
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {name: str(save(root / name)) for name, save in (
+        ("sd", save_tiny_diffusers), ("gdino", save_tiny_grounding_dino), ("sam", save_tiny_sam),
+        ("clipseg", save_tiny_clipseg))}
+
+
+@pytest.fixture(scope="module")
+def pool_NHWC() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (5, SIDE, SIDE, 3), dtype=np.uint8)
+
+
+def refuse_loading(monkeypatch, *names: str) -> None:
+    """Makes `from_pretrained` of each `module:class` fail (patching the components themselves would
+    change their code identity, and so their cache keys)."""
+    import importlib
+
+    def fail(*args, **kwargs):
+        raise AssertionError("loaded a model")
+    for name in names:
+        module, attr = name.split(":")
+        monkeypatch.setattr(getattr(importlib.import_module(module), attr), "from_pretrained", fail)
+
+
+def test_patch_masks_known_answer():
+    masks_IHW = np.zeros((2, 5, 5), bool)  # 2 x 2 patches of 2 px; the fifth row and column are dropped
+    masks_IHW[0, 0:2, 0:2] = True          # patch 0: all 4 pixels
+    masks_IHW[0, 0:2, 2] = True            # patch 1: 2 of 4, exactly half
+    masks_IHW[0, 2, 0] = True              # patch 2: 1 of 4
+    masks_IHW[0, 2:4, 2:4] = True          # patch 3: 3 of 4
+    masks_IHW[0, 3, 3] = False
+    masks_IHW[1, 4, :] = masks_IHW[1, :, 4] = True  # only outside the grid
+    assert patch_masks(masks_IHW, 2).tolist() == [[True, True, False, True], [False] * 4]
+
+
+def generator(path: str, cache_dir: Path, **settings) -> DiffusersGenerator:
+    return DiffusersGenerator(DiffusersSettings(path=path, steps=2, **settings), image_size=12, cache_dir=cache_dir)
+
+
+def test_generator_draws_seeded_images_at_the_pools_size(checkpoints, tmp_path):
+    images = generator(checkpoints["sd"], tmp_path / "a", batch_size=2).draw("a red cat", 3, seed=0)
+    assert images.shape == (3, 12, 12, 3) and images.dtype == np.uint8
+    fresh = generator(checkpoints["sd"], tmp_path / "b", batch_size=3)  # same seed, no cache, another batch size
+    assert np.array_equal(fresh.draw("a red cat", 3, seed=0), images)
+    assert np.array_equal(fresh.draw("a red cat", 2, seed=0), images[:2])  # image i is seeded by (seed, i)
+    other = generator(checkpoints["sd"], tmp_path / "a", batch_size=2).draw("a red cat", 3, seed=1)
+    assert not np.array_equal(other, images) and not np.array_equal(images[0], images[1])
+    assert generator(checkpoints["sd"], tmp_path / "a").draw("  ", 3, seed=0) is None
+
+
+def test_generator_serves_a_second_object_from_disk(checkpoints, tmp_path, monkeypatch):
+    images = generator(checkpoints["sd"], tmp_path, batch_size=2).draw("a blue dog", 2, seed=5)
+    refuse_loading(monkeypatch, "diffusers:AutoPipelineForText2Image", "diffusers:DiffusionPipeline")
+    again = generator(checkpoints["sd"], tmp_path, batch_size=1, device="cpu")  # batch size and device: not identity
+    assert np.array_equal(again.draw("a blue dog", 2, seed=5), images)
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npy"]  # no temporary file left behind
+
+
+def test_generator_check_refuses_what_is_not_a_pipeline(checkpoints, tmp_path):
+    with pytest.raises(UsageError, match=r"^\[generator\] path .*: no such directory$"):
+        generator(str(tmp_path / "missing"), tmp_path).check()
+    with pytest.raises(UsageError, match=r"^\[generator\] path .*: no diffusers pipeline there \(model_index.json missing"):
+        generator(checkpoints["clipseg"], tmp_path).draw("a cat", 1, seed=0)
+    generator(checkpoints["sd"], tmp_path).check()
+    generator("stabilityai/stable-diffusion-3.5-medium", tmp_path).check()  # a hub id: checked when it loads
+
+
+def grounding_sam(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> GroundingSamSegmenter:
+    settings = GroundingSamSettings(detector=checkpoints["gdino"], sam=checkpoints["sam"], **settings)
+    return GroundingSamSegmenter(settings, lambda: pool_NHWC, PATCH, cache_dir)
+
+
+def test_grounding_sam_masks_boxes_and_caches(checkpoints, pool_NHWC, tmp_path, monkeypatch):
+    everything = dict(box_threshold=0.0, text_threshold=0.0)  # random weights: every query boxes something
+    segmenter = grounding_sam(checkpoints, pool_NHWC, tmp_path / "a", batch_size=2, **everything)
+    pixels_IHW = segmenter.pixel_masks("a red cat", pool_NHWC[:2])
+    assert pixels_IHW.shape == (2, SIDE, SIDE) and pixels_IHW.dtype == bool and pixels_IHW.any()
+    masks = segmenter.segment("a red cat", np.array([0, 2, 4]))
+    assert masks.shape == (3, (SIDE // PATCH) ** 2) and masks.dtype == bool
+    assert np.array_equal(masks[0], patch_masks(pixels_IHW[:1], PATCH)[0])
+    one_by_one = grounding_sam(checkpoints, pool_NHWC, tmp_path / "b", batch_size=1, **everything)
+    assert np.array_equal(one_by_one.segment("a red cat", np.array([0, 2, 4])), masks)
+    none = grounding_sam(checkpoints, pool_NHWC, tmp_path / "c", box_threshold=1.0)  # no box: nothing masked
+    assert not none.segment("a red cat", np.array([1, 3])).any()
+
+    refuse_loading(monkeypatch, *(f"transformers:{name}" for name in ("GroundingDinoForObjectDetection", "SamModel")))
+    again = grounding_sam(checkpoints, pool_NHWC, tmp_path / "a", batch_size=4, **everything)
+    assert np.array_equal(again.segment("a red cat", np.array([0, 2, 4])), masks)
+    assert again.segment(" ", np.array([0, 1])).tolist() == [[False] * 16] * 2
+
+
+def clipseg(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> ClipSegSegmenter:
+    return ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], **settings), lambda: pool_NHWC, PATCH, cache_dir)
+
+
+def test_clipseg_masks_are_deterministic_and_cached(checkpoints, pool_NHWC, tmp_path, monkeypatch):
+    masks = clipseg(checkpoints, pool_NHWC, tmp_path / "a", batch_size=2, threshold=0.5).segment("a red cat", range(5))
+    assert masks.shape == (5, 16) and masks.dtype == bool
+    fresh = clipseg(checkpoints, pool_NHWC, tmp_path / "b", batch_size=5, threshold=0.5)
+    assert np.array_equal(fresh.segment("a red cat", np.arange(5)), masks)
+    assert not clipseg(checkpoints, pool_NHWC, tmp_path / "c", threshold=1.0).segment("a red cat", np.arange(5)).any()
+
+    asked = []
+    refuse_loading(monkeypatch, "transformers:CLIPSegForImageSegmentation")
+    again = ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], threshold=0.5),
+                             lambda: asked.append(1) or pool_NHWC, PATCH, tmp_path / "a")
+    assert np.array_equal(again.segment("a red cat", np.arange(5)), masks)
+    assert np.array_equal(again.segment("a red cat", np.arange(5)), masks)
+    assert asked == [1]  # the pool is asked for once
+
+
+def test_segmenter_check_names_the_checkpoint(checkpoints, pool_NHWC, tmp_path):
+    with pytest.raises(UsageError, match=r"^\[segmenter\] detector .*missing: no such directory$"):
+        grounding_sam({**checkpoints, "gdino": str(tmp_path / "missing")}, pool_NHWC, tmp_path).check()
+    with pytest.raises(UsageError, match=r"^\[segmenter\] sam .*: a clipseg checkpoint; sam needs a sam one$"):
+        grounding_sam({**checkpoints, "sam": checkpoints["clipseg"]}, pool_NHWC, tmp_path).segment("a cat", [0])
+    with pytest.raises(UsageError, match=r"^\[segmenter\] path .*: no transformers checkpoint there \(config.json miss"):
+        clipseg({**checkpoints, "clipseg": checkpoints["sd"]}, pool_NHWC, tmp_path).check()
+    grounding_sam(checkpoints, pool_NHWC, tmp_path).check()
+
+
+def test_open_component_reads_a_table(tmp_path):
+    kwargs = dict(images=lambda: np.zeros((1, 8, 8, 3), np.uint8), patch=4, cache_dir=tmp_path)
+    segmenter = open_component(SEGMENTERS, {"kind": "clipseg", "threshold": 1}, "run.toml: [segmenter]", **kwargs)
+    assert isinstance(segmenter, ClipSegSegmenter) and segmenter.config.threshold == 1.0
+    generator = open_component(GENERATORS, {"kind": "diffusers", "path": "x/y"}, "run.toml: [generator]",
+                               image_size=8, cache_dir=tmp_path)
+    assert isinstance(generator, DiffusersGenerator) and generator.config.steps == 28
+    for table, message in (({"kind": "clipseg", "thresh": 0.5}, "unknown key 'thresh'; keys: path, threshold"),
+                           ({"kind": "clipseg", "threshold": "high"}, "threshold = 'high' is not a"),
+                           ({"kind": "clipsegg"}, "unknown segmenter 'clipsegg'; did you mean clipseg"),
+                           ({"threshold": 0.5}, "needs kind = one of clipseg, grounding-sam")):
+        with pytest.raises(UsageError, match=message) as caught:
+            open_component(SEGMENTERS, table, "run.toml: [segmenter]", **kwargs)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(UsageError, match="missing key 'path'"):
+        open_component(GENERATORS, {"kind": "diffusers"}, "run.toml: [generator]", image_size=8, cache_dir=tmp_path)
+
+
+def test_component_modules_import_no_model_library_at_the_top():
+    for module in ("generators", "segmenters", "components"):
+        fpath = Path(__file__).resolve().parents[1] / "benchmark" / "sources" / f"{module}.py"
+        top = [node for node in ast.parse(fpath.read_text()).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        names = {alias.name for node in top for alias in node.names} | {node.module for node in top
+                                                                           if isinstance(node, ast.ImportFrom)}
+        assert not {name for name in names if name and name.split(".")[0] in ("diffusers", "transformers")}, module
