@@ -65,10 +65,10 @@ def _processor(family: str, tok: PreTrainedTokenizerFast):
                              image_seq_length=4, chat_template=TEMPLATES[family])
 
 
-def _config(family: str, tok: PreTrainedTokenizerFast):
+def _config(family: str, tok: PreTrainedTokenizerFast, tower_blocks: int = 3):
     ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
            "pad_token_id": tok.pad_token_id}
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": tower_blocks, "num_attention_heads": 2,
               "image_size": SIZE, "patch_size": PATCH}
     text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
             "num_key_value_heads": 2, **ids}
@@ -81,13 +81,13 @@ def _config(family: str, tok: PreTrainedTokenizerFast):
     return ADAPTERS.get(family).build_config(vision, text, image_token_id=tok.context_image_token_id)
 
 
-def save_tiny_checkpoint(family: str, path: Path, seed: int = 0) -> None:
+def save_tiny_checkpoint(family: str, path: Path, seed: int = 0, tower_blocks: int = 3) -> None:
     """A random-weight checkpoint of the family's real model class, and its processor. Weights are
     drawn wide (std 0.3; Gemma 3's projector starts at zero) so that steering visibly moves logits."""
     tok = _tokenizer(family)
     adapter = ADAPTERS.get(family)
     torch.manual_seed(seed)
-    model = adapter.model_class(_config(family, tok))
+    model = adapter.model_class(_config(family, tok, tower_blocks))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
