@@ -91,7 +91,7 @@ def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict
 
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")
-    readers = {f: methods for f, (_, _, methods) in TUNABLE.items()}
+    readers = {f: methods for f, (_, _, methods) in TUNABLE.items() if f.endswith("_multiplier")}
     rows = data.combine_rows(runs, {w: im.scales for w, im in images.items()}, readers) if runs else None
     if board is None:
         board = _tables(data.table_rows(rows))

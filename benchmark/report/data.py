@@ -178,15 +178,20 @@ def source_labels(keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str,
 
 def combine_rows(runs: list[Run], scales: dict[str, pd.Series], readers: dict[str, frozenset[str]]) -> pd.DataFrame:
     """Every run's score rows in one table with `run`, `source` (the name its method goes by),
-    `multiplier` and `coefficient`. A method that reads the run's coefficient field f (`readers`:
-    field -> methods) steered feature i with `run.json[f] * scales[world][i]`; the others get NaN."""
+    `multiplier` and `coefficient`. A method that reads the run's multiplier field f (`readers`:
+    field -> methods) steered feature i with `run.json[f] * scales[world][i]`, or with the run's
+    absolute coefficient (`method_config`'s `*_coeff`) when it set one; the others get NaN."""
     parts = []
     for run in runs:
         part = run.scores.copy()
         part.insert(0, "run", run.name)
         fields = {m: f for f, methods in readers.items() for m in methods}
-        part["multiplier"] = [run.meta.get(fields[m], math.nan) if m in fields else math.nan for m in part.method]
-        part["coefficient"] = part.multiplier * scales[run.world].reindex(part.feature).to_numpy()
+        absolute = {m: (run.meta.get("method_config") or {}).get(f.replace("_multiplier", "_coeff"))
+                    for m, f in fields.items()}
+        part["multiplier"] = [run.meta.get(fields[m], math.nan) if m in fields and absolute[m] is None else math.nan
+                              for m in part.method]
+        coefficient = part.multiplier * scales[run.world].reindex(part.feature).to_numpy()
+        part["coefficient"] = [absolute.get(m) or c for m, c in zip(part.method, coefficient)]
         parts.append(part)
     rows = pd.concat(parts, ignore_index=True)
     rows["explanation"] = rows.explanation.fillna("")  # an empty answer reads back from CSV as NaN
