@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from benchmark.activations import PoolActivations
 from benchmark.cache import cache_root
-from benchmark.context import Context, MethodConfig
+from benchmark.context import COSTS, Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
@@ -33,7 +34,7 @@ class Backend(Protocol):
     def start(self, source: Source) -> None:
         """Called once the run's source is open, so workers can load it while this process goes on."""
 
-    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[Batch]:
         """(features, explanations) pieces covering `features`, in any order."""
 
     def activation_pass(self, source: Source, split: str) -> Callable[[], PoolActivations] | None:
@@ -45,20 +46,29 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def in_batches(ctx: Context, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+Batch = tuple[list[int], list[str], dict[str, float]]
+"""A method batch: its features, their explanations and what each cost (`in_batches`)."""
+
+
+def in_batches(ctx: Context, fn, features: list[int]) -> Iterator[Batch]:
     """The method on `features`, `batch_size` at a time: the same batches on every backend, so
-    backends give the same explanations."""
+    backends give the same explanations. With them, what one explanation of the batch cost: the
+    batch's answering seconds, tokens and images (`Context.usage`) shared evenly among its features,
+    since a method batches its features into shared generate calls."""
     size = ctx.config.batch_size
     for start in range(0, len(features), size):
         chunk = features[start:start + size]
-        yield chunk, list(fn(ctx, chunk))
+        before = Counter(ctx.usage)
+        texts = list(fn(ctx, chunk))
+        spent = ctx.usage - before
+        yield chunk, texts, {k: spent[k] / len(chunk) for k in COSTS}
 
 
 class LocalBackend:
     def start(self, source: Source) -> None:
         pass
 
-    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[Batch]:
         return in_batches(ctx, fn, features)
 
     def activation_pass(self, source: Source, split: str) -> None:
@@ -84,7 +94,7 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def explain(self, config: MethodConfig, method: str, features: list[int]) -> list[tuple[list[int], list[str]]]:
+    def explain(self, config: MethodConfig, method: str, features: list[int]) -> list[Batch]:
         if config not in self.contexts:
             self.contexts[config] = Context(self.source, config)
         return list(in_batches(self.contexts[config], METHODS.get(method), features))
@@ -129,7 +139,7 @@ class RayBackend:
             self.actors[key] = [actor.remote(source.recipe) for _ in range(n)]
         return ray.util.ActorPool(self.actors[key])
 
-    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[tuple[list[int], list[str]]]:
+    def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[Batch]:
         pool = self._pool(ctx.source)
         size = shard_size(len(features), ctx.config.batch_size, self.shard_batches, len(self.actors[ctx.source.name]))
         shards = [features[i:i + size] for i in range(0, len(features), size)]

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     method = MethodConfig(top_k=args.top_k, top_images=args.top_images, empty=args.empty,
                           intervention=args.intervention, steering_multiplier=args.steering_multiplier,
                           steering_coeff=args.steering_coeff, hybrid_multiplier=args.hybrid_multiplier,
-                          hybrid_coeff=args.hybrid_coeff, batch_size=args.batch_size)
+                          hybrid_coeff=args.hybrid_coeff, batch_size=args.batch_size, explainer=args.explainer)
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
                        tune=args.tune, tune_features=args.tune_features, sweep=tuple(args.sweep or ()),
@@ -183,6 +183,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from benchmark.explainers.serve import make_server, subject_answerer
+    from benchmark.sources import open_source
+
+    models = config_models(args.config) if args.config else None
+    source = open_source(("models", models, args.lm) if models else ("world", args.world, args.lm))
+    server = make_server(subject_answerer(source), source.lm, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {source.lm} at http://{host}:{port}/v1 (model {source.lm!r}); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _sae_inspect(args: argparse.Namespace) -> int:
     from benchmark.models.sae_formats import inspect_sae
 
@@ -205,7 +221,7 @@ def _shape_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "report", "world", "bench", "sae")
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "report", "world", "bench", "sae", "serve")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -245,7 +261,7 @@ def parser() -> argparse.ArgumentParser:
                      "this process, or shards over a Ray cluster (the ray extra)")
     run.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one")
     run.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU)")
-    run.set_defaults(run=_run, models=None)
+    run.set_defaults(run=_run, models=None, explainer=None)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)
     validate = commands.add_parser("validate-metrics", help="check each metric against the world's ground truth")
@@ -289,6 +305,13 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", help="a SAELens directory, dictionary_learning ae.pt, saev checkpoint or .safetensors")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.set_defaults(run=_sae_inspect)
+    serve = commands.add_parser("serve", help="the subject VLM behind an OpenAI-compatible chat endpoint")
+    serve.add_argument("--config", metavar="FILE", help="a run config whose [vlm], [sae], ... tables name the subject")
+    serve.add_argument("--world", default="default", help="world preset, when no --config")
+    serve.add_argument("--lm", help="the world's LM size (default large), or the VLM's name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
     return top
 
 
@@ -332,7 +355,7 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     out: list[str] = []
     for key, value in read_config(fpath).items():
         dest = str(key).replace("-", "_")
-        if dest in TABLES:
+        if dest in TABLES or dest == "explainer":
             continue
         if dest not in flags:
             close = difflib.get_close_matches(dest, [*flags, *TABLES], n=1)
@@ -363,6 +386,14 @@ def config_models(fpath: str) -> ModelsConfig | None:
     return models_config(tables, f"--config {fpath}").relative_to(Path(fpath).parent) if tables else None
 
 
+def config_explainer(fpath: str):
+    """The run config's `[explainer]` (`benchmark.explainers.ExplainerSpec`), or None: the subject answers."""
+    from benchmark.explainers import ExplainerSpec
+
+    table = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}.get("explainer")
+    return None if table is None else ExplainerSpec.from_table(table, f"--config {fpath}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmark.registry import UsageError
 
@@ -372,10 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     top = parser()
     args = top.parse_args(argv)
     try:
-        if getattr(args, "config", None):
+        if getattr(args, "config", None) and args.run is _run:
             run = top._subparsers._group_actions[0].choices["run"]
             args = top.parse_args(["run", *config_arguments(args.config, run), *argv[1:]])
             args.models = config_models(args.config)
+            args.explainer = config_explainer(args.config)
         return args.run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

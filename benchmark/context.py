@@ -13,6 +13,8 @@ K top images, P patches, F features.
 from __future__ import annotations
 
 import copy
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from benchmark.activations import heatmap_top_images, masked_top_images
+from benchmark.explainers import Explainer, ExplainerSpec, open_explainer
 from benchmark.registry import METHODS, UsageError
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
@@ -30,10 +33,11 @@ from benchmark.steering.interventions import INTERVENTIONS, Intervention
 MethodFn = Callable[["Context", list[int]], list[str]]
 
 
-def method(name: str, needs: tuple[str, ...] = ()) -> Callable[[MethodFn], MethodFn]:
-    """Registers an explanation method; `needs`: the source capabilities it reads."""
+def method(name: str, needs: tuple[str, ...] = (), steers: bool = False) -> Callable[[MethodFn], MethodFn]:
+    """Registers an explanation method; `needs`: the source capabilities it reads; `steers`: whether
+    it steers the subject VLM's tower (then no other explainer can answer for it)."""
     def register(fn: MethodFn) -> MethodFn:
-        fn.needs = tuple(needs)
+        fn.needs, fn.steers = tuple(needs), steers
         return METHODS.register(name, module=fn.__module__)(fn)
 
     return register
@@ -44,7 +48,14 @@ def method_needs(fn: MethodFn) -> tuple[str, ...]:
     return tuple(getattr(fn, "needs", ()))
 
 
+def method_steers(fn: MethodFn) -> bool:
+    """Whether a method declared it steers (a plug-in registered without `@method` does not)."""
+    return bool(getattr(fn, "steers", False))
+
+
 TOP_IMAGES = ("masked", "heatmap")
+COSTS = ("seconds", "prompt_tokens", "answer_tokens", "images")
+"""What `Context.usage` counts, and each explanation row records as `cost`."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,9 @@ class MethodConfig:
     batch_size: int = 256
     """Features per generate call."""
     seed: int = 0
+    explainer: ExplainerSpec | None = None
+    """Who answers (`benchmark.explainers`): None, the subject VLM; else `[explainer]`'s kind and
+    settings (an OpenAI-compatible endpoint), for methods that do not steer."""
 
     def __post_init__(self):
         if self.hybrid_multiplier is None and self.hybrid_coeff is None:
@@ -97,6 +111,11 @@ class Context:
         self.source, self.lm, self.config = source, source.lm, config
         self.sae = source.sae()
         self.patch = source.patch
+        self.explainer: Explainer | None = None if config.explainer is None else \
+            open_explainer(config.explainer, source.root / "endpoint-answers")
+        self.usage: Counter[str] = Counter()
+        """What answering has cost so far: `seconds` inside `answer` (model loading excluded),
+        `prompt_tokens`, `answer_tokens` and `images` shown."""
 
     @cached_property
     def topk_pool(self):
@@ -148,20 +167,38 @@ class Context:
         token when None) by the config's intervention; `features`: the latent row b steers (what
         clamp sets; without them a row is added). Rows that all show the same images share the
         tower prefix. Unsteered rows are added zero, whatever the intervention."""
+        prompts, shared = self.source.spec.prompts, images_BNHWC.shape[1] > 1
+        prompt, tokens = (prompts.shared if shared else prompts.describe), self.source.max_new_tokens(shared)
+        if self.explainer is not None:
+            if vectors_BD is not None:
+                raise UsageError("the [explainer] answers unsteered: a steering method needs the subject VLM")
+            start = time.perf_counter()
+            answers = self.explainer.answer(np.asarray(images_BNHWC), prompt, tokens, prompts.answer_prefix)
+            self.usage.update({"seconds": time.perf_counter() - start, "images": images_BNHWC.shape[0] * images_BNHWC.shape[1],
+                               "prompt_tokens": sum(a.prompt_tokens for a in answers),
+                               "answer_tokens": sum(a.answer_tokens for a in answers)})
+            return [a.text for a in answers]
         if vectors_BD is None:
             vectors_BD, features = torch.zeros(len(images_BNHWC), self.sae.d_in), None
             if self.config.intervention == "replace":
-                return self._unsteered().answer(images_BNHWC, vectors_BD, positions_BNT)
+                unsteered = self._unsteered()
+                texts = unsteered.answer(images_BNHWC, vectors_BD, positions_BNT)
+                self.usage.update(unsteered.usage)
+                return texts
         features_B = torch.tensor(features) if features is not None and self.config.intervention == "clamp" else None
-        prompts, shared = self.source.spec.prompts, images_BNHWC.shape[1] > 1
-        prompt, tokens = (prompts.shared if shared else prompts.describe), self.source.max_new_tokens(shared)
         same = positions_BNT is None and (images_BNHWC.strides[0] == 0 or
                                           all(np.array_equal(images_BNHWC[0], row) for row in images_BNHWC[1:]))
+        engine = self.engine  # loaded before the clock starts
+        before, start = Counter(engine.counts), time.perf_counter()
         if same:
-            return self.engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prompts.answer_prefix,
-                                      features_B)
-        return self.engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prompts.answer_prefix,
+            texts = engine.answer(list(images_BNHWC[0]), prompt, vectors_BD, None, tokens, prompts.answer_prefix,
+                                  features_B)
+        else:
+            texts = engine.answer_rows(images_BNHWC, prompt, vectors_BD, positions_BNT, tokens, prompts.answer_prefix,
                                        features_B)
+        self.usage.update({"seconds": time.perf_counter() - start, **(engine.counts - before),
+                           "images": images_BNHWC.shape[0] * images_BNHWC.shape[1]})
+        return texts
 
     def _unsteered(self) -> Context:
         """This context with `add`: a zero vector then steers nothing (a replaced state would be zero)."""

@@ -1,10 +1,13 @@
 """Leaderboard tables, regenerated from per-feature score rows alone (no model runs).
 
 `leaderboards/rows/<world>-<lm>.csv.gz` hold the per-feature rows (one per method and feature:
-explanation, ground truth, every metric column); they are committed, and `--add RUN_DIR` merges a
-run's `scores.csv` into them, replacing that run's methods. From the rows come three tables:
-- `main.csv`: per (world, LM, method), each metric's headline mean over the alive features with a
-  95% bootstrap CI, and the number of features;
+explanation, ground truth, every metric column, and the `COST_COLUMNS` where the run recorded them);
+they are committed, and `--add RUN_DIR` merges a run's `scores.csv` into them, replacing that run's
+methods (rows of a run without cost columns get NaN there). From the rows come three tables:
+- `main.csv`: per (world, LM, method), the number of features, each metric's headline mean over the
+  alive features with a 95% bootstrap CI, then each cost column's median per feature over the
+  features where it is finite (`<cost>_median`; NaN if none). Rows with no cost columns at all give
+  no cost columns, so old rows give the tables they always gave;
 - `per_category.csv`: the same means over aligned features, by level (low / high) and category;
 - `pairwise.csv`: per (world, LM, metric), one-sided Mann–Whitney U for every ordered pair of
   methods (does method a score higher than b?), its p-value and whether p < 0.05.
@@ -30,6 +33,12 @@ from benchmark.stats import ALPHA, greater, mean_ci
 
 KEYS = ["world", "lm", "method"]
 ROW_COLUMNS = [*KEYS, "feature", "explanation", "concept", "category", "level", "aligned"]
+COST_COLUMNS = ("cost_seconds", "cost_prompt_tokens", "cost_answer_tokens", "cost_images")
+"""What one feature's explanation cost, its share of its method batch: wall seconds of the explaining
+step, prompt tokens sent to the explainer (image tokens included), answer tokens generated, images
+shown. Optional in rows; NaN where unknown (explanations made elsewhere, rows older than costs)."""
+COST_MEDIANS = tuple(f"{c}_median" for c in COST_COLUMNS)
+"""The main table's cost columns, in `COST_COLUMNS`' order."""
 TABLE_FORMAT = "%.4g"
 ROW_FORMAT = "%.5g"
 
@@ -42,14 +51,23 @@ def headline_columns(rows: pd.DataFrame) -> list[str]:
 
 
 def main_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
+    costs = [c for c in COST_COLUMNS if c in rows.columns]
     out = []
     for key, group in rows.groupby(KEYS, sort=True):
         record = dict(zip(KEYS, key))
         record["n_features"] = int(group[headlines].notna().any(axis=1).sum())
         for col in headlines:
             record[col], record[f"{col}_ci_low"], record[f"{col}_ci_high"] = mean_ci(group[col].to_numpy())
+        record.update({f"{col}_median": finite_median(group[col].to_numpy()) for col in costs})
         out.append(record)
     return pd.DataFrame(out)
+
+
+def finite_median(values: np.ndarray) -> float:
+    """The median of the finite values; NaN if there are none."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else float("nan")
 
 
 def category_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
@@ -92,6 +110,10 @@ def read_run_scores(run_dpath: Path, flag: str) -> pd.DataFrame:
     missing = [c for c in ROW_COLUMNS if c not in scores.columns]
     if missing:
         raise UsageError(f"{scores_fpath}: missing columns {', '.join(missing)}")
+    text = [c for c in COST_COLUMNS if c in scores.columns and not pd.api.types.is_numeric_dtype(scores[c])]
+    if text:
+        raise UsageError(f"{scores_fpath}: cost columns {', '.join(text)} are not numeric (give numbers, empty "
+                         f"where unknown)")
     return scores
 
 
@@ -124,12 +146,17 @@ def regenerate(dpath: Path, add: list[Path] = ()) -> dict[str, pd.DataFrame]:
 
 
 def markdown(main: pd.DataFrame) -> str:
-    """The main table's means as a Markdown table (for the README)."""
-    headlines = [c for c in main.columns if c not in (*KEYS, "n_features") and not c.endswith(("_ci_low", "_ci_high"))]
-    lines = ["| " + " | ".join([*KEYS, "n", *headlines]) + " |", "|" + " --- |" * (len(KEYS) + 1 + len(headlines))]
+    """The main table's means as a Markdown table (for the README), and the median seconds per
+    feature where the table has costs."""
+    headlines = [c for c in main.columns if c not in (*KEYS, "n_features", *COST_MEDIANS)
+                 and not c.endswith(("_ci_low", "_ci_high"))]
+    seconds = [c for c in ("cost_seconds_median",) if c in main.columns]
+    names = [*KEYS, "n", *headlines, *(["s / feature"] if seconds else [])]
+    lines = ["| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
     for r in main.itertuples(index=False):
         cells = [r.world, r.lm, r.method, str(r.n_features)]
         cells += [f"{getattr(r, c):.3f}" if not np.isnan(getattr(r, c)) else "–" for c in headlines]
+        cells += [f"{getattr(r, c):.3g}" if not np.isnan(getattr(r, c)) else "–" for c in seconds]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -2,8 +2,9 @@
 
 Explanations and scores are cached (`benchmark.explanations`, `benchmark.scoring`), so a run
 killed at any moment and started again redoes nothing it finished. The run directory gets
-`explanations.jsonl` (one row per method and feature), `scores.csv` (those rows with ground truth
-and every metric's columns) and `run.json` (the full config, its hash, package versions, git sha,
+`explanations.jsonl` (one row per method and feature, with what each explanation cost:
+`cost_seconds`, `cost_prompt_tokens`, `cost_answer_tokens`, `cost_images`), `scores.csv` (those rows
+with ground truth and every metric's columns) and `run.json` (the full config, its hash, package versions, git sha,
 the coefficients used and, with --tune, the sweep that chose them).
 
 What is explained is a source (`benchmark.sources`): the embedded world (`--world`), or real
@@ -23,8 +24,8 @@ import pandas as pd
 
 from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
-from benchmark.context import Context, MethodConfig, method_needs
-from benchmark.explanations import explain
+from benchmark.context import COSTS, Context, MethodConfig, method_needs, method_steers
+from benchmark.explanations import explain_rows
 from benchmark.registry import METHODS, UsageError, warn
 from benchmark.results import write_atomic
 from benchmark.scoring import Metric, ScoringConfig, ScoringContext, score
@@ -138,6 +139,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     from metrics import resolve
 
     fns = {name: METHODS.get(name) for name in config.methods}
+    refuse_unsteerable(config, fns)
     source = open_source(source_recipe(config))
     available = {need for need in NEEDS if source.has(need)}
     metrics = [] if config.metrics == "none" else resolve(config.metrics, available)
@@ -166,13 +168,14 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         ctx = Context(source, method_config)
     rows = []
     for name, fn in fns.items():
-        for f, text in explain(ctx, name, fn, features, backend).items():
-            rows.append({"world": source.name, "lm": source.lm, "method": name, "feature": f, "explanation": text})
+        for f, row in explain_rows(ctx, name, fn, features, backend).items():
+            rows.append({"world": source.name, "lm": source.lm, "method": name, "feature": f,
+                         "explanation": row["explanation"], **cost_columns(row["cost"])})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
         wanted = set(features)
-        rows += [{"world": source.name, "lm": source.lm, "method": name, "feature": f, "explanation": e}
-                 for f, e in sorted(submission.items()) if f in wanted]
+        rows += [{"world": source.name, "lm": source.lm, "method": name, "feature": f, "explanation": e,
+                  **cost_columns({})} for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
     run_dir = Path(config.out) / f"{source.name}-{source.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
@@ -186,6 +189,20 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         "tuning": tuning, "backend": backend.describe(),
     }, indent=1))
     return run_dir
+
+
+def cost_columns(cost: dict) -> dict[str, float]:
+    """A row's `cost_*` columns; NaN for what was not recorded (explanations made elsewhere)."""
+    return {f"cost_{k}": float(cost.get(k, "nan")) for k in COSTS}
+
+
+def refuse_unsteerable(config: RunConfig, methods: dict) -> None:
+    """One UsageError naming the methods that steer when another explainer than the subject answers."""
+    steering = [name for name, fn in methods.items() if method_steers(fn)]
+    if config.method.explainer is not None and steering:
+        raise UsageError(f"{', '.join(steering)}: steer{'s' if len(steering) == 1 else ''} the subject VLM's tower, "
+                         f"which the [explainer] ({config.method.explainer.kind}) cannot; run "
+                         f"{'it' if len(steering) == 1 else 'them'} without [explainer]")
 
 
 def source_recipe(config: RunConfig) -> tuple:

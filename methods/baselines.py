@@ -6,7 +6,7 @@ from benchmark.steering.inputs import random_directions
 from methods.hybrid import hybrid
 
 
-@method("random-direction")
+@method("random-direction", steers=True)
 def random_direction(ctx: Context, features: list[int]) -> list[str]:
     """Steering with a random direction of the same norm as the feature's steering vector (added under
     clamp: a direction that is no latent has no code to set)."""
@@ -15,7 +15,7 @@ def random_direction(ctx: Context, features: list[int]) -> list[str]:
     return ctx.answer(ctx.empty_images(len(features)), norms * directions)
 
 
-@method("permuted")
+@method("permuted", steers=True)
 def permuted(ctx: Context, features: list[int]) -> list[str]:
     """Hybrid's explanation of another feature: feature f gets the explanation of (f + d_sae/2) mod d_sae."""
     return hybrid(ctx, [(f + ctx.sae.d_sae // 2) % ctx.sae.d_sae for f in features])
@@ -32,6 +32,14 @@ def caption_top1(ctx: Context, features: list[int]) -> list[str]:
     """The plain caption of the feature's single top image, unmasked."""
     images = ctx.topk_pool.images_NHWC[ctx.top_images[features, 0].numpy()]
     return ctx.answer(images[:, None])
+
+
+@method("describe-top1")
+def describe_top1(ctx: Context, features: list[int]) -> list[str]:
+    """The describe prompt on the feature's single top image, shown as top-k shows it: a
+    describe-the-image baseline any explainer can answer."""
+    images, _ = ctx.shown_top_images(features)
+    return ctx.answer(images[:, :1])
 
 
 @method("random-words", needs=("vocabulary",))

@@ -1,4 +1,6 @@
 """Leaderboard tables from fixed score rows: known values, byte-stable output, safe concurrent writes."""
+import gzip
+import math
 import shutil
 import threading
 from pathlib import Path
@@ -6,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import regenerate
+from benchmark.leaderboard import COST_COLUMNS, markdown, regenerate
 from benchmark.registry import UsageError
 from benchmark.stats import greater, mean_ci
 
@@ -16,18 +18,38 @@ w,small,b,4,0.5,0.5,0.5,0,0,0
 """
 
 
-@pytest.fixture
-def run_dir(tmp_path):
+EXPECTED_MAIN_WITH_COSTS = EXPECTED_MAIN.replace(
+    "oracle_ci_high\n",
+    "oracle_ci_high,cost_seconds_median,cost_prompt_tokens_median,cost_answer_tokens_median,cost_images_median\n"
+).replace("0.8,1,1,1\n", "0.8,1,1,1,2.5,200,8,5\n").replace("0.5,0,0,0\n", "0.5,0,0,0,,,,\n")
+"""Method a's costs per feature: seconds 1, 2, 3, 10 (median 2.5); prompt tokens 100, 200, unknown,
+400 (200); answer tokens unknown, inf, 7, 9 (8, the finite ones); images 5 each. Method b's: unknown."""
+COSTS_A = {"cost_seconds": [1, 2, 3, 10], "cost_prompt_tokens": [100, 200, math.nan, 400],
+           "cost_answer_tokens": [math.nan, math.inf, 7, 9], "cost_images": [5, 5, 5, 5]}
+
+
+def write_run(dpath: Path, costs: bool = False) -> Path:
     rows = []
     for method, detection, oracle in (("a", 0.8, 1.0), ("b", 0.5, 0.0)):
         for f in range(4):
             rows.append({"world": "w", "lm": "small", "method": method, "feature": f, "explanation": f"{method} {f}",
                          "concept": "red", "category": "colour", "level": "low", "aligned": f < 2,
                          "detection_auroc": detection, "oracle": oracle})
-    dpath = tmp_path / "run"
+            if costs:
+                rows[-1].update({c: COSTS_A[c][f] if method == "a" else math.nan for c in COST_COLUMNS})
     dpath.mkdir()
     pd.DataFrame(rows).to_csv(dpath / "scores.csv", index=False)
     return dpath
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return write_run(tmp_path / "run")
+
+
+@pytest.fixture
+def costed_run_dir(tmp_path):
+    return write_run(tmp_path / "costed", costs=True)
 
 
 def test_fixed_rows_give_a_fixed_table(tmp_path, run_dir):
@@ -41,6 +63,47 @@ def test_fixed_rows_give_a_fixed_table(tmp_path, run_dir):
     before = {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
     regenerate(board)  # from the committed rows alone
     assert before == {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
+
+
+def test_cost_medians_follow_the_quality_columns(tmp_path, costed_run_dir):
+    board = tmp_path / "board"
+    tables = regenerate(board, [costed_run_dir])
+    assert (board / "main.csv").read_text() == EXPECTED_MAIN_WITH_COSTS
+    assert "cost_seconds" not in tables["per_category"] and "cost_seconds" not in set(tables["pairwise"].metric)
+    with gzip.open(board / "rows" / "w-small.csv.gz", "rt") as fh:
+        rows = pd.read_csv(fh)
+    assert rows[rows.method == "a"].cost_seconds.tolist() == [1, 2, 3, 10]  # the rows keep every feature's cost
+    assert rows[rows.method == "a"].cost_answer_tokens.tolist()[1:] == [math.inf, 7, 9]
+    assert rows[rows.method == "b"][list(COST_COLUMNS)].isna().all().all()
+    assert "| s / feature |" in markdown(tables["main"]) and "| 2.5 |" in markdown(tables["main"])
+    before = {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
+    regenerate(board)  # from the rows alone, twice
+    regenerate(board)
+    assert before == {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
+    regenerate(board, [costed_run_dir])  # adding the run again: the same rows, byte for byte
+    assert before == {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
+
+
+def test_rows_without_costs_give_no_cost_columns_and_mix_with_rows_that_have_them(tmp_path, run_dir):
+    board = tmp_path / "board"
+    tables = regenerate(board, [run_dir])
+    assert not [c for c in tables["main"].columns if c.startswith("cost_")]
+    assert "s / feature" not in markdown(tables["main"])
+    other = pd.read_csv(write_run(tmp_path / "costed", costs=True) / "scores.csv")
+    other.loc[other.method == "a", "method"] = "c"
+    other[other.method == "c"].to_csv(tmp_path / "costed" / "scores.csv", index=False)
+    main = regenerate(board, [tmp_path / "costed"])["main"].set_index("method")
+    medians = [f"{c}_median" for c in COST_COLUMNS]
+    assert list(main.columns[-4:]) == medians and main.loc["c", medians].tolist() == [2.5, 200, 8, 5]
+    assert main.loc[["a", "b"], medians].isna().all().all()  # their rows, added before costs, say nothing
+
+
+def test_non_numeric_costs_are_usage_errors(tmp_path, costed_run_dir):
+    scores = pd.read_csv(costed_run_dir / "scores.csv")
+    scores["cost_seconds"] = "fast"
+    scores.to_csv(costed_run_dir / "scores.csv", index=False)
+    with pytest.raises(UsageError, match="cost columns cost_seconds are not numeric"):
+        regenerate(tmp_path / "board", [costed_run_dir])
 
 
 def test_adding_a_run_again_replaces_its_rows(tmp_path, run_dir):

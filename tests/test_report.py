@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmark.activations import PoolActivations, masked_top_images
+from benchmark.leaderboard import COST_COLUMNS, regenerate
 from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
 from benchmark.report.images import DIM, caption_column, heat_colours, heat_overlay, strip, top_image_arrays
@@ -149,6 +150,47 @@ def test_svg_plots_escape_text_and_draw_every_value():
     assert lines.count("<polyline") == 0 and lines.count("<circle") == 2
 
 
+def test_scatter_plot_picks_its_x_scale_and_labels_every_point():
+    linear = svg.scatter_plot([("a<b", 1.0, 0.5), ("c", 9.0, 0.7)], "t", "seconds", "auroc")
+    assert "seconds (linear scale)" in linear and linear.count("<circle") == 2 and "a&lt;b</text>" in linear
+    log = svg.scatter_plot([("a", 0.05, 0.5), ("b", 2.0, 0.7), ("c", 30.0, 0.6)], "t", "seconds", "auroc")
+    assert "seconds (log scale)" in log and log.count("<circle") == 3
+    assert [f">{t}</text>" in log for t in ("0.01", "0.1", "1", "10", "100")] == [True] * 5
+    zero = svg.scatter_plot([("free", 0.0, 0.5), ("paid", 30.0, 0.7)], "t", "seconds", "auroc")
+    assert "(linear scale)" in zero  # a log axis cannot show 0
+
+
+def test_quality_against_cost_uses_detection_auroc_else_the_first_metric():
+    main = pd.DataFrame([{"world": "w", "lm": "s", "method": m, "n_features": 4, "clip": q / 2, "detection_auroc": q,
+                          "cost_seconds_median": c, "cost_images_median": 5.0}
+                         for m, q, c in (("b", 0.7, 2.0), ("a", 0.6, 0.5), ("c", math.nan, 1.0), ("d", 0.5, math.nan))])
+    assert data.metric_columns(main) == ["clip", "detection_auroc"]
+    assert data.cost_columns(main) == ["cost_seconds_median", "cost_images_median"]
+    assert data.quality_cost(main, "w", "s") == ("detection_auroc", [("a", 0.5, 0.6), ("b", 2.0, 0.7)])
+    assert data.quality_cost(main.drop(columns="detection_auroc"), "w", "s")[0] == "clip"
+    assert data.quality_cost(main.drop(columns="cost_seconds_median"), "w", "s") == ("detection_auroc", [])
+
+
+def test_index_shows_costs_and_quality_against_cost_where_rows_have_costs(tmp_path):
+    rows = [{"world": "w", "lm": lm, "method": m, "feature": f, "explanation": f"{m} {f}", "concept": "red",
+             "category": "colour", "level": "low", "aligned": True, "detection_auroc": q + f / 100, "oracle": 1.0,
+             "cost_seconds": c * (f + 1), "cost_prompt_tokens": 1000.0 * c, "cost_answer_tokens": 12.0,
+             "cost_images": 5.0}
+            for lm in ("small", "large") for m, q, c in (("cheap", 0.6, 0.01), ("mid", 0.7, 1.0), ("dear", 0.8, 9.0))
+            for f in range(3)]
+    (tmp_path / "run").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "run" / "scores.csv", index=False)
+    regenerate(tmp_path / "board", [tmp_path / "run"])
+    page = (write_report([], tmp_path / "report", tmp_path / "board") / "index.html").read_text()
+    plots = [p.split("</svg>")[0] for p in page.split('<svg class="plot scatter"')[1:]]
+    assert len(plots) == 2 and all(p.count("<circle") == 3 for p in plots)  # one per LM, one point per method
+    assert "w · small: quality vs cost" in plots[0] and "median seconds per feature (log scale)" in plots[0]
+    assert all(f">{m}</text>" in p for p in plots for m in ("cheap", "mid", "dear"))
+    assert page.count('<div class=beside><table class="board') == 2
+    assert page.count('<th class="num cost"') == 2 * len(COST_COLUMNS) and ">prompt tokens</th>" in page
+    assert 'data-value="18">18</td>' in page and 'data-value="9000">9,000</td>' in page  # dear: median 9 * 2, 9,000
+
+
 def test_pairwise_table_marks_significant_cells():
     table = html.pairwise_table("s", ["x", "y"], [[math.nan, 0.01], [0.99, math.nan]])
     assert table.count("✓") == 1 and 'title="x &gt; y: p = 0.01"' in table
@@ -236,6 +278,7 @@ def test_leaderboard_only_report_is_whole_and_replaces_an_earlier_one(tmp_path, 
     main = pd.read_csv(LEADERBOARDS / "main.csv")
     assert page.count("<table class=\"board") == len(main.groupby(["world", "lm"]))
     assert page.count("<svg") >= 7 and "≈" in page and "✓" in page
+    assert "scatter" not in page and "num cost" not in page  # the committed rows carry no costs
     (out / "stale.txt").write_text("from an earlier report")
     monkeypatch.setattr(html, "feature_page", lambda: 1 / 0)  # fails after the index is written
     with pytest.raises(ZeroDivisionError):

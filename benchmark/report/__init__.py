@@ -3,9 +3,11 @@
     write_report([Path("results/default-large-<hash>")], Path("report"), Path("leaderboards"))
 
 What it writes (all links relative, so the folder can be moved or zipped):
-    index.html                       leaderboard tables (95% CIs, significance marks); per metric the
-                                     plots (by method, by LM size, low- vs high-level) as inline SVG,
-                                     per-category means and pairwise-test matrices
+    index.html                       leaderboard tables (95% CIs, significance marks, median costs per
+                                     feature), each beside a quality-vs-cost plot where the rows carry
+                                     costs; per metric the plots (by method, by LM size, low- vs
+                                     high-level) as inline SVG, per-category means and pairwise-test
+                                     matrices
     gallery.html                     every feature of the runs: filtered, sorted and paged in JavaScript
     feature.html#<world>/<id>        one feature: images, ground truth, each method's explanation,
                                      coefficient and scores
@@ -42,7 +44,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from benchmark.leaderboard import KEYS, ROW_COLUMNS, category_table, headline_columns, main_table, pairwise_table
+from benchmark.leaderboard import (COST_COLUMNS, KEYS, ROW_COLUMNS, category_table, headline_columns, main_table,
+                                   pairwise_table)
 from benchmark.registry import UsageError
 from benchmark.report import data, html
 from benchmark.report.images import FeatureImages
@@ -127,7 +130,7 @@ def _write_features(dpath: Path, rows: pd.DataFrame | None, images: dict[str, Fe
                     extras[world, f] = drawn
                 bar.update(len(ids[start:start + CHUNK]))
     headlines = headline_columns(rows)
-    score_cols = [c for c in rows.columns if c not in (*ROW_COLUMNS, *EXTRA_COLUMNS)]
+    score_cols = [c for c in rows.columns if c not in (*ROW_COLUMNS, *EXTRA_COLUMNS, *COST_COLUMNS)]
     source_list = data.sources(rows)
     _write_js(dpath / "data" / "index.js", "index",
               data.gallery_index(features, source_list, headlines, PAGE_SIZE, no_truth))

@@ -2,7 +2,8 @@
 tables by pure functions, so that what each page shows is tested without a browser or a world.
 
 Leaderboard side: each headline mean with its CI and a significance mark against the best method
-of its (world, LM); pairwise p-value matrices; per-category pivots; the series the plots draw.
+of its (world, LM); the median costs per feature; pairwise p-value matrices; per-category pivots;
+the series the plots draw.
 Feature side: one row per (world, feature) with its ground truth (the gallery's index), one column
 file per source (a run's method: explanations and headline scores, the gallery's filter and sort
 keys), and the detail records of the feature pages in shards of `SHARD` consecutive feature ids.
@@ -19,7 +20,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import KEYS
+from benchmark.leaderboard import COST_MEDIANS, KEYS
 from benchmark.report.inputs import Run
 from benchmark.stats import ALPHA
 
@@ -38,8 +39,14 @@ PREFERRED_METRIC = "detection_auroc"
 
 
 def metric_columns(main: pd.DataFrame) -> list[str]:
-    """The headline metric columns of a main table (not its keys, counts or CI bounds)."""
-    return [c for c in main.columns if c not in (*KEYS, "n_features") and not c.endswith(("_ci_low", "_ci_high"))]
+    """The headline metric columns of a main table (not its keys, counts, CI bounds or costs)."""
+    return [c for c in main.columns if c not in (*KEYS, "n_features", *COST_MEDIANS)
+            and not c.endswith(("_ci_low", "_ci_high"))]
+
+
+def cost_columns(main: pd.DataFrame) -> list[str]:
+    """The median-cost columns a main table holds, in `COST_MEDIANS`' order."""
+    return [c for c in COST_MEDIANS if c in main.columns]
 
 
 def default_metric(metrics: list[str]) -> str:
@@ -147,6 +154,19 @@ def by_method(main: pd.DataFrame, world: str, metric: str, lms: list[str]) -> tu
         series[lm] = [tuple(rows.loc[m, [metric, f"{metric}_ci_low", f"{metric}_ci_high"]]) if m in rows.index
                       else None for m in methods]
     return methods, series
+
+
+def quality_cost(main: pd.DataFrame, world: str, lm: str) -> tuple[str, list[tuple[str, float, float]]]:
+    """The quality-vs-cost plot of one (world, LM): the quality metric, `default_metric` of the
+    table's metrics (detection AUROC when present, else the first), and per method, sorted, with a
+    finite median `cost_seconds` and a finite mean of that metric: (method, seconds, mean). No points
+    when the table has no costs."""
+    metric = default_metric(metric_columns(main))
+    if not metric or "cost_seconds_median" not in main.columns:
+        return metric, []
+    part = main[(main.world == world) & (main.lm == lm)].sort_values("method", kind="stable")
+    points = [(m, float(c), float(q)) for m, c, q in zip(part.method, part.cost_seconds_median, part[metric])]
+    return metric, [p for p in points if math.isfinite(p[1]) and math.isfinite(p[2])]
 
 
 def by_level(per_category: pd.DataFrame, world: str, lm: str, metric: str) -> tuple[list[str], dict[str, list]]:

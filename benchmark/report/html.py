@@ -8,9 +8,10 @@ from html import escape
 
 import pandas as pd
 
-from benchmark.report.data import SHARD, by_level, by_lm, by_method, category_pivot, default_metric, pairwise_matrix
+from benchmark.report.data import (SHARD, by_level, by_lm, by_method, category_pivot, cost_columns, default_metric,
+                                   metric_columns, pairwise_matrix, quality_cost)
 from benchmark.report.inputs import Leaderboard
-from benchmark.report.svg import dot_plot, line_plot
+from benchmark.report.svg import dot_plot, line_plot, scatter_plot
 from benchmark.stats import ALPHA
 
 NAV = (("index.html", "Leaderboard"), ("gallery.html", "Features"))
@@ -27,13 +28,19 @@ def page(title: str, body: str, scripts: list[str], active: str, attrs: str = ""
 
 def index_page(cells: pd.DataFrame, board: Leaderboard, runs: list[dict], lm_orders: dict[str, list[str]],
                level_of: dict[str, str], source_note: str) -> str:
-    """The leaderboard tables with CIs and marks, then per metric: plots, per-category means (their
-    columns in `data.group_order`, with `level_of`) and the pairwise test matrices."""
+    """The leaderboard tables with CIs, marks and median costs, each beside its quality-vs-cost plot
+    (where the table has costs), then per metric: plots, per-category means (their columns in
+    `data.group_order`, with `level_of`) and the pairwise test matrices."""
     metrics = list(dict.fromkeys(cells.metric))
+    costs = cost_columns(board.main)
     body = [f"<h1>Leaderboard</h1><p class=note>{escape(source_note)}</p>", runs_table(runs) if runs else "",
-            "<h2>Headline means</h2>", LEGEND]
+            "<h2>Headline means</h2>", LEGEND, cost_note(board.main) if costs else ""]
     for world in dict.fromkeys(cells.world):
-        body += [main_table(cells[(cells.world == world) & (cells.lm == lm)]) for lm in lm_orders[world]]
+        for lm in lm_orders[world]:
+            cost_rows = board.main[(board.main.world == world) & (board.main.lm == lm)].set_index("method")[costs]
+            table = main_table(cells[(cells.world == world) & (cells.lm == lm)], cost_rows)
+            plot = cost_plot(board.main, world, lm)
+            body.append(f"<div class=beside>{table}{plot}</div>" if plot else table)
     shown = default_metric(metrics)
     options = "".join(f'<option value="{escape(m)}"{" selected" if m == shown else ""}>{escape(_name(m))}</option>'
                       for m in metrics)
@@ -52,14 +59,37 @@ LEGEND = (f"<p class=note>Mean over alive features, 95% bootstrap CI below. <b>B
           f"p ≥ {ALPHA}); unmarked: significantly below it. Click a column to sort.</p>")
 
 
-def main_table(cells: pd.DataFrame) -> str:
+def cost_note(main: pd.DataFrame) -> str:
+    metric = _name(default_metric(metric_columns(main)))
+    return (f"<p class=note>Cost columns: the median per feature of the explaining step's wall seconds, the prompt "
+            f"tokens sent to the explainer (image tokens included), the answer tokens and the images shown; – where "
+            f"unknown. Beside each table: {escape(metric)} against median seconds per feature.</p>")
+
+
+def cost_plot(main: pd.DataFrame, world: str, lm: str) -> str:
+    """One (world, LM)'s methods as points of quality (`data.quality_cost`'s metric) against median
+    seconds per feature; empty where no method has both."""
+    metric, points = quality_cost(main, world, lm)
+    if not points:
+        return ""
+    return scatter_plot(points, f"{world} · {lm}: quality vs cost", "median seconds per feature", _name(metric))
+
+
+def main_table(cells: pd.DataFrame, costs: pd.DataFrame | None = None) -> str:
+    """One (world, LM)'s table: per method n, each metric's marked cell, then its median costs
+    (`costs`: indexed by method, one column per `data.cost_columns`)."""
     world, lm = cells.world.iloc[0], cells.lm.iloc[0]
     metrics = list(dict.fromkeys(cells.metric))
+    costs = pd.DataFrame() if costs is None else costs
     head = "".join(f'<th class=num data-sort=num>{escape(_name(m))}</th>' for m in metrics)
+    head += "".join(f'<th class="num cost" data-sort=num title="median per feature">'
+                    f'{escape(_name(c.removeprefix("cost_").removesuffix("_median")))}</th>' for c in costs.columns)
     rows = []
     for method, group in cells.groupby("method", sort=False):
         by = group.set_index("metric")
         tds = "".join(_cell(by.loc[m]) for m in metrics)
+        tds += "".join(_cost_cell(float(costs.at[method, c]) if method in costs.index else math.nan)
+                       for c in costs.columns)  # a column of whole numbers reads back from CSV as integers
         rows.append(f'<tr><th scope=row>{escape(method)}</th><td class=num>{int(by.n_features.iloc[0])}</td>{tds}</tr>')
     return (f'<table class="board sortable" data-world="{escape(world)}" data-lm="{escape(lm)}">'
             f'<caption>{escape(world)} · {escape(lm)} LM</caption><thead><tr><th data-sort=text>method</th>'
@@ -74,6 +104,13 @@ def _cell(c: pd.Series) -> str:
     ci = f"<small>[{c['low']:.3f}, {c['high']:.3f}]</small>" if _finite(c["low"]) else ""
     tip = f' title="best vs this: p = {c["p"]:.3g}"' if _finite(c["p"]) else ""
     return f'<td class="num {c["mark"]}" data-value="{c["mean"]:.6g}"{tip}>{mean}{mark}{ci}</td>'
+
+
+def _cost_cell(value: float) -> str:
+    if not _finite(value):
+        return '<td class="num cost" data-value="">–</td>'
+    shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f'<td class="num cost" data-value="{value:.6g}">{shown}</td>'
 
 
 def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str], level_of: dict[str, str]) -> str:

@@ -1,6 +1,7 @@
 """The report's plots as inline SVG strings, drawn by hand (no plotting library is a dependency):
-a dot plot with confidence whiskers (a metric by method, one colour per series) and a line plot
-(a metric by LM size, one line per method). Text is escaped; sizes are in CSS pixels."""
+a dot plot with confidence whiskers (a metric by method, one colour per series), a line plot
+(a metric by LM size, one line per method) and a scatter plot of labelled points (quality against
+cost, one point per method). Text is escaped; sizes are in CSS pixels."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,13 @@ LEGEND_W = 115
 MARGIN = 14
 TOP = 30
 BOTTOM = 34
+SCATTER_W = 340
+SCATTER_H = 250
+LABEL_CHAR = 5.5
+LABEL_LINE = 11
+"""A point label's width per character and its line height (10 px text)."""
+LOG_SPAN = 10.0
+"""A scatter's x axis is logarithmic when its values are positive and span more than this factor."""
 
 
 def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -87,6 +95,70 @@ def line_plot(x_labels: list[str], series: dict[str, list[float]], title: str, y
     return _svg(height, parts, title)
 
 
+def scatter_plot(points: list[tuple[str, float, float]], title: str, x_label: str, y_label: str) -> str:
+    """One labelled dot per (label, x, y) of finite values. The x axis is logarithmic (ticks at powers
+    of ten) when every x is positive and the largest is more than `LOG_SPAN` times the smallest, else
+    linear from 0; its label ends in "(log scale)" or "(linear scale)"."""
+    xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+    log = bool(xs) and min(xs) > 0 and max(xs) > LOG_SPAN * min(xs)
+    if log:
+        low, high = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
+        step = math.ceil((high - low) / 6)
+        x_axis = [10.0 ** e for e in range(low, high + step, step)]
+        to_x = math.log10
+    else:
+        x_axis = _span_ticks(min([0.0, *xs]), max(xs, default=1.0))
+        to_x = float
+    y_axis = _span_ticks(min(ys, default=0.0), max(ys, default=1.0))
+    left, right, bottom = 52, SCATTER_W - MARGIN, SCATTER_H - BOTTOM
+    x = _scale(to_x(x_axis[0]), to_x(x_axis[-1]), left, right)
+    y = _scale(y_axis[0], y_axis[-1], bottom, TOP)
+    parts = [_title(title)]
+    for t in x_axis:
+        parts.append(f'<line class="grid" x1="{x(to_x(t)):.1f}" x2="{x(to_x(t)):.1f}" y1="{TOP}" y2="{bottom}"/>'
+                     f'<text x="{x(to_x(t)):.1f}" y="{bottom + 14}" text-anchor="middle">{_fmt(t)}</text>')
+    for t in y_axis:
+        parts.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+                     f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+    scale = "log scale" if log else "linear scale"
+    parts.append(f'<text x="{(left + right) / 2:.1f}" y="{bottom + 28}" text-anchor="middle">'
+                 f'{escape(x_label)} ({scale})</text>')
+    parts.append(f'<text x="14" y="{(TOP + bottom) / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {(TOP + bottom) / 2:.1f})">{escape(y_label)}</text>')
+    placed: list[tuple[float, float, float]] = []
+    for j, (label, vx, vy) in enumerate(points):
+        px, py = x(to_x(vx)), y(vy)
+        anchor, dx = ("end", -6) if px > right - 70 else ("start", 6)
+        ly = _free_line(placed, px + dx if dx > 0 else px + dx - LABEL_CHAR * len(label), len(label), py + 3)
+        parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{PALETTE[j % len(PALETTE)]}">'
+                     f'<title>{escape(label)}: {_fmt(vy)} at {_fmt(vx)}</title></circle>'
+                     f'<text class="label" x="{px + dx:.1f}" y="{ly:.1f}" text-anchor="{anchor}">'
+                     f'{escape(label)}</text>')
+    return _svg(SCATTER_H, parts, title, SCATTER_W, "plot scatter")
+
+
+def _free_line(placed: list[tuple[float, float, float]], left: float, chars: int, y: float) -> float:
+    """The baseline nearest `y` (a line up or down at a time) where a label of `chars` characters
+    starting at `left` overlaps none of `placed` (left, right, baseline); it is added to `placed`."""
+    right = left + LABEL_CHAR * chars
+    for shift in (0, 1, -1, 2, -2, 3, -3):
+        line = y + shift * LABEL_LINE
+        if not any(abs(line - base) < LABEL_LINE and left < end and start < right for start, end, base in placed):
+            break
+    else:
+        line = y
+    placed.append((left, right, line))
+    return line
+
+
+def _span_ticks(lo: float, hi: float) -> list[float]:
+    """`ticks` over [lo, hi], widened around a single value so that the axis has a length."""
+    if hi <= lo:
+        pad = abs(lo) * 0.1 or 0.1
+        lo, hi = lo - pad, hi + pad
+    return ticks(lo, hi)
+
+
 def _x_axis(axis: list[float], x, top: float, bottom: float, label: str) -> list[str]:
     out = []
     for t in axis:
@@ -116,9 +188,9 @@ def _title(title: str) -> str:
     return f'<text class="title" x="{MARGIN}" y="18">{escape(title)}</text>'
 
 
-def _svg(height: float, parts: list[str], title: str) -> str:
-    return (f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
-            f'viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{escape(title)}">' + "".join(parts) + "</svg>")
+def _svg(height: float, parts: list[str], title: str, width: int = WIDTH, css: str = "plot") -> str:
+    return (f'<svg class="{css}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
+            f'viewBox="0 0 {width} {height:.0f}" role="img" aria-label="{escape(title)}">' + "".join(parts) + "</svg>")
 
 
 def _finite(v) -> bool:

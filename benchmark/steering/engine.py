@@ -31,6 +31,7 @@ Not done, on purpose:
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,9 @@ class SteeringEngine:
         vlm.layer(hidden_state)  # refuses a state the language model never sees
         self.vlm, self.hidden_state, self.batch_size = vlm, hidden_state, batch_size
         self.intervention, self.generate_kwargs = intervention, generate_kwargs
+        self.counts: Counter[str] = Counter()
+        """Tokens so far, for what an explanation cost: `prompt_tokens` (each row's prompt, image
+        tokens included) and `answer_tokens` (each row's new tokens up to its end)."""
 
     def answer(self, images_N: Sequence[ImageLike], prompt: str, vectors_BD: torch.Tensor,
                positions_NT: torch.Tensor | None = None, max_new_tokens: int = 64, answer_prefix: str = "",
@@ -122,7 +126,12 @@ class SteeringEngine:
         features = self.vlm.image_features(hidden_nTD, self.hidden_state)
         out = self.vlm.model.generate(**text, mm_encoder_outputs={"image": self.vlm.encoder_output(features)},
                                       max_new_tokens=max_new_tokens, do_sample=False, **self.generate_kwargs)
-        return list(out[:, text["input_ids"].shape[1]:])
+        new_bS = out[:, text["input_ids"].shape[1]:]
+        pad = self.vlm.model.generation_config.pad_token_id
+        mask = text.get("attention_mask")
+        self.counts["prompt_tokens"] += int(mask.sum()) if mask is not None else text["input_ids"].numel()
+        self.counts["answer_tokens"] += int((new_bS != pad).sum()) if pad is not None else new_bS.numel()
+        return list(new_bS)
 
 
 def _per_image(features_b: torch.Tensor | None, n_images: int) -> torch.Tensor | None:

@@ -1,0 +1,128 @@
+"""Any VLM as the explainer: an OpenAI-compatible server on loopback serves the tiny world's VLM
+(the chat-completions request and response shapes, images as data URLs), and `topk` through it
+gives the in-process explanations; a run that dies mid-batch resumes without asking twice; a server
+that fails every third request still gives every explanation; steering methods are refused; every
+explanation row records what it cost."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main
+from benchmark.context import MethodConfig
+from benchmark.explainers import ExplainerSpec
+from benchmark.explainers.serve import make_server, subject_answerer
+from benchmark.pipeline import RunConfig, run
+from benchmark.sources import open_source
+
+FEATURES = "0:10"
+
+
+class Served:
+    """The world's subject behind a loopback endpoint, counting requests; `fail` decides, per
+    request number, whether it fails (the server answers 500)."""
+
+    def __init__(self):
+        self.answer = subject_answerer(open_source(("world", "tiny", "small")))
+        self.requests, self.fail = 0, lambda n: False
+        self.server = make_server(self._answer, "tiny-small")
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def _answer(self, *args):
+        self.requests += 1
+        if self.fail(self.requests):
+            raise RuntimeError(f"request {self.requests} fails on purpose")
+        return self.answer(*args)
+
+
+@pytest.fixture(scope="module")
+def served(world):
+    s = Served()
+    yield s
+    s.server.shutdown()
+
+
+def endpoint(served: Served, **options) -> ExplainerSpec:
+    return ExplainerSpec.from_table({"kind": "openai", "base_url": served.url, "model": "tiny-small", **options}, "test")
+
+
+def explanations(run_dir) -> dict[tuple[str, int], dict]:
+    rows = [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
+    return {(r["method"], r["feature"]): r for r in rows}
+
+
+def config(tmp_path, name: str, explainer: ExplainerSpec | None, methods=("topk", "describe-top1")) -> RunConfig:
+    return RunConfig(methods=methods, features=FEATURES, lm="small", world="tiny", out=str(tmp_path / name),
+                     metrics="none", method=MethodConfig(batch_size=4, explainer=explainer))
+
+
+@pytest.fixture(scope="module")
+def in_process(world, tmp_path_factory):
+    return explanations(run(config(tmp_path_factory.mktemp("in-process"), "out", None)))
+
+
+def test_an_endpoint_serving_the_subject_gives_the_in_process_explanations(served, in_process, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATUREBENCH_TEST_KEY", "secret")
+    rows = explanations(run(config(tmp_path, "endpoint", endpoint(served, api_key_env="FEATUREBENCH_TEST_KEY"))))
+    assert {k: r["explanation"] for k, r in rows.items()} == {k: r["explanation"] for k, r in in_process.items()}
+    assert len({r["explanation"] for r in rows.values()}) > 1
+    for (method, _), row in rows.items():  # one request per feature
+        assert row["cost_images"] == (5 if method == "topk" else 1) and row["cost_seconds"] > 0
+    for method in ("topk", "describe-top1"):  # the provider's usage adds up to the tokens the subject counted
+        for column in ("cost_prompt_tokens", "cost_answer_tokens"):
+            served_total = sum(r[column] for (m, _), r in rows.items() if m == method)
+            assert served_total == pytest.approx(sum(r[column] for (m, _), r in in_process.items() if m == method))
+            assert served_total > 0
+
+
+def test_a_run_that_dies_mid_batch_resumes_asking_only_what_is_missing(served, in_process, tmp_path):
+    spec = endpoint(served, retries=0, concurrency=1, model="tiny-small-resume")  # its own cache
+    served.requests, served.fail = 0, lambda n: n > 3  # the server goes down after 3 answers
+    with pytest.raises(Exception):
+        run(config(tmp_path, "dies", spec, methods=("topk",)))
+    served.requests, served.fail = 0, lambda n: False
+    rows = explanations(run(config(tmp_path, "dies", spec, methods=("topk",))))
+    assert served.requests == 10 - 3  # the 3 answers stored before it died are not asked again
+    assert {k: r["explanation"] for k, r in rows.items()} == {k: r["explanation"] for k, r in in_process.items()
+                                                             if k[0] == "topk"}
+
+
+def test_a_server_failing_every_third_request_loses_nothing(served, in_process, tmp_path):
+    spec = endpoint(served, model="tiny-small-flaky", concurrency=2)
+    served.requests, served.fail = 0, lambda n: n % 3 == 0
+    try:
+        rows = explanations(run(config(tmp_path, "flaky", spec)))
+    finally:
+        served.fail = lambda n: False
+    assert served.requests > 20  # 20 answers, and the failed requests retried
+    assert {k: r["explanation"] for k, r in rows.items()} == {k: r["explanation"] for k, r in in_process.items()}
+
+
+def test_steering_methods_are_refused_with_another_explainer(served, tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'method = "steering,topk,hybrid"\nworld = "tiny"\nlm = "small"\nmetrics = "none"\n'
+                    f'[explainer]\nkind = "openai"\nbase_url = "{served.url}"\nmodel = "tiny-small"\n')
+    assert main(["--config", str(toml), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == ("error: steering, hybrid: steer the subject VLM's tower, which the "
+                                               "[explainer] (openai) cannot; run them without [explainer]")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_api_key_is_refused_before_anything_runs(served, tmp_path, monkeypatch):
+    monkeypatch.delenv("FEATUREBENCH_NO_SUCH_KEY", raising=False)
+    with pytest.raises(Exception, match="api_key_env 'FEATUREBENCH_NO_SUCH_KEY': that environment variable is not set"):
+        run(config(tmp_path, "nokey", endpoint(served, api_key_env="FEATUREBENCH_NO_SUCH_KEY")))
+    assert not (tmp_path / "nokey").exists()
+
+
+def test_subject_rows_record_tokens_images_and_seconds(in_process):
+    for row in in_process.values():
+        assert row["cost_images"] == (5 if row["method"] == "topk" else 1)
+        assert row["cost_prompt_tokens"] > 0 and row["cost_answer_tokens"] > 0 and row["cost_seconds"] > 0
+    topk = np.mean([r["cost_prompt_tokens"] for r in in_process.values() if r["method"] == "topk"])
+    one = np.mean([r["cost_prompt_tokens"] for r in in_process.values() if r["method"] == "describe-top1"])
+    assert topk > 3 * one  # five images' tokens against one
