@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from benchmark.cli import config_arguments, config_models, parser
-from benchmark.models.sae import SAE
 from benchmark.sources.source import Source
 from tests.test_adapters import SIZE, save_tiny_checkpoint
-from tests.test_layer_conventions import write_dictionary_learning
+from tests.test_layer_conventions import tiny_sae, write_dictionary_learning
 from tests.tiny_components import save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -29,14 +27,6 @@ EXPECTED = {  # config -> (hidden state steered, its derivation, run options, co
     "pach-llava-1.5-7b.toml": (23, "[sae] layer 23", {"steering_coeff": 100.0, "intervention": "clamp",
                                                       "empty": "white", "features": "0:1000"}, ["vocabulary"]),
 }
-
-
-def tiny_sae() -> SAE:
-    torch.manual_seed(0)
-    sae = SAE(32, 16, k=4)
-    with torch.no_grad():
-        sae.W_enc.normal_(), sae.W_dec.copy_(sae.W_enc.T)
-    return sae
 
 
 @pytest.fixture(scope="module")
