@@ -278,7 +278,8 @@ def test_leaderboard_only_report_is_whole_and_replaces_an_earlier_one(tmp_path, 
     main = pd.read_csv(LEADERBOARDS / "main.csv")
     assert page.count("<table class=\"board") == len(main.groupby(["world", "lm"]))
     assert page.count("<svg") >= 7 and "≈" in page and "✓" in page
-    assert "scatter" not in page and "num cost" not in page  # the committed rows carry no costs
+    assert page.count('class="plot scatter"') == len(main.groupby(["world", "lm"]))  # quality against cost, per LM
+    assert "num cost" in page
     (out / "stale.txt").write_text("from an earlier report")
     monkeypatch.setattr(html, "feature_page", lambda: 1 / 0)  # fails after the index is written
     with pytest.raises(ZeroDivisionError):
