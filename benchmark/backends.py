@@ -18,16 +18,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from benchmark.activations import PoolActivations
 from benchmark.cache import cache_root
 from benchmark.context import COSTS, Context, MethodConfig
 from benchmark.registry import METHODS, UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
+from benchmark.stores import Codes
 
 ACTIVATION_SHARD = 1024
-"""Images per shard of the activation pass: a multiple of `compute_activations`' batch, so shards
-split the pool at the same places a local pass does."""
+"""Images per shard of the activation pass, at most; fewer when `SHARD_TOKENS` is reached first."""
+SHARD_TOKENS = 2 ** 18
+"""Patch tokens per shard of the activation pass at most: a shard's codes travel back to the driver."""
 
 
 class Backend(Protocol):
@@ -37,8 +38,9 @@ class Backend(Protocol):
     def explain(self, ctx: Context, name: str, fn, features: list[int]) -> Iterator[Batch]:
         """(features, explanations) pieces covering `features`, in any order."""
 
-    def activation_pass(self, source: Source, split: str) -> Callable[[], PoolActivations] | None:
-        """How to compute a pool's activations when they are not cached (None: in this process)."""
+    def activation_pass(self, source: Source, split: str) -> Callable[[], Iterator[tuple[int, Codes]]] | None:
+        """How to compute a pool's codes, batch by batch in pool order, when its store is not cached
+        (None: in this process)."""
 
     def describe(self) -> dict:
         """What run.json records: the backend and the shard plan it ran."""
@@ -99,8 +101,8 @@ class ShardWorker:
             self.contexts[config] = Context(self.source, config)
         return list(in_batches(self.contexts[config], METHODS.get(method), features))
 
-    def activations(self, split: str, start: int, stop: int) -> PoolActivations:
-        return self.source.activations_of(split, slice(start, stop))
+    def activations(self, split: str, start: int, stop: int) -> list[tuple[int, Codes]]:
+        return list(self.source.codes_of(split, start, stop))
 
 
 class RayBackend:
@@ -150,15 +152,17 @@ class RayBackend:
         for pieces in self._unwrap(results):
             yield from pieces
 
-    def activation_pass(self, source: Source, split: str) -> Callable[[], PoolActivations]:
-        def compute() -> PoolActivations:
-            n = len(source.pool(split).images_NHWC)
-            slices = [(s, min(s + self.image_shard, n)) for s in range(0, n, self.image_shard)]
-            self.plan.append({"activations": split, "shard_size": self.image_shard, "shards": [list(s) for s in slices]})
+    def activation_pass(self, source: Source, split: str) -> Callable[[], Iterator[tuple[int, Codes]]]:
+        def batches() -> Iterator[tuple[int, Codes]]:
+            n = source.pool_size(split)
+            shard = max(1, min(self.image_shard, SHARD_TOKENS // source.patches))
+            slices = [(s, min(s + shard, n)) for s in range(0, n, shard)]
+            self.plan.append({"activations": split, "shard_size": shard, "shards": [list(s) for s in slices]})
             pool = self._pool(source)
-            return PoolActivations.concat(list(self._unwrap(pool.map(lambda a, s: a.activations.remote(split, *s), slices))))
+            for codes in self._unwrap(pool.map(lambda a, s: a.activations.remote(split, *s), slices)):
+                yield from codes  # in pool order: the store sees the batches a local pass would
 
-        return compute
+        return batches
 
     def _unwrap(self, results: Iterator) -> Iterator:
         """A worker's own exception (e.g. a UsageError from a method) re-raised as itself."""

@@ -22,13 +22,15 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from benchmark.activations import heatmap_top_images, masked_top_images
 from benchmark.explainers import Explainer, ExplainerSpec, open_explainer
+from benchmark.image_pools import ImagePool
 from benchmark.registry import METHODS, UsageError
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.inputs import empty_image
 from benchmark.steering.interventions import INTERVENTIONS, Intervention
+from benchmark.stores import TOP_KEPT, TopImages
+from benchmark.top_images import shown_top_images
 
 MethodFn = Callable[["Context", list[int]], list[str]]
 
@@ -118,17 +120,17 @@ class Context:
         `prompt_tokens`, `answer_tokens` and `images` shown."""
 
     @cached_property
-    def topk_pool(self):
+    def topk_pool(self) -> ImagePool:
         return self.source.pool("topk")
 
     @cached_property
-    def topk_activations(self):
-        return self.source.activations("topk")
+    def top(self) -> TopImages:
+        """Each latent's best top-k pool images by the pool's ranking statistic, from the streamed pass."""
+        return self.source.activations("topk", keep=max(TOP_KEPT, self.config.top_k))
 
-    @cached_property
-    def top_images(self) -> torch.Tensor:
-        """(F, K) each feature's top-k pool images by mean activation, best first."""
-        return self.topk_activations.top_images(self.config.top_k)
+    def top_ids(self, features: list[int]) -> torch.Tensor:
+        """(B, K) each feature's top-k pool images, best first."""
+        return self.top.ids(features, self.config.top_k)
 
     def steering_vectors(self, features: list[int], which: str = "steering") -> torch.Tensor:
         """(B, D) what `which` (steering or hybrid) writes for each feature: its absolute coefficient
@@ -216,8 +218,7 @@ class Context:
         inactive blacked out; heatmap: whole, under the activation's overlay), and where it is
         active as tower token positions (a token that is no patch, like CLS, never is):
         (B, K, H, W, C), (B, K, T)."""
-        show = masked_top_images if self.config.top_images == "masked" else heatmap_top_images
-        shown, active_BKP = show(self.topk_pool.images_NHWC, self.topk_activations, self.top_images, features,
-                                 self.patch)
+        shown, active_BKP = shown_top_images(self.topk_pool, self.top, features, self.config.top_k, self.patch,
+                                             self.config.top_images)
         patch_T = self.token_patch_T
         return shown, active_BKP[..., patch_T.clamp(min=0)] & (patch_T >= 0)

@@ -1,32 +1,62 @@
 """Image pools for real models, from Hugging Face `datasets`: a dataset written by `save_to_disk`, a
 folder of images (the `imagefolder` builder: labels from sub-folder names), or a hub name.
 
-A pool becomes one uint8 array at the explained model's input size (centre crop to a square, then
-bicubic resize), converted once and cached under the source's fingerprint: the activation pass, the
-masked top-k images and the scorer all read the same pixels, and a second run decodes nothing. The
-array is written and read memory-mapped (50,000 images at 336 px are 17 GB), so only the images in
-use are in memory.
+A pool is read from its own files: an image is decoded and resized (centre crop to a square, then
+bicubic resize to the explained model's input size) when it is asked for, in the activation pass
+and for the few images a method shows or a metric scores. No copy of the pool at the model's size is
+written, so the cache does not grow with the pool's pixels (50,000 images at 896 px would be 120 GB).
+A split of one pool into `topk` and `scoring` parts is a list of row numbers, not a copy.
 """
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from benchmark.cache import cache_root, cached_stage
 from benchmark.registry import UsageError
 
 
 @dataclass
 class ImagePool:
-    images_NHWC: np.ndarray
+    """Images `rows` of a dataset's `column`, decoded at `size` x `size` on demand."""
+
+    dataset: object
+    """The `datasets.Dataset` the images are read from."""
+    column: str
+    rows: np.ndarray
+    """The dataset row of each pool image, in pool order."""
+    size: int
     labels: list[str] | None
     """One label per image when the source has a label column (e.g. a class name), else None."""
 
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def images(self, index_I) -> np.ndarray:
+        """(I, size, size, 3) uint8: pool images `index_I`, decoded and resized now; index -1 is a
+        black image (a slot with no image)."""
+        index_I = np.asarray(index_I, dtype=np.int64).reshape(-1)
+        out = np.zeros((len(index_I), self.size, self.size, 3), np.uint8)
+        real = np.flatnonzero(index_I >= 0)
+        if len(real):
+            values = self.dataset[self.rows[index_I[real]].tolist()][self.column]
+            for i, value in zip(real, values):  # decoded by an Image column, else a file path
+                out[i] = square(value if isinstance(value, Image.Image) else Image.open(value), self.size)
+        return out
+
+    def batches(self, batch: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(first index, images) for consecutive batches of pool images [start, stop)."""
+        stop = len(self) if stop is None else stop
+        for first in range(start, stop, batch):
+            yield first, self.images(np.arange(first, min(first + batch, stop)))
+
+    def part(self, index: np.ndarray) -> "ImagePool":
+        """The pool images `index`, in that order, as a pool of their own (a view: nothing is copied)."""
+        labels = None if self.labels is None else [self.labels[i] for i in index]
+        return ImagePool(self.dataset, self.column, self.rows[index], self.size, labels)
 
 def open_dataset(source: str, split: str = "train", quiet: bool = False):
     """The `datasets.Dataset` behind `source`: a `save_to_disk` directory, an image folder, or a hub
@@ -72,51 +102,18 @@ def square(image: Image.Image, size: int) -> np.ndarray:
 
 def load_image_pool(source: str, size: int, split: str = "train", image_column: str = "image",
                     label_column: str | None = None, limit: int | None = None) -> ImagePool:
+    """The pool `source` (its first `limit` images) read at `size` px; labels are read now, pixels
+    when asked for."""
     dataset = open_dataset(source, split)
     for role, column in (("image", image_column), ("label", label_column)):
         if column is not None and column not in dataset.column_names:
             raise UsageError(f"pool {source}: no {role} column {column!r}; columns: {', '.join(dataset.column_names)}")
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    if len(dataset) == 0:
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
         raise UsageError(f"pool {source}: split {split!r} has no images")
-    key = {"fingerprint": dataset._fingerprint, "image_column": image_column, "label_column": label_column,
-           "size": size, "rows": len(dataset)}
-
-    def build(dpath: Path) -> dict:
-        images = np.lib.format.open_memmap(dpath / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(dataset), size, size, 3))
-        rows = dataset.select_columns([image_column])
-        for i, row in enumerate(tqdm(rows, desc=f"pool {Path(source).name}", unit="image", leave=False)):
-            value = row[image_column]  # decoded by an Image column, else a file path
-            images[i] = square(value if isinstance(value, Image.Image) else Image.open(value), size)
-        images.flush()
-        if label_column is not None:
-            feature = dataset.features[label_column]
-            values = dataset[label_column]
-            names = [feature.int2str(v) if hasattr(feature, "int2str") else str(v) for v in values]
-            (dpath / "labels.json").write_text(json.dumps(names))
-        return {"source": source, "split": split}
-
-    dpath, _ = cached_stage(cache_root() / "pools", "pool", key, build)
-    labels = json.loads((dpath / "labels.json").read_text()) if (dpath / "labels.json").exists() else None
-    return ImagePool(np.load(dpath / "images.npy", mmap_mode="r"), labels)
-
-
-def write_parts(pool: ImagePool, parts: dict[str, np.ndarray], dpath: Path, chunk: int = 1024) -> None:
-    """Each part (name -> image indices) as its own memory-mapped `<name>.npy` (and labels), copied
-    a chunk at a time so the pool never needs to fit in memory."""
-    for name, index in parts.items():
-        out = np.lib.format.open_memmap(dpath / f"{name}.npy", mode="w+", dtype=np.uint8,
-                                        shape=(len(index), *pool.images_NHWC.shape[1:]))
-        for start in range(0, len(index), chunk):
-            out[start:start + chunk] = pool.images_NHWC[index[start:start + chunk]]
-        out.flush()
-        if pool.labels is not None:
-            (dpath / f"{name}.labels.json").write_text(json.dumps([pool.labels[i] for i in index]))
-
-
-def read_part(dpath: Path, name: str) -> ImagePool:
-    labels = dpath / f"{name}.labels.json"
-    return ImagePool(np.load(dpath / f"{name}.npy", mmap_mode="r"),
-                     json.loads(labels.read_text()) if labels.exists() else None)
+    labels = None
+    if label_column is not None:
+        feature = dataset.features[label_column]
+        values = dataset.select_columns([label_column])[:n][label_column]
+        labels = [feature.int2str(v) if hasattr(feature, "int2str") else str(v) for v in values]
+    return ImagePool(dataset.select_columns([image_column]), image_column, np.arange(n), size, labels)

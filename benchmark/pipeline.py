@@ -33,6 +33,7 @@ from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS
 from benchmark.sources.source import Source
 from benchmark.sources.spec import COMPONENTS, ModelsConfig
+from benchmark.stores import TOP_KEPT
 from benchmark.tuning import parse_sweep, tune
 
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
@@ -158,9 +159,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     features = parse_features(config.features, ctx.sae.d_sae)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
     sctx = ScoringContext(source, config.scoring)
-    for split in ("topk", "scoring"):  # here, before any worker needs them (the scoring pass gives the scales)
-        source.activations(split, backend.activation_pass(source, split))
-    source.scales()
+    # here, before any worker needs them (the scoring pass gives the scales)
+    source.activations("topk", backend.activation_pass(source, "topk"), keep=max(TOP_KEPT, config.method.top_k))
+    source.activations("scoring", backend.activation_pass(source, "scoring"))
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)

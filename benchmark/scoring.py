@@ -17,7 +17,6 @@ identically by two methods is scored once and a killed run resumes where it stop
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -26,13 +25,17 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmark.activations import PoolActivations, masked_top_images
 from benchmark.cache import config_hash
+from benchmark.embeddings import pool_embeddings
+from benchmark.grids import resample
 from benchmark.identity import code_identity
+from benchmark.image_pools import ImagePool
 from benchmark.metric import METRICS, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
 from benchmark.results import RowStore
 from benchmark.sources.capabilities import GroundTruth
 from benchmark.sources.source import Source
+from benchmark.stores import TOP_KEPT, ScoringActivations, TopImages
+from benchmark.top_images import shown_top_images
 
 @dataclass(frozen=True)
 class ScoringConfig:
@@ -57,9 +60,13 @@ class ScoringConfig:
 
 class ScoringContext:
     """Everything metrics read over one source, each loaded or computed once: the scorer CLIP and its
-    embeddings of the scoring pool (whole images and patch tokens), the SAE's activations on that
-    pool, the masked top-k images, and the source's capabilities (ground truth, generator,
-    segmenter) for the metrics that declared they need them."""
+    embeddings of the scoring pool (whole images and patch tokens, cached on disk), the SAE's
+    activations on that pool (read per feature batch from the sparse store), the masked top-k images,
+    and the source's capabilities (ground truth, generator, segmenter) for the metrics that declared
+    they need them. Nothing here holds a dense pool x patches x features tensor.
+
+    Shape letters: N scoring-pool images, B features of a batch, P tower patches, R records, D
+    embedding width, K top images, M control images, F latents."""
 
     def __init__(self, source: Source, config: ScoringConfig = ScoringConfig()):
         self.source, self.config = source, config
@@ -71,32 +78,39 @@ class ScoringContext:
         return self.source.scorer()
 
     @cached_property
-    def pool(self):
+    def pool(self) -> ImagePool:
         return self.source.pool("scoring")
 
     @cached_property
-    def activations(self) -> PoolActivations:
+    def activations(self) -> ScoringActivations:
         return self.source.activations("scoring")
 
-    @cached_property
-    def image_mean_NF(self) -> torch.Tensor:
-        """Each feature's activation averaged over an image's patches (the ranking statistic)."""
-        return self.activations.mean_over_patches()
+    def image_means(self, features: list[int]) -> torch.Tensor:
+        """(N, B) each feature's activation averaged over each image's patches (the ranking statistic)."""
+        return self.activations.image_means(features)
 
     @cached_property
     def alive_F(self) -> np.ndarray:
-        return (self.image_mean_NF > 0).any(0).numpy()
+        return self.activations.alive_F
 
-    def acts_NPB(self, features: list[int]) -> torch.Tensor:
-        return self.activations.dense(torch.tensor(features))
+    def patch_acts(self, f: int, images_R: np.ndarray) -> torch.Tensor:
+        """(R, P) feature f's activation on each tower patch of scoring images `images_R`."""
+        return self.activations.patch_acts(f, images_R)
+
+    def _embeddings(self, kind: str) -> np.ndarray:
+        key = {"scorer": self.source.identity["scorer"], "pools": self.source.identity["pools"], "split": "scoring"}
+        return pool_embeddings(self.source.root / "embeddings", key, lambda: self.scorer, self.pool, kind)
 
     @cached_property
     def image_emb_ND(self) -> torch.Tensor:
-        return self.scorer.encode_images(self.pool.images_NHWC)
+        return torch.from_numpy(np.asarray(self._embeddings("images")))
 
-    @cached_property
-    def patch_emb_NPD(self) -> torch.Tensor:
-        return self.scorer.encode_patches(self.pool.images_NHWC)
+    def patch_similarity(self, text_D: torch.Tensor, images_R: np.ndarray) -> torch.Tensor:
+        """(R, P) cosine of a text and each scorer patch token of images `images_R`, resampled from the
+        scorer's patch grid onto the tower's (`benchmark.grids`: area-weighted)."""
+        patches_RXD = torch.from_numpy(np.asarray(self._embeddings("patches")[np.asarray(images_R)]))
+        similarity_RX = patches_RXD @ text_D
+        return resample(similarity_RX, int(round(self.source.patches ** 0.5)))
 
     def text_emb(self, texts: list[str]) -> torch.Tensor:
         todo = sorted({t for t in texts if t not in self._texts})
@@ -105,22 +119,17 @@ class ScoringContext:
         return torch.stack([self._texts[t] for t in texts])
 
     @cached_property
-    def topk_pool(self):
+    def topk_pool(self) -> ImagePool:
         return self.source.pool("topk")
 
     @cached_property
-    def topk_activations(self) -> PoolActivations:
-        return self.source.activations("topk")
-
-    @cached_property
-    def top_FK(self) -> torch.Tensor:
-        return self.topk_activations.top_images(self.config.top_k)
+    def top(self) -> TopImages:
+        return self.source.activations("topk", keep=max(TOP_KEPT, self.config.top_k))
 
     def masked_top_emb(self, features: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scorer embeddings of each feature's masked top-k images (B, k, D), and which images show
-        anything (B, k) bool: a top image where the feature never fires is all black."""
-        images, active_BKP = masked_top_images(self.topk_pool.images_NHWC, self.topk_activations, self.top_FK,
-                                               features, self.source.patch)
+        """Scorer embeddings of each feature's masked top-k images (B, K, D), and which images show
+        anything (B, K) bool: a top image where the feature never fires is all black."""
+        images, active_BKP = shown_top_images(self.topk_pool, self.top, features, self.config.top_k, self.source.patch)
         b, k = images.shape[:2]
         emb = self.scorer.encode_images(images.reshape(b * k, *images.shape[2:]))
         return emb.reshape(b, k, -1), active_BKP.any(-1)
@@ -149,10 +158,10 @@ class ScoringContext:
 
     @cached_property
     def control_activations(self) -> torch.Tensor:
+        """(M, F) every latent's mean activation on `control_images` random scoring-pool images."""
         rng = np.random.default_rng(self.config.seed)
-        index = rng.choice(len(self.pool.images_NHWC), size=min(self.config.control_images, len(self.pool.images_NHWC)),
-                           replace=False)
-        return self.image_mean_NF[np.sort(index)]
+        index = rng.choice(len(self.pool), size=min(self.config.control_images, len(self.pool)), replace=False)
+        return self.activations.means_of(np.sort(index))
 
     @cached_property
     def sentence_model(self):

@@ -30,7 +30,7 @@ def no_steer(ctx: Context, features: list[int]) -> list[str]:
 @method("caption-top1")
 def caption_top1(ctx: Context, features: list[int]) -> list[str]:
     """The plain caption of the feature's single top image, unmasked."""
-    images = ctx.topk_pool.images_NHWC[ctx.top_images[features, 0].numpy()]
+    images = ctx.topk_pool.images(ctx.top_ids(features)[:, 0].numpy())
     return ctx.answer(images[:, None])
 
 

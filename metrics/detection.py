@@ -62,7 +62,7 @@ def _held_out_balanced_accuracy(scores: np.ndarray, labels: np.ndarray, fit: np.
         min_images=4)  # both classes in both halves of the balanced-accuracy split
 def score_detection(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     similarity_BN = (ctx.text_emb(texts) @ ctx.image_emb_ND.T).numpy()
-    active_NB = (ctx.image_mean_NF[:, features] > 0).numpy()
+    active_NB = (ctx.image_means(features) > 0).numpy()
     out = np.array([detection(similarity_BN[i], active_NB[:, i], ctx.config.detection_k, ctx.config.seed + f)
                     for i, f in enumerate(features)])
     return {"detection_auroc": out[:, 0], "detection_balanced_accuracy": out[:, 1],

@@ -46,10 +46,10 @@ COLUMNS = ("localization_iou", "localization_precision", "localization_recall")
 
 @metric("localization-iou", columns=COLUMNS, needs=("segmenter",), records=lambda config: config.localization_images)
 def score_localization(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
-    acts_NPB = ctx.acts_NPB(features)
-    k = min(ctx.config.localization_images, acts_NPB.shape[0])
+    mean_NB = ctx.image_means(features)
+    k = min(ctx.config.localization_images, len(mean_NB))
     out = np.full((len(features), len(COLUMNS)), np.nan)
-    for i, text in enumerate(texts):
-        top = acts_NPB[:, :, i].mean(1).topk(k).indices.numpy()
-        out[i] = localization((acts_NPB[top, :, i] > 0).numpy(), ctx.segment(text, top))
+    for i, (f, text) in enumerate(zip(features, texts)):
+        top = np.argsort(-mean_NB[:, i].numpy(), kind="stable")[:k]  # ties: the earlier image
+        out[i] = localization((ctx.patch_acts(f, top) > 0).numpy(), ctx.segment(text, top))
     return dict(zip(COLUMNS, out.T))

@@ -12,6 +12,8 @@ mean activation and scores 0 (an unconstrained fit would flip its sign and rewar
 
 `simulation_patch_r` is the same at patch level: each patch's projected CLIP token against the
 text (`Scorer.encode_patches`) predicts that patch's activation, over every patch of the records.
+The scorer's patch grid is resampled onto the tower's by area (`benchmark.grids`), so the two may
+differ (16 x 16 for ViT-L/14 against 24 x 24 for LLaVA's CLIP-L/336).
 """
 from __future__ import annotations
 
@@ -51,15 +53,15 @@ def simulation_records(mean_N: np.ndarray, n: int, seed: int) -> np.ndarray:
         records=lambda config: 2 * config.simulation_records)
 def score_simulation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
     text_BD = ctx.text_emb(texts)
-    acts_NPB = ctx.acts_NPB(features).numpy()
+    mean_NB = ctx.image_means(features).numpy()
     out = np.full((len(features), 3), np.nan)
     for i, f in enumerate(features):
-        records = simulation_records(acts_NPB[:, :, i].mean(1), ctx.config.simulation_records, ctx.config.seed + f)
+        records = simulation_records(mean_NB[:, i], ctx.config.simulation_records, ctx.config.seed + f)
         fit = np.arange(len(records)) % 4 < 2  # each (top, random) pair stays in one half
+        acts_RP = ctx.patch_acts(f, records).numpy()
         similarity = (ctx.image_emb_ND[records] @ text_BD[i]).numpy()
-        out[i, :2] = calibrated_correlation(similarity, acts_NPB[records, :, i].mean(1), fit)
-        patch_similarity_RP = (ctx.patch_emb_NPD[records] @ text_BD[i]).numpy()
+        out[i, :2] = calibrated_correlation(similarity, acts_RP.mean(1), fit)
+        patch_similarity_RP = ctx.patch_similarity(text_BD[i], records).numpy()
         patch_fit = np.repeat(fit[:, None], patch_similarity_RP.shape[1], 1).reshape(-1)
-        out[i, 2] = calibrated_correlation(patch_similarity_RP.reshape(-1), acts_NPB[records, :, i].reshape(-1),
-                                           patch_fit)[0]
+        out[i, 2] = calibrated_correlation(patch_similarity_RP.reshape(-1), acts_RP.reshape(-1), patch_fit)[0]
     return {"simulation_r": out[:, 0], "simulation_spearman": out[:, 1], "simulation_patch_r": out[:, 2]}

@@ -83,8 +83,8 @@ def test_ray_backend_gives_the_local_results_and_shards_the_activation_pass(worl
     sharded = build_world("tiny").source("small").activations("topk")  # what the Ray pass cached in the fresh cache
     monkeypatch.setenv("FEATUREBENCH_CACHE", str(world_cache))
     whole = build_world("tiny").source("small").activations("topk")
-    assert torch.equal(sharded.indices_NPK, whole.indices_NPK)
-    torch.testing.assert_close(sharded.values_NPK, whole.values_NPK)
+    assert torch.equal(sharded.image_FK, whole.image_FK)
+    torch.testing.assert_close(sharded.score_FK, whole.score_FK)
 
 
 @needs_ray

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.image_pools import ImagePool, load_image_pool, read_part, square, write_parts
+from benchmark.image_pools import load_image_pool, square
 from benchmark.registry import UsageError
 
 
@@ -30,12 +30,15 @@ def test_saved_dataset_with_a_label_column(tmp_path, monkeypatch):
     features = datasets.Features({"img": datasets.Image(), "kind": datasets.ClassLabel(names=["red", "blue", "green"])})
     datasets.Dataset.from_dict({"img": images, "kind": [0, 1, 2]}, features=features).save_to_disk(tmp_path / "ds")
     pool = load_image_pool(str(tmp_path / "ds"), size=4, image_column="img", label_column="kind")
-    assert pool.images_NHWC.shape == (3, 4, 4, 3) and pool.labels == ["red", "blue", "green"]
-    assert (pool.images_NHWC[1] == [0, 0, 255]).all()
-    again = load_image_pool(str(tmp_path / "ds"), size=4, image_column="img", label_column="kind")  # from the cache
-    assert np.array_equal(again.images_NHWC, pool.images_NHWC)
-    assert isinstance(again.images_NHWC, np.memmap) and not again.images_NHWC.flags.writeable  # read, not loaded
+    assert len(pool) == 3 and pool.labels == ["red", "blue", "green"]
+    assert pool.images([0, 1, 2]).shape == (3, 4, 4, 3) and (pool.images([1])[0] == [0, 0, 255]).all()
+    assert (pool.images([-1, 2])[0] == 0).all() and (pool.images([-1, 2])[1] == [0, 255, 0]).all()  # -1: black
+    assert [start for start, _ in pool.batches(2)] == [0, 2]
+    part = pool.part(np.array([2, 0]))  # a view of rows, nothing copied
+    assert part.labels == ["green", "red"] and np.array_equal(part.images([0, 1]), pool.images([2, 0]))
+    assert not (tmp_path / "cache").exists()  # pixels are read from the pool's own files, never copied
     assert load_image_pool(str(tmp_path / "ds"), size=4, image_column="img", limit=2).labels is None
+    assert len(load_image_pool(str(tmp_path / "ds"), size=4, image_column="img", limit=2)) == 2
 
 
 def test_image_folder_labels_from_sub_folders(tmp_path, monkeypatch):
@@ -45,9 +48,9 @@ def test_image_folder_labels_from_sub_folders(tmp_path, monkeypatch):
         for i in range(2):
             planted(colour).save(tmp_path / "folder" / name / f"{i}.png")
     pool = load_image_pool(str(tmp_path / "folder"), size=6, label_column="label")
-    assert pool.images_NHWC.shape == (4, 6, 6, 3)
+    assert pool.images(range(4)).shape == (4, 6, 6, 3)
     assert sorted(pool.labels) == ["cats", "cats", "dogs", "dogs"]
-    for image, label in zip(pool.images_NHWC, pool.labels):
+    for image, label in zip(pool.images(range(4)), pool.labels):
         assert (image == ((10, 20, 30) if label == "cats" else (200, 100, 0))).all()
 
 
@@ -63,15 +66,3 @@ def test_bad_pools_are_one_line_usage_errors(tmp_path, monkeypatch, source, colu
     with pytest.raises(UsageError, match=message) as e:
         load_image_pool(source, size=4, label_column=column)
     assert "\n" not in str(e.value)
-
-
-def test_parts_are_written_a_chunk_at_a_time_and_read_memory_mapped(tmp_path):
-    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
-    pool = ImagePool(images, [f"label {i}" for i in range(10)])
-    write_parts(pool, {"a": np.array([1, 3, 5, 7, 9]), "b": np.array([0, 2])}, tmp_path, chunk=2)
-    a, b = read_part(tmp_path, "a"), read_part(tmp_path, "b")
-    assert isinstance(a.images_NHWC, np.memmap)
-    assert a.images_NHWC[:, 0, 0, 0].tolist() == [1, 3, 5, 7, 9] and b.images_NHWC[:, 1, 1, 2].tolist() == [0, 2]
-    assert a.labels == ["label 1", "label 3", "label 5", "label 7", "label 9"] and b.labels == ["label 0", "label 2"]
-    write_parts(ImagePool(images, None), {"c": np.array([4])}, tmp_path)
-    assert read_part(tmp_path, "c").labels is None

@@ -15,14 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.activations import PoolActivations, masked_top_images
 from benchmark.cli import main
 from benchmark.context import Context, MethodConfig
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
 from benchmark.models.scorer import WEIGHTS, Scorer
 from benchmark.sources.source import Source
-from benchmark.sources.source import top_activation_mean
 from benchmark.sources.spec import models_config
 from tests.test_adapters import PATCH, SIZE, STEERED, save_tiny_checkpoint
 from tests.timing import untimed
@@ -55,7 +53,8 @@ def files(tmp_path_factory):
         r, c = rng.integers(0, SIZE // PATCH, 2)
         image[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = rng.integers(0, 256, 3)
         Image.fromarray(image).save(root / "images" / f"{i:03}.png")
-    config = {"embed_dim": 16, "vision_cfg": {"image_size": SIZE, "patch_size": PATCH, "width": 32, "layers": 1,
+    # the scorer's patch grid (2 x 2) differs from the tower's (4 x 4), as in every real setup
+    config = {"embed_dim": 16, "vision_cfg": {"image_size": SIZE, "patch_size": 2 * PATCH, "width": 32, "layers": 1,
                                               "head_width": 16},
               "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
     (root / f"{SCORER}.json").write_text(json.dumps(config))
@@ -127,34 +126,22 @@ def test_hybrid_positions_are_the_tokens_of_active_patches(files):
     for family, cls_tokens in (("llava", 1), ("gemma3", 0)):
         ctx = Context(Source(models_config(tables(files, family), "test"), family), MethodConfig(batch_size=4))
         masked, positions_BKT = ctx.shown_top_images([0, 1, 2])
-        _, active_BKP = masked_top_images(ctx.topk_pool.images_NHWC, ctx.topk_activations, ctx.top_images, [0, 1, 2],
-                                          ctx.patch)
+        active_BKP = ctx.top.acts_BKP([0, 1, 2], 5) > 0
         assert positions_BKT.shape == (3, 5, cls_tokens + (SIZE // PATCH) ** 2)
         assert not positions_BKT[..., :cls_tokens].any() and torch.equal(positions_BKT[..., cls_tokens:], active_BKP)
         assert len(ctx.answer(masked, ctx.sae.W_dec[:3], positions_BKT)) == 3
 
 
-def test_pool_splits_partition_the_pool_and_stay_on_disk(files):
+def test_pool_splits_partition_the_pool_and_are_read_from_its_files(files):
     models = Source(models_config(tables(files), "test"), "llava")
-    topk, scoring = models.pool("topk").images_NHWC, models.pool("scoring").images_NHWC
-    assert isinstance(topk, np.memmap) and isinstance(scoring, np.memmap)
-    assert len(topk) == len(scoring) == IMAGES // 2
+    topk, scoring = (models.pool(split).images(range(IMAGES // 2)) for split in ("topk", "scoring"))
+    assert len(models.pool("topk")) == len(models.pool("scoring")) == IMAGES // 2
     whole = np.stack([np.asarray(Image.open(files / "images" / f"{i:03}.png")) for i in range(IMAGES)])
     as_rows = lambda a: {row.tobytes() for row in a}  # noqa: E731  (images are distinct: random colours)
     assert as_rows(topk) | as_rows(scoring) == as_rows(whole) and not as_rows(topk) & as_rows(scoring)
     again = Source(models_config(tables(files), "test"), "llava")
-    assert np.array_equal(again.pool("topk").images_NHWC, topk)  # the same split, from the cache
-
-
-def test_scale_is_the_mean_of_the_top_activations():
-    g = torch.Generator().manual_seed(0)
-    d_sae, k = 12, 3
-    indices = torch.stack([torch.randperm(d_sae, generator=g)[:k] for _ in range(40 * 4)]).reshape(40, 4, k)
-    acts = PoolActivations(indices.int(), torch.rand(40, 4, k, generator=g), d_sae)
-    dense = acts.dense().reshape(-1, d_sae)
-    torch.testing.assert_close(top_activation_mean(acts, 16), dense.topk(16, dim=0).values.mean(0))
-    rare = PoolActivations(torch.tensor([[[0]]], dtype=torch.int32), torch.tensor([[[2.0]]]), 3)
-    torch.testing.assert_close(top_activation_mean(rare, 4), torch.tensor([0.5, 0.0, 0.0]))
+    assert np.array_equal(again.pool("topk").images(range(IMAGES // 2)), topk)  # the same split, every time
+    assert not list((files / "cache").glob("pools*")) and not list((files / "cache" / "sources").glob("splits*"))
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.activations import PoolActivations, masked_top_images
+from benchmark.activations import write_store
+from benchmark.image_pools import ImagePool
+from benchmark.stores import Codes, TopImages
+from benchmark.top_images import masked
 from benchmark.leaderboard import COST_COLUMNS, regenerate
 from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
@@ -124,16 +127,25 @@ def test_gallery_index_sources_and_shards():
     json.dumps(shards, allow_nan=False)  # every NaN became None
 
 
-def test_top_images_masks_and_heat_overlay_on_a_known_pool():
+def test_top_images_masks_and_heat_overlay_on_a_known_pool(tmp_path):
+    import datasets
+    from PIL import Image
+
     # 3 images of 4 x 4 px, patches of 2 px (4 per image), 1 active latent per patch out of 3
     images = np.full((3, 4, 4, 3), 200, np.uint8)
-    indices = torch.tensor([[[0], [1], [0], [2]], [[1], [1], [1], [1]], [[0], [2], [2], [2]]], dtype=torch.int32)
-    values = torch.tensor([[[1.0], [2.0], [3.0], [1.0]], [[1.0], [1.0], [1.0], [1.0]], [[8.0], [1.0], [1.0], [1.0]]])
-    acts = PoolActivations(indices, values, 3)
-    top = acts.top_images(2)
-    got_images, masked, acts_BKP, idx_BK = top_image_arrays(images, acts, top, [0, 2], patch=2)
-    expected, _ = masked_top_images(images, acts, top, [0, 2], patch=2)
-    assert np.array_equal(masked, expected) and idx_BK.tolist() == [[2, 0], [2, 0]]
+    images[1] = 50  # another image, to see that the right ones are read
+    dataset = datasets.Dataset.from_dict({"image": [Image.fromarray(im) for im in images]},
+                                         features=datasets.Features({"image": datasets.Image()}))
+    pool = ImagePool(dataset, "image", np.arange(3), 4, None)
+    latents = torch.tensor([[0, 1, 0, 2], [1, 1, 1, 1], [0, 2, 2, 2]])
+    values = torch.tensor([[1.0, 2.0, 3.0, 1.0], [1.0, 1.0, 1.0, 1.0], [8.0, 1.0, 1.0, 1.0]])
+    codes = Codes(torch.arange(3).repeat_interleave(4), torch.arange(4).repeat(3), latents.flatten(), values.flatten(),
+                  3, 4, 3)
+    write_store(tmp_path, "topk", [(0, codes)], 3, 4, 3, keep=2, rank="mean")
+    top = TopImages(tmp_path)
+    got_images, masked_BK, acts_BKP, idx_BK = top_image_arrays(pool, top, [0, 2], 2, patch=2)
+    assert idx_BK.tolist() == [[2, 0], [2, 0]] and (got_images == 200).all()
+    assert np.array_equal(masked_BK, masked(got_images, torch.from_numpy(acts_BKP), 2))
     assert acts_BKP[0].tolist() == [[8.0, 0.0, 0.0, 0.0], [1.0, 0.0, 3.0, 0.0]]
     heat = heat_overlay(got_images[0], acts_BKP[0], patch=2)
     assert (heat[0, :2, 2:] == round(200 * DIM)).all()  # inactive patch dimmed

@@ -18,7 +18,7 @@ def test_open_by_name_and_checkpoint_file_matches_the_directory(world):
     by_name = Scorer.open(config.stem, str(dpath / WEIGHTS))
     texts = ["red", "a small cross"]
     assert torch.equal(by_name.encode_texts(texts), Scorer.load(dpath).encode_texts(texts))
-    images = world.pool("scoring").images_NHWC[:2]
+    images = world.pool("scoring").images_NHWC[:2]  # the world's own pool, in memory
     big = images.repeat(2, axis=1).repeat(2, axis=2)  # another size is resized to the model's
     assert by_name.encode_images(big).shape == by_name.encode_images(images).shape
 

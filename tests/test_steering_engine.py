@@ -51,7 +51,7 @@ def test_engine_equals_the_hook_loop_on_the_world_vlm(world):
 
 def test_no_positions_selected_is_no_steering(world):
     ctx = Context(world.source("small"), MethodConfig())
-    images = ctx.topk_pool.images_NHWC[:6].reshape(2, 3, 32, 32, 3)
+    images = ctx.topk_pool.images(range(6)).reshape(2, 3, 32, 32, 3)
     nowhere = torch.zeros(2, 3, 17, dtype=torch.bool)
     assert ctx.answer(images, ctx.sae.W_dec[:2] * 50, nowhere) == ctx.answer(images)
     assert ctx.answer(images, ctx.sae.W_dec[:2] * 50, ~nowhere) != ctx.answer(images)

@@ -1,6 +1,6 @@
 """Feature images: each feature's top-k images of the `topk` pool (the ones top-k and hybrid show the
 VLM) with its activation overlaid as a heat map, and the same images masked as the VLM saw them
-(`benchmark.activations.masked_top_images`), each written as one PNG strip of k tiles.
+(`benchmark.top_images`), each written as one PNG strip of k tiles.
 
 Byte cost per feature: two PNG strips of k tiles. On the default world (32 x 32 images, k = 5) the
 heat-map strip averages 1.0 KB and the masked one 0.3 KB (1,024 features). Tiles larger than
@@ -17,13 +17,14 @@ import io
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
-from benchmark.activations import PoolActivations, masked_top_images
+from benchmark.image_pools import ImagePool
 from benchmark.registry import UsageError
 from benchmark.sources.source import Source
 from benchmark.sources.spec import PoolSpec
+from benchmark.stores import TOP_KEPT, TopImages
+from benchmark.top_images import masked, top_images
 
 TILE_MAX = 96
 """Largest tile side in pixels; bigger images are downscaled (the browser upscales small ones)."""
@@ -80,22 +81,12 @@ def png(array_HWC: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def top_image_arrays(images_NHWC: np.ndarray, acts: PoolActivations, top_FK: torch.Tensor, features: list[int],
+def top_image_arrays(pool: ImagePool, top: TopImages, features: list[int], k: int,
                      patch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each feature's top images, their masked copies, their (B, k, P) activations and their pool
-    indices. Works on the B x k top images only, never on a dense (pool, patches, features) tensor,
-    so it stays small for large pools and many features."""
-    idx_BK = top_FK[features]
-    b, k = idx_BK.shape
-    flat = idx_BK.reshape(-1)
-    sub = PoolActivations(acts.indices_NPK[flat], acts.values_NPK[flat], acts.d_sae)
-    local_FK = torch.zeros(acts.d_sae, k, dtype=torch.long)
-    local_FK[features] = torch.arange(b * k).reshape(b, k)
-    images = images_NHWC[flat.numpy()]
-    masked, _ = masked_top_images(images, sub, local_FK, features, patch)
-    dense_BKPB = sub.dense(torch.tensor(features)).reshape(b, k, -1, b)
-    acts_BKP = dense_BKPB[torch.arange(b), :, :, torch.arange(b)]
-    return images.reshape(b, k, *images.shape[1:]), masked, acts_BKP.numpy(), idx_BK.numpy()
+    indices. Decodes and reads the B x k top images only, so it stays small for large pools."""
+    images, acts_BKP = top_images(pool, top, features, k)
+    return images, masked(images, acts_BKP, patch), acts_BKP.numpy(), top.ids(features, k).numpy()
 
 
 class FeatureImages:
@@ -107,8 +98,8 @@ class FeatureImages:
             raise UsageError(f"run {run}: the SAE's activations on its pools are not in the cache {source.root} "
                              f"(set FEATUREBENCH_CACHE to the run's cache, or run it again)")
 
-        self.acts = source.activations("topk", missing)  # first: a missing cache fails before the pool is read
-        self.top_FK = self.acts.top_images(k)
+        self.top = source.activations("topk", missing, keep=max(TOP_KEPT, k))  # first: fails before the pool is read
+        self.k = k
         self.patch = source.patch
         self.pool = source.pool("topk")
         self.captions = self.pool.labels or caption_column(source.spec.pool)
@@ -121,10 +112,9 @@ class FeatureImages:
     def draw(self, features: list[int]) -> dict[int, dict]:
         """Per feature: the heat-map strip and the masked strip as PNG bytes, the top images' captions
         and their mean activations."""
-        images, masked, acts_BKP, idx_BK = top_image_arrays(self.pool.images_NHWC, self.acts, self.top_FK,
-                                                           features, self.patch)
+        images, masked_BK, acts_BKP, idx_BK = top_image_arrays(self.pool, self.top, features, self.k, self.patch)
         return {f: {"heat": png(strip(heat_overlay(images[i], acts_BKP[i], self.patch))),
-                    "masked": png(strip(masked[i])),
+                    "masked": png(strip(masked_BK[i])),
                     "captions": [self.caption(j) for j in idx_BK[i]],
                     "activations": [round(float(a), 3) for a in acts_BKP[i].mean(-1)]}
                 for i, f in enumerate(features)}

@@ -66,11 +66,12 @@ class PixelSegmenter:
     checkpoints: ClassVar[dict[str, str]]
     """Settings field naming a checkpoint -> the model_type its config.json must have."""
 
-    def __init__(self, settings, images: Callable[[], np.ndarray], patch: int, cache_dir: Path):
+    def __init__(self, settings, images: Callable[[np.ndarray], np.ndarray], patch: int, cache_dir: Path):
+        """`images(index_I)`: scoring-pool images `index_I`, decoded on demand."""
         self.config, self.patch, self.cache_dir = settings, patch, Path(cache_dir)
         self.device = torch_device(settings.device)
         self.dtype = torch.float32
-        self._images, self._pool, self._models = images, None, None
+        self._images, self._models = images, None
 
     def check(self) -> None:
         """A one-line UsageError when a checkpoint directory lacks config.json or holds another kind
@@ -97,21 +98,14 @@ class PixelSegmenter:
         files = {key: content(getattr(self.config, key)) for key in self.checkpoints}
         return config_hash({**settings, "files": files, "dtype": str(self.dtype), "code": code_identity(type(self))})
 
-    @property
-    def pool_NHWC(self) -> np.ndarray:
-        """The scoring pool, asked for on the first segmentation."""
-        if self._pool is None:
-            self._pool = self._images()
-        return self._pool
-
     def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
         """(I, P) bool: the patches of pool images `index_I` that show what `text` names; all off for an
         empty text. The cache key hashes the images' pixels, so it needs no pool identity from the caller."""
         index_I = np.asarray(index_I, dtype=np.int64)
-        _, h, w, _ = self.pool_NHWC.shape
+        images_IHWC = np.ascontiguousarray(self._images(index_I))
+        _, h, w, _ = images_IHWC.shape
         if not text.strip() or len(index_I) == 0:
             return np.zeros((len(index_I), (h // self.patch) * (w // self.patch)), bool)
-        images_IHWC = np.ascontiguousarray(self.pool_NHWC[index_I])
         pixels = hashlib.sha256(images_IHWC.tobytes()).hexdigest()[:16]
         key = config_hash({"segmenter": self.identity, "text": text, "patch": self.patch,
                            "images": [*images_IHWC.shape, pixels]})
@@ -183,7 +177,8 @@ class GroundingSamSegmenter(PixelSegmenter):
     settings = GroundingSamSettings
     checkpoints = {"detector": "grounding-dino", "sam": "sam"}
 
-    def __init__(self, settings: GroundingSamSettings, images: Callable[[], np.ndarray], patch: int, cache_dir: Path):
+    def __init__(self, settings: GroundingSamSettings, images: Callable[[np.ndarray], np.ndarray], patch: int,
+                 cache_dir: Path):
         super().__init__(settings, images, patch, cache_dir)
         self.dtype = getattr(torch, settings.dtype or "float32")
 

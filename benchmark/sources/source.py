@@ -14,15 +14,18 @@ explanations, scores) is built from these, never from a path, so a checkpoint or
 place is recomputed. A hub id or dataset name stands for itself.
 
 Derived and cached:
-- pools: the images at the tower's input size; one pool is split once by a seeded permutation into
-  `topk` and `scoring`, or `[pool] scoring_source` names the scoring pool;
-- activations per pool: the steering engine's own tower pass up to the SAE's hidden state, patch
-  tokens only (CLS dropped through `token_patches()`), encoded by the SAE;
+- pools: read from their own files, decoded at the tower's input size when asked for; one pool is
+  split by a seeded permutation into `topk` and `scoring`, or `[pool] scoring_source` names the
+  scoring pool;
+- activations per pool, in one streamed pass (`benchmark.activations`): the steering engine's own
+  tower pass up to the SAE's hidden state, patch tokens only (CLS dropped through
+  `token_patches()`), encoded by the SAE exactly; the top-k pool keeps each latent's top images, the
+  scoring pool every activation, by latent (`benchmark.stores`);
 - scales: each feature's mean top activation over the scoring pool's patches.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
@@ -32,10 +35,10 @@ import pandas as pd
 import torch
 from transformers import AutoConfig
 
-from benchmark.activations import PoolActivations, cached_activations, tower_activations
-from benchmark.cache import cache_root, cached_stage, config_hash
+from benchmark.activations import TowerCodes, cached_store, write_store
+from benchmark.cache import cache_root, config_hash
 from benchmark.identity import code_identity
-from benchmark.image_pools import ImagePool, load_image_pool, open_dataset, read_part, write_parts
+from benchmark.image_pools import ImagePool, load_image_pool, open_dataset
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE
@@ -46,12 +49,11 @@ from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilit
 from benchmark.sources.components import content as _content
 from benchmark.sources.components import open_component
 from benchmark.sources.spec import ModelsConfig
+from benchmark.stores import TOP_KEPT, Codes
 
 STEERING_MULTIPLIER = 8.0
 """Default steering coefficient in units of each feature's mean top activation: the value the
 embedded world tunes to for its largest LM. Tune it per model with `--tune`."""
-TOP_ACTIVATIONS = 16
-"""A feature's scale is the mean of its this many largest activations over the scoring pool's patches."""
 SPLIT_SEED = 0
 
 
@@ -109,7 +111,7 @@ class Source:
             from benchmark.sources.segmenters import SEGMENTERS
 
             out["segmenter"] = open_component(SEGMENTERS, self.spec.segmenter, "[segmenter]",
-                                              images=lambda: self.pool("scoring").images_NHWC, patch=self.patch,
+                                              images=lambda index: self.pool("scoring").images(index), patch=self.patch,
                                               cache_dir=self.root / "segmentations")
         for component in out.values():
             component.check()
@@ -176,6 +178,7 @@ class Source:
 
     @cached_property
     def _pools(self) -> dict[str, ImagePool]:
+        """Read from the pool's own files; one pool is split by a seeded permutation of its rows."""
         p = self.spec.pool
 
         def read(source: str, limit: int | None) -> ImagePool:
@@ -183,19 +186,13 @@ class Source:
 
         if p.scoring_source is not None:
             return {"topk": read(p.source, p.limit), "scoring": read(p.scoring_source, None)}
-
-        def build(dpath: Path) -> dict:
-            pool = read(p.source, p.limit)
-            n = len(pool.images_NHWC)
-            if n < 2:
-                raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
-            order = np.random.default_rng(SPLIT_SEED).permutation(n)
-            held = max(1, min(n - 1, round(n * p.scoring_fraction)))
-            write_parts(pool, {"topk": np.sort(order[held:]), "scoring": np.sort(order[:held])}, dpath)
-            return {}
-
-        dpath, _ = cached_stage(self.root / "sources", "splits", {"pools": self.identity["pools"]}, build)
-        return {split: read_part(dpath, split) for split in ("topk", "scoring")}
+        pool = read(p.source, p.limit)
+        n = len(pool)
+        if n < 2:
+            raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
+        order = np.random.default_rng(SPLIT_SEED).permutation(n)
+        held = max(1, min(n - 1, round(n * p.scoring_fraction)))
+        return {"topk": pool.part(np.sort(order[held:])), "scoring": pool.part(np.sort(order[:held]))}
 
     def pool_size(self, split: str) -> int:
         """Images in the `topk` or `scoring` pool, from the datasets' lengths alone: nothing is
@@ -211,33 +208,42 @@ class Source:
         held = max(1, min(n - 1, round(n * p.scoring_fraction)))
         return held if split == "scoring" else n - held
 
-    def activations(self, split: str, compute: Callable[[], PoolActivations] | None = None) -> PoolActivations:
-        """The SAE's activations on a pool's patch tokens, computed once (in this process, or by
-        `compute`: a backend's sharded pass) and cached."""
-        key = {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split}
-        return cached_activations(self.root / "activations", key,
-                                  compute or (lambda: self.activations_of(split, slice(None))))
+    def activations(self, split: str, batches: Callable[[], Iterable[tuple[int, Codes]]] | None = None,
+                    keep: int = TOP_KEPT):
+        """The SAE's activations on a pool's patch tokens, computed in one streamed pass (in this
+        process, or from `batches`: a backend's sharded pass) and cached: the `topk` pool's best `keep`
+        images per latent (`TopImages`), or every activation of the `scoring` pool (`ScoringActivations`)."""
+        key = {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split,
+               **({"keep": keep, "rank": self.spec.pool.rank} if split == "topk" else {})}
 
-    def activations_of(self, split: str, images: slice) -> PoolActivations:
-        """Uncached activations of a slice of a pool's images: one shard of the activation pass."""
-        return tower_activations(self.vlm, self.layer, self._sae, self.pool(split).images_NHWC[images])
+        def build(dpath: Path) -> None:
+            codes = batches() if batches is not None else self.codes_of(split)
+            write_store(dpath, split, codes, self.pool_size(split), self.patches, self._sae.d_sae, keep,
+                        self.spec.pool.rank)
+
+        return cached_store(self.root / "activations", key, split, build)
+
+    def codes_of(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Codes]]:
+        """The SAE's codes on pool images [start, stop), batch by batch: (a shard of) the activation pass."""
+        return self.tower_codes.of_pool(self.pool(split), start, stop)
+
+    @cached_property
+    def tower_codes(self) -> TowerCodes:
+        return TowerCodes(self.vlm, self.layer, self._sae)
+
+    @cached_property
+    def patches(self) -> int:
+        """Patch tokens per image on the tower's grid (what the activations are stored on)."""
+        return (self.image_size // self.patch) ** 2
 
     def image_activations(self, images_NHWC: np.ndarray) -> torch.Tensor:
         """(N, F) the SAE's activations on new images (a generator's), averaged over patches."""
-        return tower_activations(self.vlm, self.layer, self._sae, images_NHWC).mean_over_patches()
+        return self.tower_codes.image_means(images_NHWC)
 
-    def scales(self, compute: Callable[[], PoolActivations] | None = None) -> np.ndarray:
+    def scales(self, batches: Callable[[], Iterable[tuple[int, Codes]]] | None = None) -> np.ndarray:
         """(F,) each feature's mean top activation on the scoring pool: the unit of steering
-        coefficients. `compute`: how to get the scoring activations if they are not cached."""
-        def build(dpath: Path) -> dict:
-            acts = self.activations("scoring", compute)
-            np.save(dpath / "scales.npy", top_activation_mean(acts, TOP_ACTIVATIONS).numpy())
-            return {}
-
-        key = {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"],
-               "top": TOP_ACTIVATIONS}
-        dpath, _ = cached_stage(self.root / "sources", "scales", key, build)
-        return np.load(dpath / "scales.npy")
+        coefficients. `batches`: how to get the scoring activations if they are not cached."""
+        return self.activations("scoring", batches).scales_F
 
     def groundtruth(self) -> pd.DataFrame:
         """One row per feature with `GROUNDTRUTH_COLUMNS`: the ground truth's, or all NaN without one."""
@@ -255,22 +261,6 @@ class Source:
                 "layer_from": self.layer_from,
                 "models": models, "default_steering_multiplier": self.default_multiplier,
                 "capabilities": [n for n in NEEDS if self.has(n)]}
-
-
-def top_activation_mean(acts: PoolActivations, k: int) -> torch.Tensor:
-    """(F,) each latent's k largest activations over all patch tokens, averaged; a latent active on
-    fewer than k tokens counts zeros for the rest (the world's dense `topk(k).mean()`), without
-    materialising the dense (tokens, F) matrix."""
-    values, latents = acts.values_NPK.flatten(), acts.indices_NPK.flatten().long()
-    order = values.argsort(descending=True, stable=True)
-    values, latents = values[order], latents[order]
-    order = latents.argsort(stable=True)  # by latent, each latent's values still largest first
-    values, latents = values[order], latents[order]
-    all_F = torch.arange(acts.d_sae)
-    start_F, end_F = torch.searchsorted(latents, all_F), torch.searchsorted(latents, all_F, right=True)
-    index_FK = start_F[:, None] + torch.arange(k)
-    top_FK = torch.where(index_FK < end_F[:, None], values[index_FK.clamp(max=len(values) - 1)], 0.0)
-    return top_FK.clamp(min=0).sum(1) / k
 
 
 def _tower_geometry(family: str, path: str) -> tuple[int, int, int, int]:

@@ -93,8 +93,13 @@ class PoolSpec:
     scoring_source: str | None = None
     """A second pool, held out for scoring, read like `source` (same split and columns, no limit);
     `source` is then the top-k pool whole."""
+    rank: str = "mean"
+    """How a latent's top images are ranked: by its activation averaged over an image's patches
+    (mean, the seed paper's) or by its largest on one patch (max)."""
 
     def __post_init__(self):
+        if self.rank not in ("mean", "max"):
+            raise UsageError(f"[pool] rank {self.rank!r}; choose mean or max")
         if not 0 < self.scoring_fraction < 1:
             raise UsageError(f"[pool] scoring_fraction must lie strictly between 0 and 1, not {self.scoring_fraction}")
         if self.limit is not None and self.limit < 2:

@@ -222,7 +222,7 @@ def _build_scorer(dpath: Path, cfg: WorldConfig, train: Pool, scoring: Pool) -> 
 
 
 def _build_groundtruth(dpath: Path, source: Source, scoring: Pool, patch: int) -> dict:
-    acts_NPF = source.activations("scoring").dense()
+    acts_NPF = source.activations("scoring").dense_NPF()
     table = dissect(acts_NPF, concept_patch_masks(scoring, patch))
     table.to_csv(dpath / "groundtruth.csv", index=False)
     counts = table[table.aligned].category.value_counts()

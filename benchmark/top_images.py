@@ -1,0 +1,58 @@
+"""A feature's top images as a method shows them to the VLM: masked (patches where the feature is
+inactive blacked out; the seed paper's default) or under a heatmap (the paper's option). Only the
+B x K images shown are decoded, from the pool's own files.
+
+Shape letters: B features, K top images, H, W, C pixels, P patches.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmark.image_pools import ImagePool
+from benchmark.stores import TopImages
+
+HEATMAP_RGB = np.array([0, 255, 0], np.float32)
+HEATMAP_OPACITY = 0.6
+"""The heatmap overlay: green, at this opacity where the feature is at its strongest in the image."""
+
+
+def top_images(pool: ImagePool, top: TopImages, features: list[int], k: int) -> tuple[np.ndarray, torch.Tensor]:
+    """(B, K, H, W, C) each feature's K best images, decoded now (a missing one black), and (B, K, P)
+    its activations on their patches."""
+    ids_BK = top.ids(features, k)
+    images = pool.images(ids_BK.reshape(-1).numpy())
+    return images.reshape(*ids_BK.shape, *images.shape[1:]), top.acts_BKP(features, k)
+
+
+def masked(images_BKHWC: np.ndarray, acts_BKP: torch.Tensor, patch: int) -> np.ndarray:
+    """The images with the patches where the feature is inactive blacked out."""
+    keep = per_pixel(acts_BKP.numpy() > 0, patch)
+    return np.where(keep, images_BKHWC, 0).astype(np.uint8)
+
+
+def heatmap(images_BKHWC: np.ndarray, acts_BKP: torch.Tensor, patch: int) -> np.ndarray:
+    """The images whole, under a green overlay whose opacity per patch is the feature's activation
+    there over its largest in the image."""
+    strength_BKP = acts_BKP.clamp(min=0) / acts_BKP.amax(-1, keepdim=True).clamp(min=1e-12)
+    alpha = HEATMAP_OPACITY * per_pixel(strength_BKP.numpy(), patch)
+    return np.rint((1 - alpha) * images_BKHWC + alpha * HEATMAP_RGB).astype(np.uint8)
+
+
+STYLES = {"masked": masked, "heatmap": heatmap}
+
+
+def shown_top_images(pool: ImagePool, top: TopImages, features: list[int], k: int, patch: int,
+                     style: str = "masked") -> tuple[np.ndarray, torch.Tensor]:
+    """Each feature's top images as `style` shows them, and where it is active: (B, K, H, W, C)
+    uint8, (B, K, P) bool."""
+    images, acts_BKP = top_images(pool, top, features, k)
+    return STYLES[style](images, acts_BKP, patch), acts_BKP > 0
+
+
+def per_pixel(values_BKP: np.ndarray, patch: int) -> np.ndarray:
+    """(B, K, H, W, 1): each patch's value spread over its pixels (patches row-major)."""
+    b, k, p = values_BKP.shape
+    grid = int(round(p ** 0.5))
+    spread = np.broadcast_to(values_BKP.reshape(b, k, grid, 1, grid, 1), (b, k, grid, patch, grid, patch))
+    return spread.reshape(b, k, grid * patch, grid * patch, 1)
