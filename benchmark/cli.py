@@ -9,6 +9,7 @@
     python -m benchmark report [--run RUN_DIR ...] [--leaderboards leaderboards] [--out report]
     python -m benchmark bench [--json]
     python -m benchmark bench --shape llava-1.5-7b|gemma-3-27b --random-weights --device cuda [--json]
+    python -m benchmark bench --scale [--scale-shape seed|llava] [--images 500,1000,2000] [--json]
     python -m benchmark world build [--preset default|tiny] [--json]
     python -m benchmark sae inspect PATH [--json]
 
@@ -160,6 +161,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.scale:
+        return _scale_bench(args)
     if args.shape:
         return _shape_bench(args)
     from benchmark.bench import bench
@@ -204,6 +207,30 @@ def _sae_inspect(args: argparse.Namespace) -> int:
 
     info = inspect_sae(args.path)
     print(json.dumps(info) if args.json else "\n".join(f"{k:<21} {v}" for k, v in info.items()))
+    return 0
+
+
+def _scale_bench(args: argparse.Namespace) -> int:
+    from benchmark.cache import cache_root
+    from benchmark.registry import UsageError
+    from benchmark.scale import scale_bench
+
+    try:
+        sizes = [int(n) for n in args.images.split(",")]
+    except ValueError:
+        raise UsageError(f"--images {args.images!r}: a comma list of pool sizes, e.g. 500,1000,2000") from None
+    work = Path(args.work) if args.work else cache_root() / "scale-bench"
+    report = scale_bench(args.scale_shape, sizes, work, args.python_path)
+    print(f"{'N':>6} {'peak RSS MB':>12} {'cache MB':>9} {'images MB':>10}   seconds: activations / explaining / scoring")
+    for r in report["runs"]:
+        s = r["seconds"]
+        print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
+              f"{r['source_image_bytes'] / 1e6:>10.1f}   {s['activations']} / {s['explaining']} / {s['scoring']}")
+    for field, g in report["growth"].items():
+        print(f"{field}: {g['per_image'] / 1e3:.1f} KB per image + {g['fixed'] / 1e6:.0f} MB; at 50,000 images "
+              f"{g['at_50000'] / 1e9:.2f} GB")
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
     return 0
 
 
@@ -293,6 +320,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--checkpoint", help="with --shape: a local checkpoint of that family instead of random weights")
     bench.add_argument("--device", default="cuda", help="with --shape: torch device (cuda, cpu)")
     bench.add_argument("--static-cache", action="store_true", help="with --shape: also time a static KV cache")
+    bench.add_argument("--scale", action="store_true", help="memory, disk and time against the pool's size at a real "
+                       "setup's shapes, on a narrow random-weight stand-in (CPU)")
+    bench.add_argument("--scale-shape", default="seed", help="with --scale: seed (Gemma-3, 896 px, 4,096 tokens) or "
+                       "llava (336 px, 576 tokens)")
+    bench.add_argument("--images", default="500,1000,2000", help="with --scale: comma list of pool sizes")
+    bench.add_argument("--work", help="with --scale: where the stand-in, images and runs go (default: the cache)")
+    bench.add_argument("--python-path", help="with --scale: run the stages on another checkout's code")
     bench.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     bench.set_defaults(run=_bench)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)

@@ -90,7 +90,7 @@ def test_generator_check_refuses_what_is_not_a_pipeline(checkpoints, tmp_path):
 
 def grounding_sam(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> GroundingSamSegmenter:
     settings = GroundingSamSettings(detector=checkpoints["gdino"], sam=checkpoints["sam"], **settings)
-    return GroundingSamSegmenter(settings, lambda: pool_NHWC, PATCH, cache_dir)
+    return GroundingSamSegmenter(settings, lambda index: pool_NHWC[index], PATCH, cache_dir)
 
 
 def test_grounding_sam_masks_boxes_and_caches(checkpoints, pool_NHWC, tmp_path, monkeypatch):
@@ -113,7 +113,8 @@ def test_grounding_sam_masks_boxes_and_caches(checkpoints, pool_NHWC, tmp_path, 
 
 
 def clipseg(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> ClipSegSegmenter:
-    return ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], **settings), lambda: pool_NHWC, PATCH, cache_dir)
+    return ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], **settings), lambda index: pool_NHWC[index], PATCH,
+                            cache_dir)
 
 
 def test_clipseg_masks_are_deterministic_and_cached(checkpoints, pool_NHWC, tmp_path, monkeypatch):
@@ -126,10 +127,10 @@ def test_clipseg_masks_are_deterministic_and_cached(checkpoints, pool_NHWC, tmp_
     asked = []
     refuse_loading(monkeypatch, "transformers:CLIPSegForImageSegmentation")
     again = ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], threshold=0.5),
-                             lambda: asked.append(1) or pool_NHWC, PATCH, tmp_path / "a")
+                             lambda index: asked.append(list(index)) or pool_NHWC[index], PATCH, tmp_path / "a")
     assert np.array_equal(again.segment("a red cat", np.arange(5)), masks)
     assert np.array_equal(again.segment("a red cat", np.arange(5)), masks)
-    assert asked == [1]  # the pool is asked for once
+    assert asked == [list(range(5))] * 2  # only the images segmented are decoded; the masks come from the cache
 
 
 def test_segmenter_check_names_the_checkpoint(checkpoints, pool_NHWC, tmp_path):
@@ -143,7 +144,7 @@ def test_segmenter_check_names_the_checkpoint(checkpoints, pool_NHWC, tmp_path):
 
 
 def test_open_component_reads_a_table(tmp_path):
-    kwargs = dict(images=lambda: np.zeros((1, 8, 8, 3), np.uint8), patch=4, cache_dir=tmp_path)
+    kwargs = dict(images=lambda index: np.zeros((len(index), 8, 8, 3), np.uint8), patch=4, cache_dir=tmp_path)
     segmenter = open_component(SEGMENTERS, {"kind": "clipseg", "threshold": 1}, "run.toml: [segmenter]", **kwargs)
     assert isinstance(segmenter, ClipSegSegmenter) and segmenter.config.threshold == 1.0
     generator = open_component(GENERATORS, {"kind": "diffusers", "path": "x/y"}, "run.toml: [generator]",

@@ -1,0 +1,258 @@
+"""`python -m benchmark bench --scale`: what a run costs in host memory, disk and time as its image
+pool grows, at a real setup's shapes, on a CPU.
+
+A random-weight stand-in is built with the real shapes and a narrow width (so it runs on a CPU): the
+seed paper's (Gemma-3: 896 px, 14 px patches, a SigLIP tower of 4,096 tokens pooled to 256, a
+dictionary_learning TopK SAE of 8,192 latents, k = 25) or LLaVA-1.5's (336 px, 576 tokens and a
+CLS). For each pool size N, a folder of N synthetic 500 x 375 JPEGs (ImageNet's typical size) is
+written, and a run of steering, topk and hybrid on 64 features scored by detection, simulation and
+clip-score goes through the ordinary CLI in three child processes on an empty cache: the activation
+pass, explaining, scoring. Each child's peak resident memory is read from the kernel (`wait4`); the
+cache is measured on disk after each. The scorer is a tiny open_clip ViT at 224 px with 16 px
+patches (a 14 x 14 grid: never the tower's).
+
+`--python-path DIR` runs the children on another checkout's code (e.g. the code before a change),
+with the same stand-in, images and config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmark.cache import config_hash
+
+FEATURES = "0:64"
+METHODS = "steering,topk,hybrid"
+METRICS = "detection,simulation,clip-score"
+WIDTH = 32
+"""The stand-in's tower and language-model width: narrow, so a CPU runs it."""
+
+
+@dataclass(frozen=True)
+class ScaleShape:
+    family: str
+    image_size: int
+    patch: int
+    image_tokens: int
+    """Image tokens the language model receives per image (Gemma-3 pools its 4,096 to 256)."""
+    d_sae: int = 8192
+    k: int = 25
+
+
+SHAPES = {"seed": ScaleShape("gemma3", 896, 14, 256), "llava": ScaleShape("llava", 336, 14, 576)}
+WORDS = ("<pad>", "<unk>", "<bos>", "<eos>", "describe", "what", "you", "see", ".", "a", "red", "square", "nothing")
+SPECIALS = {"llava": {"image_token": "<image>"},
+            "gemma3": {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"}}
+TEMPLATES = {
+    "llava": "USER: {% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}"
+             "{{ c['text'] }}{% endif %}{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}",
+    "gemma3": "{{ bos_token }}<start_of_turn>user\n{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}"
+              "<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<end_of_turn>\n"
+              "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+}
+
+
+def build_standin(shape: ScaleShape, dpath: Path) -> None:
+    """A random-weight VLM of the family's real class at the shape's image and token sizes, its
+    processor, a dictionary_learning TopK SAE on its hidden state 2 and a tiny open_clip scorer."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import (CLIPImageProcessor, Gemma3ImageProcessor, Gemma3Processor, LlavaProcessor,
+                              PreTrainedTokenizerFast)
+
+    from benchmark.models.adapters import ADAPTERS
+
+    specials = SPECIALS[shape.family]
+    core = Tokenizer(WordLevel({w: i for i, w in enumerate([*WORDS, *specials.values()])}, unk_token="<unk>"))
+    core.pre_tokenizer = WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                  unk_token="<unk>", extra_special_tokens=specials, model_max_length=4096)
+    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+           "pad_token_id": tok.pad_token_id}
+    vision = {"hidden_size": WIDTH, "intermediate_size": 2 * WIDTH, "num_hidden_layers": 3, "num_attention_heads": 2,
+              "image_size": shape.image_size, "patch_size": shape.patch}
+    text = {"hidden_size": WIDTH, "intermediate_size": 2 * WIDTH, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, **ids}
+    adapter = ADAPTERS.get(shape.family)
+    square = {"height": shape.image_size, "width": shape.image_size}
+    if shape.family == "gemma3":
+        config = adapter.build_config(vision, {**text, "head_dim": 8, "sliding_window": 16},
+                                      mm_tokens_per_image=shape.image_tokens, image_token_index=tok.image_token_id,
+                                      boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id)
+        processor = Gemma3Processor(Gemma3ImageProcessor(size=square), tok, image_seq_length=shape.image_tokens,
+                                    chat_template=TEMPLATES["gemma3"])
+    else:
+        config = adapter.build_config(vision, text, image_token_id=tok.image_token_id)
+        processor = LlavaProcessor(CLIPImageProcessor(size={"shortest_edge": shape.image_size}, crop_size=square), tok,
+                                   patch_size=shape.patch, vision_feature_select_strategy="default",
+                                   num_additional_image_tokens=1, chat_template=TEMPLATES["llava"])
+    torch.manual_seed(0)
+    model = adapter.model_class(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(dpath / "vlm")
+    processor.save_pretrained(dpath / "vlm")
+    _save_dictionary_learning(dpath / "sae" / "trainer_0", shape)
+    _save_scorer(dpath / "scorer")
+
+
+def _save_dictionary_learning(dpath: Path, shape: ScaleShape) -> None:
+    """The seed paper's SAE files: `ae.pt` (AutoEncoderTopK) and `config.json` with `layer` 1 (its
+    output is hidden state 2)."""
+    dpath.mkdir(parents=True)
+    g = torch.Generator().manual_seed(1)
+    decoder_DF = torch.nn.functional.normalize(torch.randn(WIDTH, shape.d_sae, generator=g), dim=0)
+    torch.save({"encoder.weight": decoder_DF.T.contiguous(), "encoder.bias": torch.zeros(shape.d_sae),
+                "decoder.weight": decoder_DF, "b_dec": torch.zeros(WIDTH), "k": torch.tensor(shape.k),
+                "threshold": torch.tensor(-1.0)}, dpath / "ae.pt")
+    trainer = {"dict_class": "AutoEncoderTopK", "activation_dim": WIDTH, "dict_size": shape.d_sae, "k": shape.k,
+               "layer": 1}
+    (dpath / "config.json").write_text(json.dumps({"trainer": trainer}))
+
+
+def _save_scorer(dpath: Path) -> None:
+    from benchmark.models.scorer import Scorer
+
+    config = {"embed_dim": 16, "vision_cfg": {"image_size": 224, "patch_size": 16, "width": 32, "layers": 1,
+                                              "head_width": 16},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    torch.manual_seed(2)
+    Scorer.create(dpath, "scale-scorer", config).save_weights(dpath)
+
+
+def write_images(dpath: Path, n: int, seed: int = 0) -> None:
+    """n synthetic 500 x 375 JPEGs: a smooth two-colour gradient with a few rectangles, so the JPEG
+    bytes are of a photograph's order (tens of KB), in one class folder."""
+    rng = np.random.default_rng(seed)
+    folder = dpath / "all"
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:375, 0:500] / np.array([375.0, 500.0])[:, None, None]
+    for i in range(n):
+        a, b = rng.integers(0, 256, (2, 3))
+        image = (a * x[..., None] + b * (1 - x[..., None]) * y[..., None]).clip(0, 255)
+        for _ in range(3):
+            r, c, h, w = rng.integers(0, 300), rng.integers(0, 420), rng.integers(20, 75), rng.integers(20, 80)
+            image[r:r + h, c:c + w] = rng.integers(0, 256, 3)
+        image += rng.normal(0, 6, image.shape)
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / f"{i:05}.jpg", quality=90)
+
+
+def write_config(fpath: Path, models: Path, images: Path, family: str) -> None:
+    fpath.write_text(f"""method = "{METHODS}"
+features = "{FEATURES}"
+metrics = "{METRICS}"
+
+[vlm]
+family = "{family}"
+path = "{models / 'vlm'}"
+device = "cpu"
+dtype = "float32"
+max_new_tokens = 8
+
+[sae]
+path = "{models / 'sae' / 'trainer_0'}"
+
+[scorer]
+model = "{models / 'scorer'}"
+
+[pool]
+source = "{images}"
+""")
+
+
+STAGES = {
+    "activations": ["-c", "import sys, tomllib\n"
+                          "from benchmark.sources import open_source\n"
+                          "from benchmark.sources.spec import models_config\n"
+                          "tables = {k: v for k, v in tomllib.loads(open(sys.argv[1]).read()).items() if isinstance(v, dict)}\n"
+                          "source = open_source(('models', models_config(tables, sys.argv[1]), None))\n"
+                          "source.activations('topk'); source.activations('scoring')\n"],
+    "explaining": ["-m", "benchmark", "--metrics", "none", "--config"],
+    "scoring": ["-m", "benchmark", "--config"],
+}
+
+
+def _child(args: list[str], env: dict, cwd: Path) -> tuple[float, int]:
+    """(wall seconds, peak resident KB) of one child process; its output goes to a log beside."""
+    start = time.perf_counter()
+    with open(cwd / "log.txt", "a") as log:
+        process = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{args[:3]} exited {process.returncode}; see {cwd / 'log.txt'}")
+    return time.perf_counter() - start, usage.ru_maxrss
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def measure(shape: ScaleShape, n: int, work: Path, python_path: str | None = None) -> dict:
+    """One pool size: the three stages on an empty cache, their memory, time and the cache they leave."""
+    models = work / f"standin-{config_hash(shape.__dict__)}"
+    if not (models / "done").exists():
+        build_standin(shape, models)
+        (models / "done").touch()
+    images = work / f"images-{n}"
+    if not images.exists():
+        write_images(images, n)
+    run = work / f"run-{config_hash(shape.__dict__)}-{n}-{'other' if python_path else 'this'}"
+    subprocess.run(["rm", "-rf", str(run)], check=True)
+    run.mkdir(parents=True)
+    config = run / "run.toml"
+    write_config(config, models, images, shape.family)
+    env = {**os.environ, "FEATUREBENCH_CACHE": str(run / "cache"), "HF_DATASETS_CACHE": str(run / "datasets"),
+           "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    if python_path:
+        env["PYTHONPATH"] = python_path
+    report = {"n_images": n, "source_image_bytes": disk_bytes(images), "seconds": {}, "peak_rss_bytes": {},
+              "cache_bytes": {}}
+    for stage, args in STAGES.items():
+        extra = [str(config)] if stage == "activations" else [str(config), "--out", str(run / "results")]
+        seconds, peak_kb = _child([*args, *extra], env, run)
+        report["seconds"][stage] = round(seconds, 1)
+        report["peak_rss_bytes"][stage] = peak_kb * 1024
+        report["cache_bytes"][stage] = disk_bytes(run / "cache")
+    report["peak_rss_bytes"]["max"] = max(report["peak_rss_bytes"].values())
+    report["cache_bytes"]["final"] = disk_bytes(run / "cache")
+    report["datasets_cache_bytes"] = disk_bytes(run / "datasets") if (run / "datasets").exists() else 0
+    return report
+
+
+def growth(reports: list[dict], field: str) -> dict:
+    """Least-squares line of a measure against N: bytes per image and the part independent of N."""
+    n = np.array([r["n_images"] for r in reports], float)
+    y = np.array([_get(r, field) for r in reports], float)
+    slope, intercept = np.polyfit(n, y, 1) if len(n) > 1 else (float("nan"), y[0])
+    return {"per_image": round(float(slope)), "fixed": round(float(intercept)),
+            "at_50000": round(float(intercept + slope * 50_000))}
+
+
+def _get(report: dict, field: str) -> float:
+    out = report
+    for part in field.split("."):
+        out = out[part]
+    return out
+
+
+def scale_bench(shape: str, sizes: list[int], work: Path, python_path: str | None = None) -> dict:
+    if shape not in SHAPES:
+        from benchmark.registry import UsageError
+
+        raise UsageError(f"--scale-shape {shape!r}; choose {', '.join(SHAPES)}")
+    reports = [measure(SHAPES[shape], n, work, python_path) for n in sizes]
+    return {"shape": shape, **SHAPES[shape].__dict__, "features": FEATURES, "methods": METHODS, "metrics": METRICS,
+            "code": python_path or "this checkout", "runs": reports,
+            "growth": {f: growth(reports, f) for f in ("peak_rss_bytes.max", "cache_bytes.final")}}
