@@ -14,10 +14,8 @@ from tqdm import tqdm
 from benchmark.cache import cached_stage
 from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool
-from benchmark.models.scorer import Scorer
+from benchmark.models.scorer import BATCH_PIXELS, Scorer
 
-BATCH = 512
-"""Images per batch of the scorer's pass."""
 KINDS = ("images", "patches")
 
 
@@ -28,8 +26,8 @@ def pool_embeddings(parent: Path, key: dict, scorer, pool: ImagePool, kind: str)
 
     def build(dpath: Path) -> dict:
         model, out = scorer(), None
-        batches = pool.batches(BATCH)
-        for start, images in tqdm(batches, total=-(-len(pool) // BATCH), desc=f"scorer {kind}", leave=False):
+        batch = max(1, min(512, BATCH_PIXELS // pool.size ** 2))  # the scorer's own batches: the same boundaries
+        for start, images in tqdm(pool.batches(batch), total=-(-len(pool) // batch), desc=f"scorer {kind}", leave=False):
             emb = encode(model, images).numpy()
             if out is None:
                 out = np.lib.format.open_memmap(dpath / "embeddings.npy", "w+", np.float32, (len(pool), *emb.shape[1:]))

@@ -30,6 +30,7 @@ from benchmark.embeddings import pool_embeddings
 from benchmark.grids import resample
 from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool
+from benchmark.models.scorer import BATCH_PIXELS
 from benchmark.metric import METRICS, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
 from benchmark.results import RowStore
 from benchmark.sources.capabilities import GroundTruth
@@ -129,10 +130,16 @@ class ScoringContext:
     def masked_top_emb(self, features: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scorer embeddings of each feature's masked top-k images (B, K, D), and which images show
         anything (B, K) bool: a top image where the feature never fires is all black."""
-        images, active_BKP = shown_top_images(self.topk_pool, self.top, features, self.config.top_k, self.source.patch)
-        b, k = images.shape[:2]
-        emb = self.scorer.encode_images(images.reshape(b * k, *images.shape[2:]))
-        return emb.reshape(b, k, -1), active_BKP.any(-1)
+        k, size = self.config.top_k, self.topk_pool.size
+        chunk = max(1, BATCH_PIXELS // (k * size * size))  # features whose images are decoded at once
+        emb, shown = [], []
+        for start in range(0, len(features), chunk):
+            images, active_BKP = shown_top_images(self.topk_pool, self.top, features[start:start + chunk], k,
+                                                  self.source.patch)
+            b = len(images)
+            emb.append(self.scorer.encode_images(images.reshape(b * k, *images.shape[2:])).reshape(b, k, -1))
+            shown.append(active_BKP.any(-1))
+        return torch.cat(emb), torch.cat(shown)
 
     @property
     def groundtruth(self) -> GroundTruth:

@@ -22,6 +22,17 @@ from benchmark.registry import UsageError
 WEIGHTS = "open_clip_model.safetensors"
 
 
+BATCH_PIXELS = 2 ** 24
+"""Input pixels a scorer batch reads at most (before resizing): 20 images at 896 px, 512 at 32 px."""
+
+
+def images_per_batch(images_NHWC: np.ndarray) -> int:
+    """Images per scorer batch: 512, or fewer when they are large."""
+    if len(images_NHWC) == 0:
+        return 1
+    return max(1, min(512, BATCH_PIXELS // (images_NHWC.shape[1] * images_NHWC.shape[2])))
+
+
 class Scorer:
     def __init__(self, model: torch.nn.Module, tokenizer, name: str):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
@@ -39,15 +50,17 @@ class Scorer:
         return (x - self.mean) / self.std
 
     @torch.no_grad()
-    def encode_images(self, images_NHWC: np.ndarray, batch: int = 512) -> torch.Tensor:
+    def encode_images(self, images_NHWC: np.ndarray, batch: int | None = None) -> torch.Tensor:
+        batch = batch or images_per_batch(images_NHWC)
         out = [self.model.encode_image(self.pixels(images_NHWC[i:i + batch]), normalize=True)
                for i in range(0, len(images_NHWC), batch)]
         return torch.cat(out)
 
     @torch.no_grad()
-    def encode_patches(self, images_NHWC: np.ndarray, batch: int = 512) -> torch.Tensor:
+    def encode_patches(self, images_NHWC: np.ndarray, batch: int | None = None) -> torch.Tensor:
         """(N, P, D) patch tokens through the final norm and the image projection, L2-normalised: a
         text-patch similarity map in the manner of MaskCLIP, without training anything new."""
+        batch = batch or images_per_batch(images_NHWC)
         visual = self.model.visual
         visual.output_tokens = True
         try:

@@ -40,6 +40,10 @@ import torch
 from benchmark.models.adapters.base import ImageLike, VLMAdapter
 from benchmark.steering.interventions import Intervention
 
+ROW_PIXELS = 2 ** 26
+"""Image pixels per `generate` of per-row images at most (their pixel values are 768 MB of float32):
+hybrid's five 896-px images a row allow 16 rows; the world's 32-px ones never cut a batch."""
+
 
 class SteeringEngine:
     def __init__(self, vlm: VLMAdapter, hidden_state: int, batch_size: int = 256,
@@ -68,8 +72,10 @@ class SteeringEngine:
                     answer_prefix: str = "", features_B: torch.Tensor | None = None) -> list[str]:
         """B answers; row b shows its own N images, steered by vectors_BD[b] where positions_BNT[b] is true."""
         answers: list[str] = []
-        for start in range(0, len(vectors_BD), self.batch_size):
-            stop = start + self.batch_size
+        pixels = sum(_pixels(image) for image in images_BN[0]) if len(images_BN) else 1
+        rows = max(1, min(self.batch_size, ROW_PIXELS // max(pixels, 1)))
+        for start in range(0, len(vectors_BD), rows):
+            stop = start + rows
             inputs = self.vlm.encode(images_BN[start:stop], prompt, answer_prefix)
             positions = None if positions_BNT is None else positions_BNT[start:stop]
             features = None if features_B is None else features_B[start:stop]
@@ -132,6 +138,12 @@ class SteeringEngine:
         self.counts["prompt_tokens"] += int(mask.sum()) if mask is not None else text["input_ids"].numel()
         self.counts["answer_tokens"] += int((new_bS != pad).sum()) if pad is not None else new_bS.numel()
         return list(new_bS)
+
+
+def _pixels(image: ImageLike) -> int:
+    """Pixels of one image: a PIL image, or an (H, W, C) array as the harness passes them."""
+    size = getattr(image, "size", None)
+    return size[0] * size[1] if isinstance(size, tuple) else image.shape[0] * image.shape[1]
 
 
 def _per_image(features_b: torch.Tensor | None, n_images: int) -> torch.Tensor | None:
