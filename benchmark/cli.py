@@ -227,6 +227,8 @@ def _scale_bench(args: argparse.Namespace) -> int:
         print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
               f"{r['source_image_bytes'] / 1e6:>10.1f}   {s['activations']} / {s['explaining']} / {s['scoring']}")
     for field, g in report["growth"].items():
+        if g["per_image"] is None:
+            continue
         print(f"{field}: {g['per_image'] / 1e3:.1f} KB per image + {g['fixed'] / 1e6:.0f} MB; at 50,000 images "
               f"{g['at_50000'] / 1e9:.2f} GB")
     if args.json:

@@ -235,7 +235,9 @@ def growth(reports: list[dict], field: str) -> dict:
     """Least-squares line of a measure against N: bytes per image and the part independent of N."""
     n = np.array([r["n_images"] for r in reports], float)
     y = np.array([_get(r, field) for r in reports], float)
-    slope, intercept = np.polyfit(n, y, 1) if len(n) > 1 else (float("nan"), y[0])
+    if len(n) < 2:
+        return {"per_image": None, "fixed": None, "at_50000": None}  # a line needs two pool sizes
+    slope, intercept = np.polyfit(n, y, 1)
     return {"per_image": round(float(slope)), "fixed": round(float(intercept)),
             "at_50000": round(float(intercept + slope * 50_000))}
 

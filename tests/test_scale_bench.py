@@ -14,3 +14,4 @@ def test_measure_reports_memory_disk_and_time_of_each_stage(tmp_path):
     assert (tmp_path / f"run-{next(tmp_path.glob('standin-*')).name[8:]}-40-this" / "results").is_dir()
     line = growth([{"n_images": 10, "x": 110}, {"n_images": 20, "x": 210}], "x")
     assert line == {"per_image": 10, "fixed": 10, "at_50000": 500010}
+    assert growth([{"n_images": 10, "x": 110}], "x")["per_image"] is None

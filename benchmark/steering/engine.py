@@ -40,9 +40,9 @@ import torch
 from benchmark.models.adapters.base import ImageLike, VLMAdapter
 from benchmark.steering.interventions import Intervention
 
-ROW_PIXELS = 2 ** 26
-"""Image pixels per `generate` of per-row images at most (their pixel values are 768 MB of float32):
-hybrid's five 896-px images a row allow 16 rows; the world's 32-px ones never cut a batch."""
+ROW_PIXELS = 2 ** 25
+"""Image pixels per `generate` of per-row images at most (their pixel values are 384 MB of float32):
+hybrid's five 896-px images a row allow 8 rows; the world's 32-px ones never cut a batch."""
 
 
 class SteeringEngine:
