@@ -104,7 +104,7 @@ class ScoringContext:
 
     @cached_property
     def image_emb_ND(self) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self._embeddings("images")))
+        return torch.from_numpy(np.array(self._embeddings("images")))  # read into memory: N x D is small
 
     def patch_similarity(self, text_D: torch.Tensor, images_R: np.ndarray) -> torch.Tensor:
         """(R, P) cosine of a text and each scorer patch token of images `images_R`, resampled from the
