@@ -10,7 +10,8 @@
     python -m benchmark bench [--json]
     python -m benchmark bench --shape llava-1.5-7b|gemma-3-27b --random-weights --device cuda [--json]
     python -m benchmark bench --scale [--scale-shape seed|llava] [--images 500,1000,2000] [--json]
-    python -m benchmark world build [--preset default|tiny] [--json]
+    python -m benchmark world build [--preset default|tiny|default@1] [--train | --seed N] [--json]
+    python -m benchmark world ship [--preset default]
     python -m benchmark sae inspect PATH [--json]
 
 `run` is the default subcommand. User errors (unknown names, bad paths, malformed files) are one
@@ -30,16 +31,34 @@ if TYPE_CHECKING:
     from benchmark.sources.spec import ModelsConfig
 
 
+def _world_spec(args: argparse.Namespace) -> str:
+    """The world `world build` names: `--preset`, trained here with `--train` or `--seed N`."""
+    from benchmark.registry import UsageError
+
+    if (args.train or args.seed is not None) and "@" in args.preset:
+        raise UsageError(f"--preset {args.preset}: give the preset alone with --train or --seed")
+    if args.seed is not None:
+        return f"{args.preset}@seed{args.seed}"
+    return f"{args.preset}@train" if args.train else args.preset
+
+
 def _world_build(args: argparse.Namespace) -> int:
     from benchmark.sources.world import build_world
+    from benchmark.world.shipped import differences, shipped_dir, versions
 
     start = time.perf_counter()
-    world = build_world(args.preset)
+    world = build_world(_world_spec(args))
     report = world.report()
+    report["name"] = world.name
+    shipped = versions(world.config.name) if "@" in _world_spec(args) else []
+    if shipped:  # trained here: how it differs from what the project ships
+        report["differences"] = differences(world.dirs, shipped_dir(world.config.name, shipped[-1]))
     report["load_seconds"] = round(time.perf_counter() - start, 2)
     print(_human(report))
     largest = list(report["run_configs"])[-1]
     config = Path(report["run_configs"][largest])
+    for line in report.get("differences", []):
+        print(line)
     print(f"run configs (the world's files, read as real models): "
           f"{', '.join(report['run_configs'].values())}\n--- {config}\n{config.read_text().rstrip()}")
     if args.json:
@@ -47,8 +66,22 @@ def _world_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world_ship(args: argparse.Namespace) -> int:
+    from benchmark.sources.world import build_world
+    from benchmark.world.build import trained_stages
+    from benchmark.world.shipped import shipped_dir, versions, write
+
+    world = build_world(f"{args.preset}@train")
+    dpath = shipped_dir(world.config.name, (versions(world.config.name) or [0])[-1] + 1)
+    pools = {"config": world.metas["pools"]["config"], "content": world.pool_content()}
+    manifest = write(world.dirs, pools, trained_stages(world.config), dpath)
+    total = sum(entry["bytes"] for entry in manifest["files"].values())
+    print(f"shipped {dpath} ({len(manifest['files'])} files, {total / 1e6:.1f} MB); commit it")
+    return 0
+
+
 def _human(report: dict) -> str:
-    lines = [f"world built in {report['build_seconds']['total']:.0f} s (this call: {report['load_seconds']:.1f} s)"]
+    lines = [f"world {report['name']} built in {report['build_seconds']['total']:.0f} s (this call: {report['load_seconds']:.1f} s)"]
     lines += [f"  {stage:<14} {s:7.1f} s" for stage, s in report["build_seconds"].items() if stage != "total"]
     lines.append(f"SAE: FVE {report['sae_fve']:.3f}, alive {report['sae_alive_fraction']:.2f}; "
                  f"scorer retrieval top-1 {report['scorer_retrieval_top1']:.3f}")
@@ -333,9 +366,16 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_bench)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)
     build = world.add_parser("build", help="build (or load from cache) a world and print its quality report")
-    build.add_argument("--preset", default="default", help="world preset (tiny is for tests)")
+    build.add_argument("--preset", default="default", help="world preset (tiny is for tests), or a shipped version "
+                       "(default@1)")
+    build.add_argument("--train", action="store_true", help="train it on this machine instead of reading the shipped "
+                       "version, and print how the two differ")
+    build.add_argument("--seed", type=int, help="train it from this seed (implies --train)")
     build.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     build.set_defaults(run=_world_build)
+    ship = world.add_parser("ship", help="train a preset and write it as the next shipped version (maintainers)")
+    ship.add_argument("--preset", default="default")
+    ship.set_defaults(run=_world_ship)
     sae = commands.add_parser("sae", help="SAE files").add_subparsers(dest="action", required=True)
     inspect = sae.add_parser("inspect", help="detect an SAE file's format and print its shape")
     inspect.add_argument("path", help="a SAELens directory, dictionary_learning ae.pt, saev checkpoint or .safetensors")

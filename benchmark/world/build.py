@@ -10,10 +10,12 @@ activations, and the quality report asks the VLMs through the one steering engin
 
 Stages, each cached under a hash of its config and of the stages it depends on:
 pools -> tower -> vlm-<size> (one per LM size), sae, scorer -> groundtruth -> quality -> configs.
-An interrupted build resumes at the stage it stopped in.
+An interrupted build resumes at the stage it stopped in. A shipped world (`benchmark.world.shipped`)
+renders its pools and reads every trained stage from its committed files instead.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,12 +32,13 @@ from benchmark.sources.capabilities import Capabilities
 from benchmark.sources.source import STEERING_MULTIPLIER, Source
 from benchmark.sources.spec import ModelsConfig, PoolSpec, PromptSpec, SAESpec, ScorerSpec, VLMSpec, to_toml
 from benchmark.world.groundtruth import ALIGNED_IOU, ALIGNED_PRECISION, concept_patch_masks, dissect
-from benchmark.world.pools import SPLITS, Pool, load_pool, make_pool, save_pool
+from benchmark.world.pools import SPLITS, Pool, content_hash, load_pool, make_pool, save_pool
 from benchmark.world.presets import WORLDS, WorldConfig
 from benchmark.world.quality import caption_recall, steering_sanity, topk_sanity
 from benchmark.world.render import GENERATOR_VERSION
 from benchmark.world.sae_training import train_sae
 from benchmark.world.scorer_training import retrieval_top1, train_scorer
+from benchmark.world.shipped import WorldChoice, choose, manifest_key, shipped_dir, verified
 from benchmark.world.tokenizer import build_tokenizer
 from benchmark.world.tower import train_tower
 from benchmark.world.training import image_processor
@@ -53,6 +56,11 @@ class World:
 
     config: WorldConfig
     root: Path
+    name: str = ""
+    """What its rows carry as `source`: `default@1` for a shipped version, the preset's name (or
+    `name@seedN`) for one trained here."""
+    spec: str = ""
+    """How another process opens the same world (`benchmark.world.shipped.choose`)."""
     dirs: dict[str, Path] = field(default_factory=dict)
     metas: dict[str, dict] = field(default_factory=dict)
     _pools: dict[str, Pool] = field(default_factory=dict, init=False, repr=False)
@@ -82,7 +90,7 @@ class World:
         """The world's files for one LM size, as a run config's tables name a user's models."""
         return ModelsConfig(
             vlm=VLMSpec(family="llava", path=str(self.dirs[f"vlm-{lm}"]), name=lm, device="cpu", dtype="float32"),
-            sae=SAESpec(path=str(self.dirs["sae"]), name=self.config.name, layer=self.sae_layer),
+            sae=SAESpec(path=str(self.dirs["sae"]), name=self.name, layer=self.sae_layer),
             scorer=ScorerSpec(model=str(self.dirs["scorer"]), pretrained=None),
             pool=PoolSpec(source=str(self.dirs["pools"] / "topk"), scoring_source=str(self.dirs["pools"] / "scoring"),
                           label_column=None),
@@ -98,15 +106,19 @@ class World:
         if capabilities is None and "groundtruth" in self.dirs:
             capabilities = world_capabilities(self.groundtruth(), self.pool("scoring"), self.patch)
         tuned = self.metas["quality"]["steering_multiplier"][lm] if "quality" in self.metas else STEERING_MULTIPLIER
-        return Source(self.models_config(lm), lm, self.config.name, self.root, capabilities or Capabilities(),
-                      float(tuned), recipe=("world", self.config.name, lm))
+        return Source(self.models_config(lm), lm, self.name, self.root, capabilities or Capabilities(),
+                      float(tuned), recipe=("world", self.spec, lm))
+
+    def pool_content(self) -> dict[str, str]:
+        """Each split's content hash (`benchmark.world.pools.content_hash`), as its build recorded it."""
+        return self.metas["pools"].get("content") or {split: content_hash(self.pool(split)) for split in SPLITS}
 
     def groundtruth(self) -> pd.DataFrame:
         return pd.read_csv(self.dirs["groundtruth"] / "groundtruth.csv")
 
     def run_configs(self) -> dict[str, Path]:
         """LM size -> the run config (TOML) naming that size's files."""
-        return {lm: self.dirs["configs"] / config_name(self.config.name, lm) for lm in self.config.lms}
+        return {lm: self.dirs["configs"] / config_name(self.name, lm) for lm in self.config.lms}
 
     def report(self) -> dict:
         """The quality report, in the JSON shape `world build --json` prints."""
@@ -128,18 +140,52 @@ class World:
 
 
 def build_world(preset: str | WorldConfig = "default", root: Path | None = None) -> World:
-    cfg = WORLDS.get(preset) if isinstance(preset, str) else preset
+    """The world `preset` names (`benchmark.world.shipped.choose`: shipped, or trained here), each stage
+    loaded from the cache or the shipped files, or built."""
+    choice = choose(preset) if isinstance(preset, str) else WorldChoice(preset, None, preset.name, preset.name)
+    cfg = choice.config
     root = root or cache_root()
     parent = root / "world"
-    world = World(cfg, root)
+    world = World(cfg, root, name=choice.name, spec=choice.spec)
+    keys: dict[str, str] = {}
 
     def stage(name: str, config: dict, build) -> None:
         world.dirs[name], world.metas[name] = cached_stage(parent, name, config, build)
+        keys[name] = world.dirs[name].name
 
     pools_cfg = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "image_size": cfg.image_size,
                  "sizes": {"train": cfg.n_train, "topk": cfg.n_topk, "scoring": cfg.n_scoring}}
     stage("pools", pools_cfg, lambda d: _build_pools(d, pools_cfg))
-    key = lambda name: world.dirs[name].name  # noqa: E731  (a stage's identity: its directory name)
+    if choice.version is not None:
+        _read_shipped(world, shipped_dir(cfg.name, choice.version), pools_cfg, keys)
+    else:
+        _train(world, stage, keys)
+    stage("configs", {"stages": keys, "name": world.name}, lambda d: _write_configs(d, world))
+    return world
+
+
+def _read_shipped(world: World, dpath: Path, pools_cfg: dict, keys: dict[str, str]) -> None:
+    """Points the trained stages at a shipped version's files, after checking them against its
+    manifest and checking that the pools rendered here are the ones it was built on."""
+    manifest = verified(dpath)
+    if manifest["pools"]["config"] != json.loads(json.dumps(pools_cfg)):
+        raise UsageError(f"{dpath.name} was built on pools {manifest['pools']['config']}; this preset renders "
+                         f"{pools_cfg}; use {world.config.name}@train")
+    if world.pool_content() != manifest["pools"]["content"]:
+        raise RuntimeError(f"the image pools rendered on this machine differ from those {dpath.name} was built on "
+                           f"(renderer not bit-identical here); train the world here instead: "
+                           f"--world {world.config.name}@train")
+    for name in manifest["stages"]:
+        world.dirs[name] = dpath / name
+        world.metas[name] = json.loads((dpath / name / "meta.json").read_text())
+        keys[name] = f"{manifest_key(dpath)}/{name}"
+
+
+def _train(world: World, stage, keys: dict[str, str]) -> None:
+    """Builds (or loads from the cache) the trained stages: tower, one VLM per LM size, SAE, scorer,
+    ground truth, quality report."""
+    cfg = world.config
+    key = keys.__getitem__  # a stage's identity: its directory name
     train = _Lazy(lambda: world.pool("train"))
     scoring = _Lazy(lambda: world.pool("scoring"))
 
@@ -161,8 +207,11 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
     quality_cfg = {"vlms": [key(f"vlm-{s}") for s in cfg.lms], "groundtruth": key("groundtruth"),
                    "images": cfg.quality_images, "multipliers": cfg.steering_multipliers, "topk_images": MAX_IMAGES}
     stage("quality", quality_cfg, lambda d: _build_quality(world, scoring()))
-    stage("configs", {"stages": {name: d.name for name, d in world.dirs.items()}}, lambda d: _write_configs(d, world))
-    return world
+
+
+def trained_stages(cfg: WorldConfig) -> tuple[str, ...]:
+    """The stages a shipped version holds: everything trained or derived from trained models."""
+    return ("tower", *(f"vlm-{size}" for size in cfg.lms), "sae", "scorer", "groundtruth", "quality")
 
 
 class _Lazy:
@@ -178,9 +227,12 @@ class _Lazy:
 
 
 def _build_pools(dpath: Path, cfg: dict) -> dict:
+    content = {}
     for i, split in enumerate(SPLITS):
-        save_pool(make_pool(cfg["sizes"][split], cfg["image_size"], seed=cfg["seed"] * 100 + i), dpath / split)
-    return {}
+        pool = make_pool(cfg["sizes"][split], cfg["image_size"], seed=cfg["seed"] * 100 + i)
+        save_pool(pool, dpath / split)
+        content[split] = content_hash(pool)
+    return {"content": content}
 
 
 def _build_tower(dpath: Path, cfg: WorldConfig, train: Pool) -> dict:
@@ -250,6 +302,6 @@ def _write_configs(dpath: Path, world: World) -> dict:
     """One run config per LM size naming the world's files, with its tuned steering multiplier."""
     for lm in world.config.lms:
         top = {"steering_multiplier": float(world.metas["quality"]["steering_multiplier"][lm])}
-        (dpath / config_name(world.config.name, lm)).write_text(f"# the {world.config.name} world's {lm} VLM, read as real models\n"
+        (dpath / config_name(world.name, lm)).write_text(f"# the {world.name} world's {lm} VLM, read as real models\n"
                                         + to_toml(world.models_config(lm), top))
     return {}

@@ -6,6 +6,7 @@ segmentation (pixel value i + 1 = object i), the caption and the object specs.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -71,6 +72,17 @@ def load_pool(path: Path) -> Pool:
 def _decode(column) -> np.ndarray:
     """PNG bytes straight from the Arrow column: ten times faster than the dataset's row decoding."""
     return np.stack([np.asarray(Image.open(io.BytesIO(cell["bytes"]))) for cell in column.to_pylist()])
+
+
+def content_hash(pool: Pool) -> str:
+    """sha256 of what a pool holds (pixels, segmentation, captions, objects), not of its file bytes:
+    the PNG encoder may differ between machines while the images do not."""
+    h = hashlib.sha256()
+    for array in (pool.images_NHWC, pool.segmentation_NHW):
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).tobytes())
+    h.update(json.dumps([pool.captions, [[o.concepts() for o in objs] for objs in pool.objects]]).encode())
+    return h.hexdigest()
 
 
 def object_patch_masks(segmentation_NHW: np.ndarray, patch: int, min_fraction: float = 0.1) -> np.ndarray:
