@@ -21,7 +21,6 @@ import torch
 from tqdm import tqdm
 
 from benchmark.cache import cached_stage
-from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool
 from benchmark.models.adapters.base import VLMAdapter
 from benchmark.models.sae import SAE
@@ -90,7 +89,7 @@ def write_store(dpath: Path, split: str, batches: Iterable[tuple[int, Codes]], n
 
 
 def cached_store(parent: Path, key: dict, split: str, build: Callable[[Path], None]):
-    """The split's store cached under `key` (what produced it), built once by `build(dpath)` if absent."""
-    code = code_identity(TopImagesPass if split == "topk" else ScoringPass)
-    dpath, _ = cached_stage(parent, f"activations-{split}", {**key, "code": code}, lambda d: build(d) or {})
+    """The split's store cached under `key` (what produced it, the harness's activation path included),
+    built once by `build(dpath)` if absent."""
+    dpath, _ = cached_stage(parent, f"activations-{split}", key, lambda d: build(d) or {})
     return TopImages(dpath) if split == "topk" else ScoringActivations(dpath)

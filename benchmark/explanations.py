@@ -1,6 +1,7 @@
 """Explaining features with one method, cached: each method's explanations, with what each cost,
 are stored per (the source's VLM, SAE, pools and prompts by content, method name, code identity of
-the method and what it calls, method config, explainer) in an append-only store, so a run killed at any moment and started again
+the method and what it calls, of the harness that answers it (`benchmark.harness`), method config,
+explainer) in an append-only store, so a run killed at any moment and started again
 redoes nothing it finished."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tqdm import tqdm
 from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
 from benchmark.context import Context
+from benchmark.harness import path_identity
 from benchmark.identity import code_identity
 from benchmark.registry import UsageError
 from benchmark.results import RowStore
@@ -24,7 +26,7 @@ def method_key(ctx: Context, name: str, fn) -> dict:
     config = asdict(ctx.config)
     del config["explainer"]
     return {"source": {role: identity[role] for role in ("vlm", "sae", "pools", "prompts")}, "method": name,
-            "code": code_identity(fn), "config": config,
+            "code": code_identity(fn), "harness": path_identity("answering", ctx.source.spec.vlm.family), "config": config,
             "explainer": None if ctx.explainer is None else ctx.explainer.identity}
 
 

@@ -146,8 +146,8 @@ def code_identity(fn: object) -> str:
     (libraries change with their versions, not hashed here); for classes, their methods' globals
     and project base classes; `functools.wraps` wrappers are unwrapped; module-level constants
     whose value is JSON (numbers, strings, lists/dicts of them) by value. Not followed: attribute
-    calls like `ctx.answer(...)` or `module.helper(...)` -- the harness behind `ctx` is identified
-    by the cache keys of what it loads. An attribute name that equals a global name pulls that
+    calls like `ctx.answer(...)` or `module.helper(...)` -- the harness behind `ctx` is in the keys
+    through `benchmark.harness`. An attribute name that equals a global name pulls that
     global in; that only over-invalidates. Source is read from disk: a file edited while a run is
     going gets its new identity although that run still executes the old code.
     """

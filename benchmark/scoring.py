@@ -9,8 +9,8 @@ call directly:
     @metric("localization-iou", columns=("localization_iou",), needs=("segmenter",))
     def score_localization(ctx: ScoringContext, features, texts): ...
 
-Scores are cached per (metric, code identity of its function and what it calls, the source's
-content identity, the identity of the capabilities it needs (a generator's files and settings),
+Scores are cached per (metric, code identity of its function and what it calls, of the harness it
+reads through (`benchmark.harness`), the source's content identity, the identity of the capabilities it needs (a generator's files and settings),
 scoring config) and per (feature, explanation) pair, so a feature explained
 identically by two methods is scored once and a killed run resumes where it stopped.
 """
@@ -28,6 +28,7 @@ from tqdm import tqdm
 from benchmark.cache import config_hash
 from benchmark.embeddings import pool_embeddings
 from benchmark.grids import resample
+from benchmark.harness import path_identity
 from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS
@@ -183,10 +184,11 @@ class ScoringContext:
 
     def cache_key(self) -> dict:
         """What every score depends on: the VLM whose tower feeds the SAE, the SAE, the pools, the
-        scorer and the settings (not the prompts: no metric asks the VLM a question)."""
+        scorer, the harness metrics read through and the settings (not the prompts: no metric asks the
+        VLM a question)."""
         identity = self.source.identity
         return {"source": {role: identity[role] for role in ("vlm", "sae", "pools", "scorer")},
-                "config": asdict(self.config)}
+                "harness": path_identity("scoring", self.source.spec.vlm.family), "config": asdict(self.config)}
 
 
 def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list[str],

@@ -37,6 +37,7 @@ from transformers import AutoConfig
 
 from benchmark.activations import TowerCodes, cached_store, write_store
 from benchmark.cache import cache_root, config_hash
+from benchmark.harness import path_identity
 from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool, load_image_pool, open_dataset
 from benchmark.models.adapters import ADAPTERS, load_vlm
@@ -126,6 +127,13 @@ class Source:
         return getattr(value, "identity", None) or code_identity(type(value))
 
     @property
+    def source_id(self) -> str:
+        """The content identity every row computed on this source carries (`source_id`): its VLM,
+        SAE, pools, scorer, prompts and named components. Rows of one (source, LM) name share it, or
+        they were computed on different models."""
+        return config_hash(self.identity)
+
+    @property
     def dtype_name(self) -> str:
         """The dtype the VLM runs in, as `[vlm] dtype` names it (what `identity` keys, not what was asked)."""
         return str(self.dtype).removeprefix("torch.")
@@ -213,15 +221,19 @@ class Source:
         """The SAE's activations on a pool's patch tokens, computed in one streamed pass (in this
         process, or from `batches`: a backend's sharded pass) and cached: the `topk` pool's best `keep`
         images per latent (`TopImages`), or every activation of the `scoring` pool (`ScoringActivations`)."""
-        key = {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split,
-               **({"keep": keep, "rank": self.spec.pool.rank} if split == "topk" else {})}
-
         def build(dpath: Path) -> None:
             codes = batches() if batches is not None else self.codes_of(split)
             write_store(dpath, split, codes, self.pool_size(split), self.patches, self._sae.d_sae, keep,
                         self.spec.pool.rank)
 
-        return cached_store(self.root / "activations", key, split, build)
+        return cached_store(self.root / "activations", self.store_key(split, keep), split, build)
+
+    def store_key(self, split: str, keep: int = TOP_KEPT) -> dict:
+        """What a pool's activation store depends on: the tower, the SAE, the pool, the harness's
+        activation path (`benchmark.harness`) and, for top images, how many are kept and how ranked."""
+        return {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split,
+                "harness": path_identity("activations", self.spec.vlm.family),
+                **({"keep": keep, "rank": self.spec.pool.rank} if split == "topk" else {})}
 
     def codes_of(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Codes]]:
         """The SAE's codes on pool images [start, stop), batch by batch: (a shard of) the activation pass."""
@@ -257,7 +269,8 @@ class Source:
         models = asdict(self.spec.resolved())
         models["vlm"]["dtype"] = self.dtype_name  # what ran, so the identity can be checked on another machine
         models["sae"]["layer"] = self.layer  # the state steered, however it was derived
-        return {"name": self.name, "lm": self.lm, "identity": self.identity, "layer": self.layer,
+        return {"name": self.name, "lm": self.lm, "source_id": self.source_id, "identity": self.identity,
+                "layer": self.layer,
                 "layer_from": self.layer_from,
                 "models": models, "default_steering_multiplier": self.default_multiplier,
                 "capabilities": [n for n in NEEDS if self.has(n)]}
