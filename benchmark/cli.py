@@ -5,7 +5,8 @@
                         [--backend local|ray [--address auto|ray://...] [--workers N]]
     python -m benchmark methods | metrics
     python -m benchmark validate-metrics [--lm large] [--json]
-    python -m benchmark leaderboard [--add RUN_DIR ...] [--dir leaderboards]
+    python -m benchmark leaderboard [--add RUN_DIR ... [--replace]] [--dir leaderboards]
+    python -m benchmark findings DIR [DIR ...] [--json]
     python -m benchmark report [--run RUN_DIR ...] [--leaderboards leaderboards] [--out report]
     python -m benchmark bench [--json]
     python -m benchmark bench --shape llava-1.5-7b|gemma-3-27b --random-weights --device cuda [--json]
@@ -121,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         scores = pd.read_csv(run_dir / "scores.csv")
-        print(scores.drop(columns=["world", "lm", "feature", "explanation", "concept", "category", "level", "aligned"])
+        print(scores.drop(columns=["source", "source_id", "lm", "feature", "explanation", "concept", "category", "level", "aligned"])
               .groupby("method").mean().round(3).to_string())
         print(f"scores: {run_dir / 'scores.csv'}")
     return 0
@@ -186,10 +187,29 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.leaderboard import markdown, regenerate
+    from benchmark.registry import UsageError
 
-    tables = regenerate(Path(args.dir), [Path(p) for p in args.add])
+    if args.replace and not args.add:
+        raise UsageError("--replace: give the runs whose rows replace the old ones with --add RUN_DIR")
+    tables = regenerate(Path(args.dir), [Path(p) for p in args.add], args.replace)
     print(markdown(tables["main"]))
     print(f"wrote {', '.join(str(Path(args.dir) / f'{n}.csv') for n in tables)}")
+    return 0
+
+
+def _findings(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from benchmark.findings import markdown, orderings, table
+    from benchmark.leaderboard import load_rows
+
+    rows = pd.concat([load_rows(Path(d)) for d in args.dirs], ignore_index=True)
+    by_source = dict(list(rows.groupby("source", sort=False)))  # the first directory's first source leads
+    found, order = table(by_source), orderings(by_source)
+    print(markdown(found, order))
+    if args.json:
+        print(json.dumps({"findings": found.to_dict("records"), "orderings": order.to_dict("records")},
+                         separators=(",", ":")))
     return 0
 
 
@@ -283,7 +303,7 @@ def _shape_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "report", "world", "bench", "sae", "serve")
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "findings", "report", "world", "bench", "sae", "serve")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -335,7 +355,14 @@ def parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="regenerate leaderboards/*.csv from score rows (no model runs)")
     board.add_argument("--add", nargs="*", default=[], metavar="RUN_DIR", help="merge these runs' scores first")
     board.add_argument("--dir", default="leaderboards", help="leaderboard directory (rows/ inside)")
+    board.add_argument("--replace", action="store_true", help="with --add: the runs' rows replace every row of their "
+                       "(source, LM), e.g. after the source's models changed")
     board.set_defaults(run=_leaderboard)
+    findings = commands.add_parser("findings", help="the README's findings tested on every source of these "
+                                   "leaderboards (a verdict on the first source, its p-value on each)")
+    findings.add_argument("dirs", nargs="+", metavar="DIR", help="leaderboard directories (rows/ inside)")
+    findings.add_argument("--json", action="store_true", help="also print both tables as one JSON line (last line)")
+    findings.set_defaults(run=_findings)
     report = commands.add_parser("report", help="write a static HTML report of runs and leaderboards")
     report.add_argument("--run", nargs="*", default=[], dest="runs", metavar="RUN_DIR",
                         help="run directories whose features get pages")

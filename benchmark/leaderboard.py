@@ -1,15 +1,18 @@
 """Leaderboard tables, regenerated from per-feature score rows alone (no model runs).
 
-`leaderboards/rows/<world>-<lm>.csv.gz` hold the per-feature rows (one per method and feature:
-explanation, ground truth, every metric column, and the `COST_COLUMNS` where the run recorded them);
-they are committed, and `--add RUN_DIR` merges a run's `scores.csv` into them, replacing that run's
-methods (rows of a run without cost columns get NaN there). From the rows come three tables:
-- `main.csv`: per (world, LM, method), the number of features, each metric's headline mean over the
+`leaderboards/rows/<source>-<lm>.csv.gz` hold the per-feature rows (one per method and feature:
+the source's content identity `source_id`, explanation, ground truth, every metric column, and the
+`COST_COLUMNS` where the run recorded them); they are committed, and `--add RUN_DIR` merges a run's
+`scores.csv` into them, replacing that run's methods (rows of a run without cost columns get NaN
+there). A run whose `source_id` differs from the rows already there for its (source, LM) is refused:
+its features are other latents of other models, whatever the name says; `--replace` drops those
+rows instead. From the rows come three tables:
+- `main.csv`: per (source, LM, method), the number of features, each metric's headline mean over the
   alive features with a 95% bootstrap CI, then each cost column's median per feature over the
   features where it is finite (`<cost>_median`; NaN if none). Rows with no cost columns at all give
   no cost columns, so old rows give the tables they always gave;
 - `per_category.csv`: the same means over aligned features, by level (low / high) and category;
-- `pairwise.csv`: per (world, LM, metric), one-sided Mann–Whitney U for every ordered pair of
+- `pairwise.csv`: per (source, LM, metric), one-sided Mann–Whitney U for every ordered pair of
   methods (does method a score higher than b?), its p-value and whether p < 0.05.
 Every write happens under an exclusive lock on `leaderboards/.lock` and replaces files atomically,
 so concurrent writers serialise and a reader never sees a torn file. Output is deterministic.
@@ -31,8 +34,8 @@ from benchmark.registry import UsageError
 from benchmark.results import write_atomic
 from benchmark.stats import ALPHA, greater, mean_ci
 
-KEYS = ["world", "lm", "method"]
-ROW_COLUMNS = [*KEYS, "feature", "explanation", "concept", "category", "level", "aligned"]
+KEYS = ["source", "lm", "method"]
+ROW_COLUMNS = [*KEYS, "source_id", "feature", "explanation", "concept", "category", "level", "aligned"]
 COST_COLUMNS = ("cost_seconds", "cost_prompt_tokens", "cost_answer_tokens", "cost_images")
 """What one feature's explanation cost, its share of its method batch: wall seconds of the explaining
 step, prompt tokens sent to the explainer (image tokens included), answer tokens generated, images
@@ -40,7 +43,8 @@ shown. Optional in rows; NaN where unknown (explanations made elsewhere, rows ol
 COST_MEDIANS = tuple(f"{c}_median" for c in COST_COLUMNS)
 """The main table's cost columns, in `COST_COLUMNS`' order."""
 TABLE_FORMAT = "%.4g"
-ROW_FORMAT = "%.5g"
+ROW_FORMAT = "%.9g"
+"""Enough digits that a score read back from the rows equals a rerun's to 1e-6 (float32 has 7 to 9)."""
 
 
 def headline_columns(rows: pd.DataFrame) -> list[str]:
@@ -83,12 +87,12 @@ def category_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
 
 def pairwise_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
     out = []
-    for (world, lm), group in rows.groupby(["world", "lm"], sort=True):
+    for (source, lm), group in rows.groupby(["source", "lm"], sort=True):  # one source_id each (`load_rows`)
         by_method = {m: g for m, g in group.groupby("method", sort=True)}
         for col in headlines:
             for a, b in permutations(sorted(by_method), 2):
                 u, p = greater(by_method[a][col].to_numpy(), by_method[b][col].to_numpy())
-                out.append({"world": world, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
+                out.append({"source": source, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
                             "p_value": p, "a_greater": bool(p < ALPHA)})
     return pd.DataFrame(out)
 
@@ -98,6 +102,15 @@ def load_rows(dpath: Path) -> pd.DataFrame:
     if not files:
         raise UsageError(f"{dpath / 'rows'}: no score rows (*.csv.gz); add a run with --add RUN_DIR")
     rows = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    if missing:
+        raise UsageError(f"{dpath / 'rows'}: rows lack {', '.join(missing)} (rows from before sources had an "
+                         f"identity); regenerate them from runs")
+    ids = rows.groupby(["source", "lm"]).source_id.nunique()
+    if (ids > 1).any():
+        source, lm = ids[ids > 1].index[0]
+        raise UsageError(f"{dpath / 'rows'}: rows of {source} {lm} come from {ids.max()} different source identities; "
+                         f"keep one (leaderboard --add RUN_DIR --replace)")
     return rows.sort_values([*KEYS, "feature"], kind="stable").reset_index(drop=True)
 
 
@@ -117,25 +130,42 @@ def read_run_scores(run_dpath: Path, flag: str) -> pd.DataFrame:
     return scores
 
 
-def add_run(dpath: Path, run_dpath: Path) -> None:
-    """Merges a run's scores into the rows file of its (world, LM), replacing its methods' rows."""
-    new = read_run_scores(run_dpath, "--add")
-    for (world, lm), part in new.groupby(["world", "lm"], sort=True):
-        fpath = dpath / "rows" / f"{world}-{lm}.csv.gz"
-        old = pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]
-        merged = pd.concat([old[~old.method.isin(part.method.unique())], part], ignore_index=True)
-        merged = merged.sort_values(["method", "feature"], kind="stable")
-        write_atomic(fpath, _gzip(merged.to_csv(index=False, float_format=ROW_FORMAT, lineterminator="\n")))
+def add_runs(dpath: Path, runs: list[Path], replace: bool = False) -> None:
+    """Merges runs' scores into the rows file of each (source, LM), replacing their methods' rows;
+    with `replace`, rows of another source identity there are dropped instead of refused. Every run is
+    checked before anything is written."""
+    merged: dict[Path, pd.DataFrame] = {}
+    for run_dpath in runs:
+        new = read_run_scores(run_dpath, "--add")
+        for (source, lm), part in new.groupby(["source", "lm"], sort=True):
+            fpath = dpath / "rows" / f"{source}-{lm}.csv.gz"
+            old = merged[fpath] if fpath in merged else pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]
+            ours = set(part.source_id.astype(str))
+            if len(ours) > 1:
+                raise UsageError(f"--add {run_dpath}: its {source} {lm} rows come from {len(ours)} source identities")
+            ours_id = ours.pop()
+            kept = old.source_id.astype(str) == ours_id if "source_id" in old.columns else pd.Series(False, old.index)
+            if not kept.all() and not replace:
+                theirs = ", ".join(sorted(set(old.source_id.astype(str)) - {ours_id})) if "source_id" in old.columns \
+                    else "none recorded"
+                raise UsageError(f"--add {run_dpath}: computed on {source} {lm} with source identity {ours_id}, but "
+                                 f"{fpath} holds rows of identity {theirs} (other models under the same name); to "
+                                 f"replace them, add it with --replace, then add every method again")
+            old = old[kept.to_numpy()]
+            rows = pd.concat([old[~old.method.isin(part.method.unique())], part], ignore_index=True)
+            merged[fpath] = rows.sort_values(["method", "feature"], kind="stable")
+    for fpath, rows in merged.items():
+        write_atomic(fpath, _gzip(rows.to_csv(index=False, float_format=ROW_FORMAT, lineterminator="\n")))
 
 
-def regenerate(dpath: Path, add: list[Path] = ()) -> dict[str, pd.DataFrame]:
-    """Adds runs (if any), then rewrites the three tables from the rows; all under the lock."""
+def regenerate(dpath: Path, add: list[Path] = (), replace: bool = False) -> dict[str, pd.DataFrame]:
+    """Adds runs (if any; `replace`: dropping rows of another source identity), then rewrites the three
+    tables from the rows; all under the lock."""
     for run_dpath in add:
         if not Path(run_dpath).is_dir():
             raise UsageError(f"--add {run_dpath}: no such run directory")
     with _locked(dpath):
-        for run_dpath in add:
-            add_run(dpath, Path(run_dpath))
+        add_runs(dpath, [Path(p) for p in add], replace)
         rows = load_rows(dpath)
         headlines = headline_columns(rows)
         tables = {"main": main_table(rows, headlines), "per_category": category_table(rows, headlines),
@@ -154,7 +184,7 @@ def markdown(main: pd.DataFrame) -> str:
     names = [*KEYS, "n", *headlines, *(["s / feature"] if seconds else [])]
     lines = ["| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
     for r in main.itertuples(index=False):
-        cells = [r.world, r.lm, r.method, str(r.n_features)]
+        cells = [r.source, r.lm, r.method, str(r.n_features)]
         cells += [f"{getattr(r, c):.3f}" if not np.isnan(getattr(r, c)) else "–" for c in headlines]
         cells += [f"{getattr(r, c):.3g}" if not np.isnan(getattr(r, c)) else "–" for c in seconds]
         lines.append("| " + " | ".join(cells) + " |")

@@ -168,15 +168,16 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         method_config, tuning = tune(source, ctx.config, list(fns), tune_metric, sctx, validation, backend, sweep)
         ctx = Context(source, method_config)
     rows = []
+    made_on = {"source": source.name, "source_id": source.source_id, "lm": source.lm}  # what every row was computed on
     for name, fn in fns.items():
         for f, row in explain_rows(ctx, name, fn, features, backend).items():
-            rows.append({"world": source.name, "lm": source.lm, "method": name, "feature": f,
-                         "explanation": row["explanation"], **cost_columns(row["cost"])})
+            rows.append({**made_on, "method": name, "feature": f, "explanation": row["explanation"],
+                         **cost_columns(row["cost"])})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
         wanted = set(features)
-        rows += [{"world": source.name, "lm": source.lm, "method": name, "feature": f, "explanation": e,
-                  **cost_columns({})} for f, e in sorted(submission.items()) if f in wanted]
+        rows += [{**made_on, "method": name, "feature": f, "explanation": e, **cost_columns({})}
+                 for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
     run_dir = Path(config.out) / f"{source.name}-{source.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
@@ -261,7 +262,7 @@ def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple
 
 
 def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (world, lm, method, feature, explanation) with the feature's ground truth and every
+    """`rows` (source, source_id, lm, method, feature, explanation) with the feature's ground truth and every
     metric's columns added."""
     truth = sctx.source.groundtruth().set_index("feature")[["concept", "category", "level", "aligned"]]
     table = rows.join(truth, on="feature")

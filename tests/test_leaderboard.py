@@ -12,7 +12,7 @@ from benchmark.leaderboard import COST_COLUMNS, markdown, regenerate
 from benchmark.registry import UsageError
 from benchmark.stats import greater, mean_ci
 
-EXPECTED_MAIN = """world,lm,method,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,oracle,oracle_ci_low,oracle_ci_high
+EXPECTED_MAIN = """source,lm,method,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,oracle,oracle_ci_low,oracle_ci_high
 w,small,a,4,0.8,0.8,0.8,1,1,1
 w,small,b,4,0.5,0.5,0.5,0,0,0
 """
@@ -28,11 +28,11 @@ COSTS_A = {"cost_seconds": [1, 2, 3, 10], "cost_prompt_tokens": [100, 200, math.
            "cost_answer_tokens": [math.nan, math.inf, 7, 9], "cost_images": [5, 5, 5, 5]}
 
 
-def write_run(dpath: Path, costs: bool = False) -> Path:
+def write_run(dpath: Path, costs: bool = False, source_id: str = "id-w") -> Path:
     rows = []
     for method, detection, oracle in (("a", 0.8, 1.0), ("b", 0.5, 0.0)):
         for f in range(4):
-            rows.append({"world": "w", "lm": "small", "method": method, "feature": f, "explanation": f"{method} {f}",
+            rows.append({"source": "w", "source_id": source_id, "lm": "small", "method": method, "feature": f, "explanation": f"{method} {f}",
                          "concept": "red", "category": "colour", "level": "low", "aligned": f < 2,
                          "detection_auroc": detection, "oracle": oracle})
             if costs:
@@ -111,6 +111,32 @@ def test_adding_a_run_again_replaces_its_rows(tmp_path, run_dir):
     regenerate(board, [run_dir])
     regenerate(board, [run_dir])
     assert (board / "main.csv").read_text() == EXPECTED_MAIN
+
+
+def test_a_run_on_other_models_under_the_same_name_is_refused_until_replaced(tmp_path, run_dir):
+    board = tmp_path / "board"
+    regenerate(board, [run_dir])
+    before = {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
+    other = write_run(tmp_path / "other", source_id="id-other")
+    with pytest.raises(UsageError, match="source identity id-other, but .*w-small.csv.gz holds rows of identity id-w"):
+        regenerate(board, [other])
+    with pytest.raises(UsageError, match="source identity id-other"):  # with a fine run first: still nothing written
+        regenerate(board, [run_dir, other])
+    assert {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]} == before
+    regenerate(board, [other], replace=True)
+    rows = pd.read_csv(board / "rows" / "w-small.csv.gz")
+    assert set(rows.source_id) == {"id-other"} and len(rows) == 8
+
+
+def test_rows_of_two_identities_under_one_name_are_never_compared(tmp_path, run_dir):
+    board = tmp_path / "board"
+    regenerate(board, [run_dir])
+    rows = pd.read_csv(board / "rows" / "w-small.csv.gz")
+    rows.loc[rows.method == "b", "source_id"] = "id-other"  # merged by hand, around --add
+    with gzip.open(board / "rows" / "w-small.csv.gz", "wt") as fh:
+        rows.to_csv(fh, index=False)
+    with pytest.raises(UsageError, match="rows of w small come from 2 different source identities"):
+        regenerate(board)
 
 
 def test_concurrent_writers_leave_valid_tables(tmp_path, run_dir):

@@ -100,7 +100,7 @@ def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypa
     rows = [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
     assert sorted((r["method"], r["feature"]) for r in rows) == sorted(
         (m, f) for m in ("steering", "topk", "hybrid") for f in range(6))
-    assert {(r["world"], r["lm"]) for r in rows} == {("sae", "llava")}  # the SAE file's and the checkpoint's names
+    assert {(r["source"], r["lm"]) for r in rows} == {("sae", "llava")}  # the SAE file's and the checkpoint's names
     scores = pd.read_csv(run_dir / "scores.csv")
     for column in METRIC_COLUMNS:
         assert np.isfinite(scores[column]).any(), column

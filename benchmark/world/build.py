@@ -33,7 +33,7 @@ from benchmark.sources.source import STEERING_MULTIPLIER, Source
 from benchmark.sources.spec import ModelsConfig, PoolSpec, PromptSpec, SAESpec, ScorerSpec, VLMSpec, to_toml
 from benchmark.world.groundtruth import ALIGNED_IOU, ALIGNED_PRECISION, concept_patch_masks, dissect
 from benchmark.world.pools import SPLITS, Pool, content_hash, load_pool, make_pool, save_pool
-from benchmark.world.presets import WORLDS, WorldConfig
+from benchmark.world.presets import WorldConfig
 from benchmark.world.quality import caption_recall, steering_sanity, topk_sanity
 from benchmark.world.render import GENERATOR_VERSION
 from benchmark.world.sae_training import train_sae

@@ -1,0 +1,100 @@
+"""One world on every machine: the default world is read from its shipped files (checked against
+their manifest), its pools regenerate bit-identically, it reproduces the committed leaderboard rows,
+and rows of other models under the same name are refused by the leaderboard."""
+import gzip
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.leaderboard import ROW_COLUMNS
+from benchmark.pipeline import RunConfig, run
+from benchmark.registry import UsageError
+from benchmark.world import shipped
+from benchmark.world.build import build_world
+from benchmark.world.presets import WORLDS
+
+LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
+
+
+@pytest.fixture(scope="module")
+def default_world(world_cache):
+    return build_world("default")
+
+
+def test_world_choices_name_what_they_read():
+    assert (shipped.choose("default").version, shipped.choose("default").name) == (1, "default@1")
+    assert (shipped.choose("default@1").version, shipped.choose("default@train").version) == (1, None)
+    assert shipped.choose("default@train").name == "default"
+    seeded = shipped.choose("default@seed3")
+    assert (seeded.config.seed, seeded.version, seeded.name) == (3, None, "default@seed3")
+    assert (shipped.choose("tiny").version, shipped.choose("tiny").name) == (None, "tiny")  # tests train it
+    with pytest.raises(UsageError, match=r"shipped: default@1"):
+        shipped.choose("default@7")
+
+
+def test_the_default_world_is_read_from_its_shipped_files_and_its_pools_render_identically(default_world,
+                                                                                         world_cache):
+    manifest = shipped.verified(shipped.shipped_dir("default", 1))
+    assert default_world.name == "default@1"
+    for stage in manifest["stages"]:
+        assert default_world.dirs[stage] == shipped.shipped_dir("default", 1) / stage
+    trained_here = {d.name.rsplit("-", 1)[0] for d in (world_cache / "world").iterdir() if "tiny" not in str(d)}
+    assert not trained_here & set(manifest["stages"])
+    assert default_world.metas["pools"]["content"] == manifest["pools"]["content"]  # rendered here just now
+    assert default_world.metas["pools"]["config"]["seed"] == 0 and len(default_world.pool("scoring")) == 5000
+
+
+def test_an_altered_shipped_file_is_refused(tmp_path, monkeypatch):
+    copy = tmp_path / "default@1"
+    shutil.copytree(shipped.shipped_dir("default", 1), copy)
+    weights = copy / "sae" / "sae_weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(shipped, "SHIPPED", tmp_path)
+    with pytest.raises(UsageError, match=r"sae_weights.safetensors: missing or not the file default@1's manifest "
+                                         r"lists; restore it"):
+        shipped.verified(copy)
+
+
+def test_the_shipped_world_reproduces_the_committed_leaderboard_rows(default_world, tmp_path):
+    metrics = ("detection_auroc", "simulation_r", "simulation_patch_r", "clip_score")
+    run_dir = run(RunConfig(methods=("hybrid",), features="0:48", lm="large", world="default",
+                            metrics="detection,simulation,clip-score", out=str(tmp_path)))
+    ours = pd.read_csv(run_dir / "scores.csv").set_index("feature")
+    with gzip.open(LEADERBOARDS / "rows" / "default@1-large.csv.gz") as fh:
+        committed = pd.read_csv(fh)
+    committed = committed[committed.method == "hybrid"].set_index("feature").loc[ours.index]
+    assert (ours.explanation == committed.explanation).all()
+    assert set(ours.source_id) == set(committed.source_id) and len(set(ours.source_id)) == 1
+    for column in metrics:
+        assert ((ours[column] - committed[column]).abs().fillna(0) <= 1e-6).all(), column
+        assert ours[column].notna().sum() > 30
+
+
+def test_the_leaderboard_refuses_a_retrained_world_under_the_same_name(world, tmp_path, monkeypatch, capsys):
+    tiny = WORLDS.get("tiny")
+    monkeypatch.setitem(WORLDS._items, "tiny-other-sae", replace(tiny, sae=replace(tiny.sae, steps=250)))
+    args = ["--lm", "small", "--method", "random-words", "--features", "0:8", "--metrics", "detection"]
+    assert main([*args, "--world", "tiny", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--world", "tiny-other-sae", "--out", str(tmp_path / "b")]) == 0
+    (first,), (second,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
+    rows = [pd.read_csv(d / "scores.csv") for d in (first, second)]
+    assert set(rows[0].source) == set(rows[1].source) == {"tiny"}  # one name, two identities
+    assert set(rows[0].source_id) != set(rows[1].source_id) and set(ROW_COLUMNS) <= set(rows[1].columns)
+    board = tmp_path / "board"
+    assert main(["leaderboard", "--add", str(first), "--dir", str(board)]) == 0
+    before = {p: p.read_bytes() for p in board.rglob("*.csv*")}
+    capsys.readouterr()
+    assert main(["leaderboard", "--add", str(second), "--dir", str(board)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.search(r"holds rows of identity \w+ \(other models under the same name\); to "
+                                         r"replace them, add it with --replace", err)
+    assert {p: p.read_bytes() for p in board.rglob("*.csv*")} == before
+    assert main(["leaderboard", "--add", str(second), "--dir", str(board), "--replace"]) == 0
+    assert set(pd.read_csv(board / "rows" / "tiny-small.csv.gz").source_id) == set(rows[1].source_id)
