@@ -1,0 +1,112 @@
+"""The README's headline findings, tested on every source whose rows a leaderboard holds: does a
+verdict drawn on the shipped world hold on worlds trained from other seeds?
+
+Each finding is a directional comparison of per-feature scores, "a scores higher than b" on one
+metric, tested with the leaderboard's one-sided Mann–Whitney U (`benchmark.stats.greater`). Its
+direction is the one the first source (the shipped world) shows, so the question on the others is
+whether the same verdict comes out again, and with what p-value. A method ordering per metric is
+compared as a whole: the four methods sorted by their mean.
+
+    python -m benchmark findings leaderboards leaderboards/seeds [--json]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchmark.stats import ALPHA, greater
+
+METRICS = ("detection_auroc", "simulation_r", "generation_auroc", "localization_iou", "oracle")
+METHODS = ("caption-top1", "steering", "hybrid", "topk")
+CONTROLS = ("random-direction", "permuted", "no-steer", "random-words")
+FIDELITY = ("detection_auroc", "simulation_r", "generation_auroc", "localization_iou")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`a` against `b` on `metric` (each method on its own LM size)."""
+
+    name: str
+    metric: str
+    a: tuple[str, str]
+    b: tuple[str, str]
+
+
+def comparisons(lms: list[str]) -> list[Comparison]:
+    """Steering and hybrid against top-k on the largest LM, growth from the smallest to the largest LM
+    (steering, top-k, hybrid), per metric."""
+    large, small = lms[-1], lms[0]
+    out = []
+    for metric in METRICS:
+        out.append(Comparison("steering vs top-k", metric, ("steering", large), ("topk", large)))
+        out.append(Comparison("hybrid vs top-k", metric, ("hybrid", large), ("topk", large)))
+        for method in ("steering", "topk", "hybrid"):
+            out.append(Comparison(f"{method}: {large} LM vs {small} LM", metric, (method, large), (method, small)))
+    return out
+
+
+def _scores(rows: pd.DataFrame, method: str, lm: str, metric: str) -> np.ndarray:
+    return rows[(rows.method == method) & (rows.lm == lm)][metric].to_numpy(np.float64)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def table(rows_by_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per finding: its verdict on the first source, then per source the p-value of that
+    verdict (one-sided, in the first source's direction), and whether it holds (p < 0.05) on all."""
+    sources = list(rows_by_source)
+    first = rows_by_source[sources[0]]
+    lms = [lm for lm in ("small", "medium", "large") if lm in set(first.lm)] or sorted(set(first.lm))
+    out = []
+    for c in comparisons(lms):
+        a, b = _scores(first, *c.a, c.metric), _scores(first, *c.b, c.metric)
+        if not (np.isfinite(a).any() and np.isfinite(b).any()):
+            continue
+        high, low = (c.a, c.b) if _mean(a) >= _mean(b) else (c.b, c.a)
+        record = {"finding": c.name, "metric": c.metric,
+                  "verdict": f"{high[0]} ({high[1]}) > {low[0]} ({low[1]})"}
+        for source, rows in rows_by_source.items():
+            record[source] = greater(_scores(rows, *high, c.metric), _scores(rows, *low, c.metric))[1]
+        out.append(record)
+    controls = {"finding": "methods vs controls", "metric": "fidelity (4)",
+                "verdict": f"each of {len(METHODS)} methods > each of {len(CONTROLS)} controls (weakest p)"}
+    for source, rows in rows_by_source.items():  # the weakest of all method-control comparisons
+        controls[source] = float(np.nanmax([greater(_scores(rows, m, lms[-1], metric), _scores(rows, c, lms[-1], metric))[1]
+                                            for m in METHODS for c in CONTROLS for metric in FIDELITY]))
+    out.append(controls)
+    result = pd.DataFrame(out)
+    result["holds on all"] = (result[sources] < ALPHA).all(axis=1)
+    return result
+
+
+def orderings(rows_by_source: dict[str, pd.DataFrame], lm: str = "large") -> pd.DataFrame:
+    """Per metric and source, the methods in order of their mean (best first), and whether the
+    order is the same on every source."""
+    out = []
+    for metric in METRICS:
+        record = {"metric": metric}
+        for source, rows in rows_by_source.items():
+            means = {m: _mean(_scores(rows, m, lm, metric)) for m in METHODS}
+            record[source] = " > ".join(sorted(means, key=lambda m: -means[m]))
+        record["same on all"] = len({record[s] for s in rows_by_source}) == 1
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def markdown(findings: pd.DataFrame, order: pd.DataFrame) -> str:
+    """Both tables in Markdown, p-values to two significant digits."""
+    sources = [c for c in findings.columns if c not in ("finding", "metric", "verdict", "holds on all")]
+    lines = ["| finding | metric | verdict on " + sources[0] + " | " + " | ".join(f"p, {s}" for s in sources)
+             + " | holds on all |", "|" + " --- |" * (4 + len(sources))]
+    for r in findings.to_dict("records"):
+        lines.append(f"| {r['finding']} | {r['metric']} | {r['verdict']} | "
+                     + " | ".join(f"{r[s]:.2g}" for s in sources) + f" | {'yes' if r['holds on all'] else '**no**'} |")
+    lines += ["", "| metric | " + " | ".join(sources) + " | same on all |", "|" + " --- |" * (2 + len(sources))]
+    for r in order.to_dict("records"):
+        lines.append(f"| {r['metric']} | " + " | ".join(r[s] for s in sources)
+                     + f" | {'yes' if r['same on all'] else '**no**'} |")
+    return "\n".join(lines)
