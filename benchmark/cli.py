@@ -50,7 +50,6 @@ def _world_build(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     world = build_world(_world_spec(args))
     report = world.report()
-    report["name"] = world.name
     shipped = versions(world.config.name) if "@" in _world_spec(args) else []
     if shipped:  # trained here: how it differs from what the project ships
         report["differences"] = differences(world.dirs, shipped_dir(world.config.name, shipped[-1]))
@@ -82,7 +81,9 @@ def _world_ship(args: argparse.Namespace) -> int:
 
 
 def _human(report: dict) -> str:
-    lines = [f"world {report['name']} built in {report['build_seconds']['total']:.0f} s (this call: {report['load_seconds']:.1f} s)"]
+    made = "shipped; its models were trained in" if report["shipped"] else "built in"
+    lines = [f"world {report['name']} ({made} {report['build_seconds']['total']:.0f} s; this call: "
+             f"{report['load_seconds']:.1f} s)"]
     lines += [f"  {stage:<14} {s:7.1f} s" for stage, s in report["build_seconds"].items() if stage != "total"]
     lines.append(f"SAE: FVE {report['sae_fve']:.3f}, alive {report['sae_alive_fraction']:.2f}; "
                  f"scorer retrieval top-1 {report['scorer_retrieval_top1']:.3f}")

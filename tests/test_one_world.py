@@ -98,3 +98,23 @@ def test_the_leaderboard_refuses_a_retrained_world_under_the_same_name(world, tm
     assert {p: p.read_bytes() for p in board.rglob("*.csv*")} == before
     assert main(["leaderboard", "--add", str(second), "--dir", str(board), "--replace"]) == 0
     assert set(pd.read_csv(board / "rows" / "tiny-small.csv.gz").source_id) == set(rows[1].source_id)
+
+
+def test_a_shipped_world_reads_as_the_trained_one_and_a_retrain_says_how_it_differs(world, tmp_path, monkeypatch):
+    from benchmark.world.build import trained_stages
+
+    monkeypatch.setattr(shipped, "SHIPPED", tmp_path)
+    stages = trained_stages(world.config)
+    shipped.write(world.dirs, {"config": world.metas["pools"]["config"], "content": world.pool_content()}, stages,
+                  tmp_path / "tiny@1")
+    read = build_world("tiny")  # now the latest shipped version
+    assert (read.name, read.dirs["sae"]) == ("tiny@1", tmp_path / "tiny@1" / "sae")
+    assert read.source("small").source_id == world.source("small").source_id  # the same files, by content
+    assert shipped.differences(world.dirs, tmp_path / "tiny@1") == [f"{s}: identical to tiny@1" for s in stages]
+    tiny = WORLDS.get("tiny")
+    other = build_world(replace(tiny, sae=replace(tiny.sae, steps=250)))  # trained here, another SAE
+    lines = dict(line.split(": ", 1) for line in shipped.differences(other.dirs, tmp_path / "tiny@1"))
+    assert lines["tower"] == lines["vlm-large"] == "identical to tiny@1"
+    assert re.fullmatch(r"sae_weights.safetensors differ from tiny@1; largest weight difference [\d.e+-]+", lines["sae"])
+    with pytest.raises(UsageError, match="exists; a shipped version is never rewritten"):
+        shipped.write(world.dirs, {}, stages, tmp_path / "tiny@1")

@@ -61,6 +61,8 @@ class World:
     `name@seedN`) for one trained here."""
     spec: str = ""
     """How another process opens the same world (`benchmark.world.shipped.choose`)."""
+    version: int | None = None
+    """The shipped version read; None: trained on this machine."""
     dirs: dict[str, Path] = field(default_factory=dict)
     metas: dict[str, dict] = field(default_factory=dict)
     _pools: dict[str, Pool] = field(default_factory=dict, init=False, repr=False)
@@ -126,6 +128,8 @@ class World:
         stage_seconds = {name: meta["seconds"] for name, meta in self.metas.items()}
         stage_seconds["total"] = round(sum(stage_seconds.values()), 2)
         return {
+            "name": self.name,
+            "shipped": self.version is not None,
             "build_seconds": stage_seconds,
             "caption_recall": quality["caption_recall"],
             "scorer_retrieval_top1": self.metas["scorer"]["retrieval_top1"],
@@ -146,7 +150,7 @@ def build_world(preset: str | WorldConfig = "default", root: Path | None = None)
     cfg = choice.config
     root = root or cache_root()
     parent = root / "world"
-    world = World(cfg, root, name=choice.name, spec=choice.spec)
+    world = World(cfg, root, name=choice.name, spec=choice.spec, version=choice.version)
     keys: dict[str, str] = {}
 
     def stage(name: str, config: dict, build) -> None:
