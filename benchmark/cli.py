@@ -44,8 +44,7 @@ def _world_spec(args: argparse.Namespace) -> str:
 
 
 def _world_build(args: argparse.Namespace) -> int:
-    from benchmark.sources.world import build_world
-    from benchmark.world.shipped import differences, shipped_dir, versions
+    from benchmark.sources.world import build_world, differences, shipped_dir, versions
 
     start = time.perf_counter()
     world = build_world(_world_spec(args))
@@ -67,9 +66,7 @@ def _world_build(args: argparse.Namespace) -> int:
 
 
 def _world_ship(args: argparse.Namespace) -> int:
-    from benchmark.sources.world import build_world
-    from benchmark.world.build import trained_stages
-    from benchmark.world.shipped import shipped_dir, versions, write
+    from benchmark.sources.world import build_world, shipped_dir, trained_stages, versions, write
 
     world = build_world(f"{args.preset}@train")
     dpath = shipped_dir(world.config.name, (versions(world.config.name) or [0])[-1] + 1)
@@ -316,8 +313,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--features", default="0:1024", help="start:stop or a comma list")
     run.add_argument("--lm", help="language-model size of the world's VLM (default large); with real models, the "
                      "VLM's name in rows (default: its checkpoint's last path part)")
-    run.add_argument("--world", default="default", help="world preset (default, tiny, or a registered plug-in); "
-                     "unused when the config file has [vlm], [sae], [pool] tables")
+    run.add_argument("--world", default="default", help="world: default (its shipped version, default@1), "
+                     "default@train or default@seedN (trained here), tiny, or a registered plug-in; unused when the "
+                     "config file has [vlm], [sae], [pool] tables")
     run.add_argument("--out", default="results", help="directory for run directories")
     run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
     run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")

@@ -49,7 +49,8 @@ class RunConfig:
     """World: the language-model size of its VLM (None: large). Real models: the VLM's name in rows
     and run directories (None: its checkpoint's last path part, e.g. llava-1.5-7b-hf)."""
     world: str = "default"
-    """World preset (unused when `models` is set)."""
+    """World: a preset, its shipped version or trained here (`benchmark.world.shipped.choose`); unused
+    when `models` is set."""
     out: str = "results"
     """Directory for run directories."""
     explanations: str | None = None
