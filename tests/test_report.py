@@ -21,15 +21,17 @@ from benchmark.report.inputs import Run, first_runs
 from benchmark.sources.spec import PoolSpec
 
 LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
+SOURCE_ID = "0123456789ab"
+"""The content identity rows and run.json carry of the source they were computed on."""
 
 
 def test_marks_best_tied_and_significantly_worse():
     main = pd.DataFrame([
-        {"world": "w", "lm": "s", "method": m, "n_features": 10, "up": up, "up_ci_low": up - 0.1,
+        {"source": "w", "lm": "s", "method": m, "n_features": 10, "up": up, "up_ci_low": up - 0.1,
          "up_ci_high": up + 0.1, "down": down, "down_ci_low": down, "down_ci_high": down}
         for m, up, down in (("a", 0.8, 0.1), ("b", 0.75, 0.3), ("c", 0.5, 0.2))])
     p = {("up", "a", "b"): 0.2, ("up", "a", "c"): 0.001, ("down", "b", "a"): 0.01, ("down", "c", "a"): 0.3}
-    pairwise = pd.DataFrame([{"world": "w", "lm": "s", "metric": m, "method_a": a, "method_b": b, "p_value": v}
+    pairwise = pd.DataFrame([{"source": "w", "lm": "s", "metric": m, "method_a": a, "method_b": b, "p_value": v}
                              for (m, a, b), v in p.items()])
     cells = data.marked_cells(main, pairwise, {"down": False}).set_index(["metric", "method"])
     assert cells.loc[("up", "a"), "mark"] == "best" and math.isnan(cells.loc[("up", "a"), "p"])
@@ -40,11 +42,11 @@ def test_marks_best_tied_and_significantly_worse():
 
 
 def test_pairwise_matrix_and_category_pivot_orders():
-    pairwise = pd.DataFrame([{"world": "w", "lm": "s", "metric": "m", "method_a": a, "method_b": b, "p_value": p}
+    pairwise = pd.DataFrame([{"source": "w", "lm": "s", "metric": "m", "method_a": a, "method_b": b, "p_value": p}
                              for a, b, p in (("x", "y", 0.01), ("y", "x", 0.99))])
     methods, p = data.pairwise_matrix(pairwise, "w", "s", "m")
     assert methods == ["x", "y"] and p[0][1] == 0.01 and p[1][0] == 0.99 and math.isnan(p[0][0])
-    per_category = pd.DataFrame([{"world": "w", "lm": "s", "method": "x", "group_by": by, "group": g, "m": v}
+    per_category = pd.DataFrame([{"source": "w", "lm": "s", "method": "x", "group_by": by, "group": g, "m": v}
                                  for by, g, v in (("category", "shape", 1.0), ("level", "high", 2.0),
                                                   ("category", "colour", 3.0), ("level", "low", 4.0))])
     pivot = data.category_pivot(per_category, "m", {})
@@ -61,7 +63,7 @@ def test_pairwise_matrix_and_category_pivot_orders():
 
 
 def test_plot_series_follow_lm_order_and_leave_gaps():
-    main = pd.DataFrame([{"world": "w", "lm": lm, "method": m, "n_features": 3, "d": v, "d_ci_low": v - 0.1,
+    main = pd.DataFrame([{"source": "w", "lm": lm, "method": m, "n_features": 3, "d": v, "d_ci_low": v - 0.1,
                           "d_ci_high": v + 0.1} for lm, m, v in (("large", "a", 0.5), ("small", "a", 0.25),
                                                                  ("small", "b", 0.75))])
     lms = data.lm_order(list(main.lm))
@@ -70,19 +72,20 @@ def test_plot_series_follow_lm_order_and_leave_gaps():
     assert series["small"][1] == pytest.approx((0.75, 0.65, 0.85)) and series["large"][1] is None
     by_lm = data.by_lm(main, "w", "d", lms)
     assert by_lm["a"] == [0.25, 0.5] and by_lm["b"][0] == 0.75 and math.isnan(by_lm["b"][1])
-    per_category = pd.DataFrame([{"world": "w", "lm": "small", "method": "a", "group_by": "level", "group": g, "d": v}
+    per_category = pd.DataFrame([{"source": "w", "lm": "small", "method": "a", "group_by": "level", "group": g, "d": v}
                                  for g, v in (("high", 0.5), ("low", 0.25))])
     assert data.by_level(per_category, "w", "small", "d") == (["a"], {"low": [(0.25,)], "high": [(0.5,)]})
 
 
 def _run(name: str, lm: str, methods: tuple[str, ...], features: range, steering: float = 8.0,
          identity: dict | None = None) -> Run:
-    rows = [{"world": "w", "lm": lm, "method": m, "feature": f, "explanation": f"{m} says {f}",
-             "concept": "red" if f % 2 else None, "category": "colour" if f % 2 else None,
-             "level": "low" if f % 2 else None, "aligned": f % 4 == 1, "detection_auroc": f / 1000, "oracle": 1.0}
+    rows = [{"source": "w", "source_id": SOURCE_ID, "lm": lm, "method": m, "feature": f,
+             "explanation": f"{m} says {f}", "concept": "red" if f % 2 else None,
+             "category": "colour" if f % 2 else None, "level": "low" if f % 2 else None, "aligned": f % 4 == 1,
+             "detection_auroc": f / 1000, "oracle": 1.0}
             for m in methods for f in features]
-    source = {"name": "w", "lm": lm, "identity": identity or {"sae": "s1", "pools": "p1"}, "models": {},
-              "capabilities": ["groundtruth"]}
+    source = {"name": "w", "lm": lm, "source_id": SOURCE_ID, "identity": identity or {"sae": "s1", "pools": "p1"},
+              "models": {}, "capabilities": ["groundtruth"]}
     meta = {"config": {"method": {"top_k": 5}}, "source": source, "steering_multiplier": steering,
             "hybrid_multiplier": 0.5}
     return Run(name, pd.DataFrame(rows), meta)
@@ -91,37 +94,37 @@ def _run(name: str, lm: str, methods: tuple[str, ...], features: range, steering
 READERS = {"steering_multiplier": frozenset({"steering"}), "hybrid_multiplier": frozenset({"hybrid"})}
 
 
-def test_combined_rows_label_sources_and_record_coefficients():
+def test_combined_rows_label_methods_and_record_coefficients():
     scales = {"w": pd.Series([2.0] * 300, index=range(300))}
     runs = [_run("r1", "s", ("steering", "topk"), range(3)), _run("r2", "s", ("steering", "hybrid"), range(3), 4.0)]
     rows = data.combine_rows(runs, scales, READERS)
-    labels = {(r, m): s for r, m, s in zip(rows.run, rows.method, rows.source)}
+    labels = {(r, m): lb for r, m, lb in zip(rows.run, rows.method, rows.label)}
     assert labels == {("r1", "steering"): "steering (r1)", ("r1", "topk"): "topk", ("r2", "steering"): "steering (r2)",
                       ("r2", "hybrid"): "hybrid"}
-    coeff = rows.groupby("source").coefficient.first()
+    coeff = rows.groupby("label").coefficient.first()
     assert coeff["steering (r1)"] == 16.0 and coeff["steering (r2)"] == 8.0 and coeff["hybrid"] == 1.0
     assert math.isnan(coeff["topk"])
     assert sorted(data.table_rows(rows).method.unique()) == ["hybrid", "steering (r1)", "steering (r2)", "topk"]
 
 
-def test_gallery_index_sources_and_shards():
+def test_gallery_index_labels_and_shards():
     scales = {"w": pd.Series([1.0] * 300, index=range(300))}
     runs = [_run("r1", "s", ("steering",), range(250)), _run("r2", "s", ("topk",), range(10))]
     runs[1].scores.loc[3, "explanation"] = None  # an empty answer, as read back from scores.csv
     rows = data.combine_rows(runs, scales, READERS)
     features = data.feature_table(rows)
-    index = data.gallery_index(features, data.sources(rows), ["detection_auroc", "oracle"], page_size=50)
+    index = data.gallery_index(features, data.labels(rows), ["detection_auroc", "oracle"], page_size=50)
     assert len(index["key"]) == 250 and index["key"][:2] == ["w/0", "w/1"] and index["concept"][:2] == [None, "red"]
-    assert index["categories"] == ["colour"] and [s["label"] for s in index["sources"]] == ["steering", "topk"]
+    assert index["categories"] == ["colour"] and [lb["label"] for lb in index["labels"]] == ["steering", "topk"]
     assert index["aligned"][1] and not index["aligned"][3] and index["default_metric"] == "detection_auroc"
-    topk = data.source_columns(rows, features, "topk", ["detection_auroc"])
+    topk = data.label_columns(rows, features, "topk", ["detection_auroc"])
     assert topk["explanation"][9] == "topk says 9" and topk["explanation"][10] is None and topk["explanation"][3] == ""
     assert topk["scores"]["detection_auroc"][9] == 0.009 and topk["scores"]["detection_auroc"][10] is None
     shards = data.feature_records(rows, features, ["detection_auroc", "oracle"], {("w", 7): {"captions": ["c"]}})
     assert {k: len(v["features"]) for k, v in shards.items()} == {"w-0": 100, "w-100": 100, "w-200": 50}
     first, seventh = shards["w-0"]["features"][0], shards["w-0"]["features"][7]
     assert first["prev"] is None and first["next"] == "w/1" and shards["w-200"]["features"][-1]["next"] is None
-    assert [e["source"] for e in seventh["explanations"]] == ["steering", "topk"] and seventh["captions"] == ["c"]
+    assert [e["label"] for e in seventh["explanations"]] == ["steering", "topk"] and seventh["captions"] == ["c"]
     assert seventh["explanations"][0]["scores"] == [0.007, 1.0] and seventh["explanations"][0]["coefficient"] == 8.0
     assert shards["w-100"]["features"][0]["explanations"][0]["explanation"] == "steering says 100"
     json.dumps(shards, allow_nan=False)  # every NaN became None
@@ -173,7 +176,7 @@ def test_scatter_plot_picks_its_x_scale_and_labels_every_point():
 
 
 def test_quality_against_cost_uses_detection_auroc_else_the_first_metric():
-    main = pd.DataFrame([{"world": "w", "lm": "s", "method": m, "n_features": 4, "clip": q / 2, "detection_auroc": q,
+    main = pd.DataFrame([{"source": "w", "lm": "s", "method": m, "n_features": 4, "clip": q / 2, "detection_auroc": q,
                           "cost_seconds_median": c, "cost_images_median": 5.0}
                          for m, q, c in (("b", 0.7, 2.0), ("a", 0.6, 0.5), ("c", math.nan, 1.0), ("d", 0.5, math.nan))])
     assert data.metric_columns(main) == ["clip", "detection_auroc"]
@@ -183,17 +186,23 @@ def test_quality_against_cost_uses_detection_auroc_else_the_first_metric():
     assert data.quality_cost(main.drop(columns="cost_seconds_median"), "w", "s") == ("detection_auroc", [])
 
 
-def test_index_shows_costs_and_quality_against_cost_where_rows_have_costs(tmp_path):
-    rows = [{"world": "w", "lm": lm, "method": m, "feature": f, "explanation": f"{m} {f}", "concept": "red",
-             "category": "colour", "level": "low", "aligned": True, "detection_auroc": q + f / 100, "oracle": 1.0,
-             "cost_seconds": c * (f + 1), "cost_prompt_tokens": 1000.0 * c, "cost_answer_tokens": 12.0,
-             "cost_images": 5.0}
+def _board(t: Path, features: range) -> Path:
+    """A leaderboard directory made from one run's scores on source w, a small and a large LM: methods
+    cheap, mid and dear, their detection AUROC rising with their cost, oracle the same for all."""
+    rows = [{"source": "w", "source_id": SOURCE_ID, "lm": lm, "method": m, "feature": f, "explanation": f"{m} {f}",
+             "concept": "red", "category": "colour", "level": "low", "aligned": True,
+             "detection_auroc": q + f / 100, "oracle": float(f % 2), "cost_seconds": c * (f + 1),
+             "cost_prompt_tokens": 1000.0 * c, "cost_answer_tokens": 12.0, "cost_images": 5.0}
             for lm in ("small", "large") for m, q, c in (("cheap", 0.6, 0.01), ("mid", 0.7, 1.0), ("dear", 0.8, 9.0))
-            for f in range(3)]
-    (tmp_path / "run").mkdir()
-    pd.DataFrame(rows).to_csv(tmp_path / "run" / "scores.csv", index=False)
-    regenerate(tmp_path / "board", [tmp_path / "run"])
-    page = (write_report([], tmp_path / "report", tmp_path / "board") / "index.html").read_text()
+            for f in features]
+    (t / "run").mkdir()
+    pd.DataFrame(rows).to_csv(t / "run" / "scores.csv", index=False)
+    regenerate(t / "board", [t / "run"])
+    return t / "board"
+
+
+def test_index_shows_costs_and_quality_against_cost_where_rows_have_costs(tmp_path):
+    page = (write_report([], tmp_path / "report", _board(tmp_path, range(3))) / "index.html").read_text()
     plots = [p.split("</svg>")[0] for p in page.split('<svg class="plot scatter"')[1:]]
     assert len(plots) == 2 and all(p.count("<circle") == 3 for p in plots)  # one per LM, one point per method
     assert "w · small: quality vs cost" in plots[0] and "median seconds per feature (log scale)" in plots[0]
@@ -241,8 +250,8 @@ def _run_without_scores(t):
 
 def _scored_run(t, meta: str | None):
     (t / "run").mkdir()
-    row = {"world": "tiny", "lm": "small", "method": "m", "feature": 0, "explanation": "red", "concept": "red",
-           "category": "colour", "level": "low", "aligned": True}
+    row = {"source": "tiny", "source_id": SOURCE_ID, "lm": "small", "method": "m", "feature": 0, "explanation": "red",
+           "concept": "red", "category": "colour", "level": "low", "aligned": True}
     pd.DataFrame([row]).to_csv(t / "run" / "scores.csv", index=False)
     if meta is not None:
         (t / "run" / "run.json").write_text(meta)
@@ -253,7 +262,8 @@ def _run_whose_files_are_gone(t):
     """A run.json as the pipeline writes it, whose VLM checkpoint has since been deleted."""
     models = {"vlm": {"family": "llava", "path": str(t / "gone" / "vlm")}, "sae": {"path": str(t / "gone" / "sae")},
               "pool": {"source": str(t / "gone" / "pool")}}
-    source = {"name": "tiny", "lm": "small", "identity": {}, "models": models, "capabilities": ["groundtruth"]}
+    source = {"name": "tiny", "lm": "small", "source_id": SOURCE_ID, "identity": {}, "models": models,
+              "capabilities": ["groundtruth"]}
     return _scored_run(t, json.dumps({"config": {"method": {"top_k": 5}}, "source": source}))
 
 
@@ -284,21 +294,22 @@ def test_bad_inputs_are_one_line_usage_errors(tmp_path, monkeypatch, make, messa
 
 
 def test_leaderboard_only_report_is_whole_and_replaces_an_earlier_one(tmp_path, monkeypatch):
-    out = write_report([], tmp_path / "report", LEADERBOARDS)
+    board = _board(tmp_path, range(12))
+    out = write_report([], tmp_path / "report", board)
     assert (out / MARKER).is_file() and (out / "static" / "gallery.js").is_file()
     page = (out / "index.html").read_text()
-    main = pd.read_csv(LEADERBOARDS / "main.csv")
-    assert page.count("<table class=\"board") == len(main.groupby(["world", "lm"]))
+    main = pd.read_csv(board / "main.csv")
+    assert page.count("<table class=\"board") == len(main.groupby(["source", "lm"]))
     assert page.count("<svg") >= 7 and "≈" in page and "✓" in page
-    assert page.count('class="plot scatter"') == len(main.groupby(["world", "lm"]))  # quality against cost, per LM
+    assert page.count('class="plot scatter"') == len(main.groupby(["source", "lm"]))  # quality against cost, per LM
     assert "num cost" in page
     (out / "stale.txt").write_text("from an earlier report")
     monkeypatch.setattr(html, "feature_page", lambda: 1 / 0)  # fails after the index is written
     with pytest.raises(ZeroDivisionError):
-        write_report([], out, LEADERBOARDS)
+        write_report([], out, board)
     assert (out / "stale.txt").exists() and not list(tmp_path.glob(".*"))  # the earlier report is untouched
     monkeypatch.undo()
-    write_report([], out, LEADERBOARDS)
+    write_report([], out, board)
     assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
 
 

@@ -78,7 +78,7 @@ def test_gallery_filters_show_the_expected_rows(report, page, artefacts):
     rows = page.locator("#gallery tbody tr")
     page.goto((out / "gallery.html").as_uri())
     page.wait_for_function("document.getElementById('status').textContent.includes('match')")
-    assert page.locator("#source option:checked").inner_text() == "steering" and rows.count() == 40
+    assert page.locator("#label option:checked").inner_text() == "steering" and rows.count() == 40
     page.select_option("#category", "colour")
     assert rows.count() == (steering.category == "colour").sum() < 40
     page.fill("#min", "0.6")

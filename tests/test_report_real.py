@@ -46,11 +46,11 @@ def test_report_of_a_run_on_real_models(report):
     index = _load(out / "data" / "index.js")
     assert index["key"] == [f"sae/{f}" for f in range(4)] and index["no_truth"] == ["sae"]
     assert index["concept"] == [None] * 4 and index["categories"] == []
-    assert [s["label"] for s in index["sources"]] == ["steering", "topk"] and index["sources"][0]["lm"] == "llava"
+    assert [lb["label"] for lb in index["labels"]] == ["steering", "topk"] and index["labels"][0]["lm"] == "llava"
     explanations = pd.read_csv(run_dir / "scores.csv").fillna({"explanation": ""})
-    for i, source in enumerate(index["sources"]):
-        column = _load(out / "data" / f"source-{i}.js")
-        expected = explanations[explanations.method == source["method"]].sort_values("feature").explanation
+    for i, label in enumerate(index["labels"]):
+        column = _load(out / "data" / f"label-{i}.js")
+        expected = explanations[explanations.method == label["method"]].sort_values("feature").explanation
         assert column["explanation"] == expected.tolist()
     records = _load(out / "data" / "features" / "sae-0.js")["features"]
     assert [r["feature"] for r in records] == list(range(4)) and not any(r["truth"] for r in records)

@@ -9,20 +9,20 @@ What it writes (all links relative, so the folder can be moved or zipped):
                                      high-level) as inline SVG, per-category means and pairwise-test
                                      matrices
     gallery.html                     every feature of the runs: filtered, sorted and paged in JavaScript
-    feature.html#<world>/<id>        one feature: images, ground truth, each method's explanation,
+    feature.html#<source>/<id>       one feature: images, ground truth, each method's explanation,
                                      coefficient and scores
     data/index.js                    the gallery's index: per feature its key and ground truth
-    data/source-<i>.js               one run's method: explanations and headline scores
-    data/features/<world>-<n>.js     the feature-page records of feature ids n .. n + SHARD - 1
-    img/<world>/<id>-heat.png, -masked.png   the top-k strips (`benchmark.report.images`)
+    data/label-<i>.js                one run's method: explanations and headline scores
+    data/features/<source>-<n>.js    the feature-page records of feature ids n .. n + SHARD - 1
+    img/<source>/<id>-heat.png, -masked.png  the top-k strips (`benchmark.report.images`)
     static/                          CSS and JavaScript
 Data files are scripts calling `fbData(name, value)`, because Chromium blocks fetch() of file://.
 
 Byte cost per feature, measured on the default world's 1,024 features with all nine methods and
-eleven score columns: index 51 B; source files 79 B per method; feature records 2.5 KB (220 B per
+eleven score columns: index 51 B; label files 79 B per method; feature records 2.5 KB (220 B per
 method, plus 560 B of ground truth and top-image captions); images 1.4 KB
 (`benchmark.report.images`); 4.7 KB in all, about 8 KB on a disk of 4 KB blocks. The gallery loads
-the index, one source file and one page of `PAGE_SIZE` thumbnails; a feature page loads one shard
+the index, one label file and one page of `PAGE_SIZE` thumbnails; a feature page loads one shard
 (at most `SHARD` features). So for 10,000 features a gallery view loads about 1.4 MB and a feature
 page about 0.3 MB, whatever the folder's total (about 50 MB, or 120 MB on disk).
 
@@ -59,7 +59,7 @@ PAGE_SIZE = 50
 CHUNK = 256
 """Features whose images are drawn in one batch."""
 STATIC = Path(__file__).parent / "static"
-EXTRA_COLUMNS = ("run", "source", "multiplier", "coefficient")
+EXTRA_COLUMNS = ("run", "label", "multiplier", "coefficient")
 
 
 def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = None) -> Path:
@@ -73,7 +73,7 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
     runs = [read_run(Path(d)) for d in run_dirs]
     board = read_leaderboard(Path(leaderboards)) if leaderboards is not None else None
     firsts = first_runs(runs)  # every check, and reading every cache, before anything is written
-    images = {name: FeatureImages(open_run_source(run), max(r.top_k for r in runs if r.world == name), run.name)
+    images = {name: FeatureImages(open_run_source(run), max(r.top_k for r in runs if r.source == name), run.name)
               for name, run in firsts.items()}
     no_truth = sorted(name for name, run in firsts.items() if not run.groundtruth)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")
     readers = {f: methods for f, (_, _, methods) in TUNABLE.items() if f.endswith("_multiplier")}
-    rows = data.combine_rows(runs, {w: im.scales for w, im in images.items()}, readers) if runs else None
+    rows = data.combine_rows(runs, {s: im.scales for s, im in images.items()}, readers) if runs else None
     if board is None:
         board = _tables(data.table_rows(rows))
         note = "Tables computed from the runs below (bootstrap CIs and Mann–Whitney tests as for the leaderboards)."
@@ -103,7 +103,7 @@ def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict
         note = f"Tables from {board_name}/ (main.csv, per_category.csv, pairwise.csv)."
     higher = {m.headline: m.higher_is_better for m in all_metrics()}
     cells = data.marked_cells(board.main, board.pairwise, higher)
-    lm_orders = {w: data.lm_order(list(board.main[board.main.world == w].lm)) for w in set(board.main.world)}
+    lm_orders = {s: data.lm_order(list(board.main[board.main.source == s].lm)) for s in set(board.main.source)}
     (dpath / "index.html").write_text(html.index_page(cells, board, _run_summaries(runs), lm_orders,
                                                       data.category_levels(rows), note))
     (dpath / "gallery.html").write_text(html.gallery_page())
@@ -120,23 +120,23 @@ def _write_features(dpath: Path, rows: pd.DataFrame | None, images: dict[str, Fe
     features = data.feature_table(rows)
     extras: dict[tuple[str, int], dict] = {}
     with tqdm(total=len(features), desc="report", unit="feature") as bar:
-        for world, part in features.groupby("world", sort=True):
-            (dpath / "img" / world).mkdir(parents=True)
+        for source, part in features.groupby("source", sort=True):
+            (dpath / "img" / source).mkdir(parents=True)
             ids = part.feature.astype(int).tolist()
             for start in range(0, len(ids), CHUNK):
-                for f, drawn in images[world].draw(ids[start:start + CHUNK]).items():
-                    (dpath / "img" / world / f"{f}-heat.png").write_bytes(drawn.pop("heat"))
-                    (dpath / "img" / world / f"{f}-masked.png").write_bytes(drawn.pop("masked"))
-                    extras[world, f] = drawn
+                for f, drawn in images[source].draw(ids[start:start + CHUNK]).items():
+                    (dpath / "img" / source / f"{f}-heat.png").write_bytes(drawn.pop("heat"))
+                    (dpath / "img" / source / f"{f}-masked.png").write_bytes(drawn.pop("masked"))
+                    extras[source, f] = drawn
                 bar.update(len(ids[start:start + CHUNK]))
     headlines = headline_columns(rows)
     score_cols = [c for c in rows.columns if c not in (*ROW_COLUMNS, *EXTRA_COLUMNS, *COST_COLUMNS)]
-    source_list = data.sources(rows)
+    label_list = data.labels(rows)
     _write_js(dpath / "data" / "index.js", "index",
-              data.gallery_index(features, source_list, headlines, PAGE_SIZE, no_truth))
-    for i, source in enumerate(source_list):
-        _write_js(dpath / "data" / f"source-{i}.js", f"source-{i}",
-                  data.source_columns(rows, features, source["label"], headlines))
+              data.gallery_index(features, label_list, headlines, PAGE_SIZE, no_truth))
+    for i, label in enumerate(label_list):
+        _write_js(dpath / "data" / f"label-{i}.js", f"label-{i}",
+                  data.label_columns(rows, features, label["label"], headlines))
     for name, records in data.feature_records(rows, features, score_cols, extras, no_truth).items():
         _write_js(dpath / "data" / "features" / f"{name}.js", f"features/{name}", records)
 
@@ -150,7 +150,7 @@ def _tables(rows: pd.DataFrame) -> Leaderboard:
 
 
 def _run_summaries(runs: list[Run]) -> list[dict]:
-    return [{"run": r.name, "world": r.world, "lm": ", ".join(dict.fromkeys(r.scores.lm.astype(str))),
+    return [{"run": r.name, "source": r.source, "lm": ", ".join(dict.fromkeys(r.scores.lm.astype(str))),
              "methods": list(dict.fromkeys(r.scores.method)), "features": int(r.scores.feature.nunique()),
              "steering_multiplier": r.meta.get("steering_multiplier"),
              "hybrid_multiplier": r.meta.get("hybrid_multiplier"), "git_sha": r.meta.get("git_sha")} for r in runs]

@@ -27,19 +27,19 @@ def page(title: str, body: str, scripts: list[str], active: str, attrs: str = ""
 
 
 def index_page(cells: pd.DataFrame, board: Leaderboard, runs: list[dict], lm_orders: dict[str, list[str]],
-               level_of: dict[str, str], source_note: str) -> str:
+               level_of: dict[str, str], note: str) -> str:
     """The leaderboard tables with CIs, marks and median costs, each beside its quality-vs-cost plot
     (where the table has costs), then per metric: plots, per-category means (their columns in
     `data.group_order`, with `level_of`) and the pairwise test matrices."""
     metrics = list(dict.fromkeys(cells.metric))
     costs = cost_columns(board.main)
-    body = [f"<h1>Leaderboard</h1><p class=note>{escape(source_note)}</p>", runs_table(runs) if runs else "",
+    body = [f"<h1>Leaderboard</h1><p class=note>{escape(note)}</p>", runs_table(runs) if runs else "",
             "<h2>Headline means</h2>", LEGEND, cost_note(board.main) if costs else ""]
-    for world in dict.fromkeys(cells.world):
-        for lm in lm_orders[world]:
-            cost_rows = board.main[(board.main.world == world) & (board.main.lm == lm)].set_index("method")[costs]
-            table = main_table(cells[(cells.world == world) & (cells.lm == lm)], cost_rows)
-            plot = cost_plot(board.main, world, lm)
+    for source in dict.fromkeys(cells.source):
+        for lm in lm_orders[source]:
+            cost_rows = board.main[(board.main.source == source) & (board.main.lm == lm)].set_index("method")[costs]
+            table = main_table(cells[(cells.source == source) & (cells.lm == lm)], cost_rows)
+            plot = cost_plot(board.main, source, lm)
             body.append(f"<div class=beside>{table}{plot}</div>" if plot else table)
     shown = default_metric(metrics)
     options = "".join(f'<option value="{escape(m)}"{" selected" if m == shown else ""}>{escape(_name(m))}</option>'
@@ -48,14 +48,14 @@ def index_page(cells: pd.DataFrame, board: Leaderboard, runs: list[dict], lm_ord
     for metric in metrics:
         hidden = "" if metric == shown else " hidden"
         body.append(f'<section class="by-metric" data-metric="{escape(metric)}"{hidden}>')
-        body += [metric_views(board, world, metric, lm_orders[world], level_of)
-                 for world in dict.fromkeys(board.main.world)]
+        body += [metric_views(board, source, metric, lm_orders[source], level_of)
+                 for source in dict.fromkeys(board.main.source)]
         body.append("</section>")
     return page("featurebench report", "\n".join(body), ["static/index.js"], "index.html")
 
 
 LEGEND = (f"<p class=note>Mean over alive features, 95% bootstrap CI below. <b>Bold</b>: the best method of its "
-          f"world and LM. <span class=tied>≈</span>: not significantly below the best (one-sided Mann–Whitney, "
+          f"source and LM. <span class=tied>≈</span>: not significantly below the best (one-sided Mann–Whitney, "
           f"p ≥ {ALPHA}); unmarked: significantly below it. Click a column to sort.</p>")
 
 
@@ -66,19 +66,19 @@ def cost_note(main: pd.DataFrame) -> str:
             f"unknown. Beside each table: {escape(metric)} against median seconds per feature.</p>")
 
 
-def cost_plot(main: pd.DataFrame, world: str, lm: str) -> str:
-    """One (world, LM)'s methods as points of quality (`data.quality_cost`'s metric) against median
+def cost_plot(main: pd.DataFrame, source: str, lm: str) -> str:
+    """One (source, LM)'s methods as points of quality (`data.quality_cost`'s metric) against median
     seconds per feature; empty where no method has both."""
-    metric, points = quality_cost(main, world, lm)
+    metric, points = quality_cost(main, source, lm)
     if not points:
         return ""
-    return scatter_plot(points, f"{world} · {lm}: quality vs cost", "median seconds per feature", _name(metric))
+    return scatter_plot(points, f"{source} · {lm}: quality vs cost", "median seconds per feature", _name(metric))
 
 
 def main_table(cells: pd.DataFrame, costs: pd.DataFrame | None = None) -> str:
-    """One (world, LM)'s table: per method n, each metric's marked cell, then its median costs
+    """One (source, LM)'s table: per method n, each metric's marked cell, then its median costs
     (`costs`: indexed by method, one column per `data.cost_columns`)."""
-    world, lm = cells.world.iloc[0], cells.lm.iloc[0]
+    source, lm = cells.source.iloc[0], cells.lm.iloc[0]
     metrics = list(dict.fromkeys(cells.metric))
     costs = pd.DataFrame() if costs is None else costs
     head = "".join(f'<th class=num data-sort=num>{escape(_name(m))}</th>' for m in metrics)
@@ -91,8 +91,8 @@ def main_table(cells: pd.DataFrame, costs: pd.DataFrame | None = None) -> str:
         tds += "".join(_cost_cell(float(costs.at[method, c]) if method in costs.index else math.nan)
                        for c in costs.columns)  # a column of whole numbers reads back from CSV as integers
         rows.append(f'<tr><th scope=row>{escape(method)}</th><td class=num>{int(by.n_features.iloc[0])}</td>{tds}</tr>')
-    return (f'<table class="board sortable" data-world="{escape(world)}" data-lm="{escape(lm)}">'
-            f'<caption>{escape(world)} · {escape(lm)} LM</caption><thead><tr><th data-sort=text>method</th>'
+    return (f'<table class="board sortable" data-source="{escape(source)}" data-lm="{escape(lm)}">'
+            f'<caption>{escape(source)} · {escape(lm)} LM</caption><thead><tr><th data-sort=text>method</th>'
             f'<th class=num data-sort=num>n</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -113,24 +113,24 @@ def _cost_cell(value: float) -> str:
     return f'<td class="num cost" data-value="{value:.6g}">{shown}</td>'
 
 
-def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str], level_of: dict[str, str]) -> str:
-    """One world's plots, per-category table and pairwise matrices for one metric."""
-    main = board.main[board.main.world == world]
+def metric_views(board: Leaderboard, source: str, metric: str, lms: list[str], level_of: dict[str, str]) -> str:
+    """One source's plots, per-category table and pairwise matrices for one metric."""
+    main = board.main[board.main.source == source]
     lms = [lm for lm in lms if lm in set(main.lm)]
     name = _name(metric)
-    methods, series = by_method(main, world, metric, lms)
-    plots = [dot_plot(methods, series, f"{world}: {name} by method (95% CI)", name)]
+    methods, series = by_method(main, source, metric, lms)
+    plots = [dot_plot(methods, series, f"{source}: {name} by method (95% CI)", name)]
     if len(lms) > 1:
-        plots.append(line_plot(lms, by_lm(main, world, metric, lms), f"{world}: {name} by LM size", name))
+        plots.append(line_plot(lms, by_lm(main, source, metric, lms), f"{source}: {name} by LM size", name))
     for lm in lms:
-        level_methods, levels = by_level(board.per_category, world, lm, metric)
+        level_methods, levels = by_level(board.per_category, source, lm, metric)
         if level_methods:
-            plots.append(dot_plot(level_methods, levels, f"{world} · {lm}: low- vs high-level (aligned)", name))
-    out = [f"<h3>{escape(world)}</h3><div class=plots>{''.join(plots)}</div>"]
-    per_category = board.per_category[board.per_category.world == world]
+            plots.append(dot_plot(level_methods, levels, f"{source} · {lm}: low- vs high-level (aligned)", name))
+    out = [f"<h3>{escape(source)}</h3><div class=plots>{''.join(plots)}</div>"]
+    per_category = board.per_category[board.per_category.source == source]
     if len(per_category):
         out.append(category_table(category_pivot(per_category, metric, level_of), name))
-    matrices = [pairwise_table(lm, *pairwise_matrix(board.pairwise, world, lm, metric)) for lm in lms]
+    matrices = [pairwise_table(lm, *pairwise_matrix(board.pairwise, source, lm, metric)) for lm in lms]
     out.append(f"<p class=note>Pairwise tests on {escape(name)}: ✓ where the row's method scores significantly "
                f"higher than the column's (one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p).</p>"
                f"<div class=matrices>{''.join(matrices)}</div>")
@@ -140,7 +140,7 @@ def metric_views(board: Leaderboard, world: str, metric: str, lms: list[str], le
 def category_table(pivot: pd.DataFrame, name: str) -> str:
     head = "".join(f"<th class=num data-sort=num>{escape(str(g))}</th>" for g in pivot.columns)
     rows = []
-    for (_world, lm, method), values in pivot.iterrows():
+    for (_source, lm, method), values in pivot.iterrows():
         tds = "".join(f'<td class=num data-value="{v:.6g}">{v:.3f}</td>' if _finite(v) else "<td class=num>–</td>"
                       for v in values)
         rows.append(f"<tr><td>{escape(lm)}</td><th scope=row>{escape(method)}</th>{tds}</tr>")
@@ -171,19 +171,19 @@ def pairwise_table(lm: str, methods: list[str], p: list[list[float]]) -> str:
 
 def runs_table(runs: list[dict]) -> str:
     rows = "".join(
-        f"<tr><td>{escape(r['run'])}</td><td>{escape(r['world'])}</td><td>{escape(r['lm'])}</td>"
+        f"<tr><td>{escape(r['run'])}</td><td>{escape(r['source'])}</td><td>{escape(r['lm'])}</td>"
         f"<td>{escape(', '.join(r['methods']))}</td><td class=num>{r['features']}</td>"
         f"<td class=num>{_multiplier(r['steering_multiplier'])}</td>"
         f"<td class=num>{_multiplier(r['hybrid_multiplier'])}</td>"
         f"<td><code>{escape(str(r['git_sha'] or '–')[:10])}</code></td></tr>" for r in runs)
-    return ("<table class=runs><caption>Runs</caption><thead><tr><th>run</th><th>world</th><th>LM</th><th>methods</th>"
+    return ("<table class=runs><caption>Runs</caption><thead><tr><th>run</th><th>source</th><th>LM</th><th>methods</th>"
             "<th class=num>features</th><th class=num>steering ×</th><th class=num>hybrid ×</th><th>git</th></tr>"
             f"</thead><tbody>{rows}</tbody></table>")
 
 
 def gallery_page() -> str:
     body = ("<h1>Features</h1><form id=filters onsubmit='return false'>"
-            "<label>method <select id=source></select></label>"
+            "<label>method <select id=label></select></label>"
             "<label>metric <select id=metric></select></label>"
             "<label>category <select id=category></select></label>"
             "<label>min score <input id=min type=number step=0.05 size=5></label>"

@@ -29,8 +29,8 @@ class Run:
     meta: dict
 
     @property
-    def world(self) -> str:
-        """The source's name, as in the rows' world column: the world preset's, or the SAE's."""
+    def source(self) -> str:
+        """The source's name, as in the rows' source column: the world preset's, or the SAE's."""
         return self.meta["source"]["name"]
 
     @property
@@ -95,16 +95,16 @@ def check_out(out: Path, marker: str) -> None:
 
 
 def first_runs(runs: list[Run]) -> dict[str, Run]:
-    """Per source name (the rows' world column), its first run: the one whose source draws that
+    """Per source name (the rows' source column), its first run: the one whose source draws that
     name's feature pages. Runs of one name share those pages, so they must share `SHARED_ROLES`."""
     out: dict[str, Run] = {}
     for run in runs:
-        first = out.setdefault(run.world, run)
+        first = out.setdefault(run.source, run)
         differ = [r for r in SHARED_ROLES
                   if first.meta["source"]["identity"].get(r) != run.meta["source"]["identity"].get(r)]
         if differ:
             raise UsageError(f"runs {first.name} and {run.name} were made on different {' and '.join(differ)} under "
-                             f"one name {run.world!r}; make a report of each separately")
+                             f"one name {run.source!r}; make a report of each separately")
     return out
 
 

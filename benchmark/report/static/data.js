@@ -40,6 +40,6 @@ function explanationText(text) {
   return text === "" ? el("span", {class: "note"}, "(empty)") : text;
 }
 
-function imagePath(world, feature, kind) {
-  return "img/" + encodeURIComponent(world) + "/" + feature + "-" + kind + ".png";
+function imagePath(source, feature, kind) {
+  return "img/" + encodeURIComponent(source) + "/" + feature + "-" + kind + ".png";
 }

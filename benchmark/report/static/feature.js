@@ -1,6 +1,6 @@
 "use strict";
-// One feature's page, named by the URL hash ("world/feature"): loads the shard of feature records
-// that holds it (data/features/<world>-<first id of the shard>.js) and shows its images, ground
+// One feature's page, named by the URL hash ("source/feature"): loads the shard of feature records
+// that holds it (data/features/<source>-<first id of the shard>.js) and shows its images, ground
 // truth and every method's explanation with its coefficient and scores.
 const ui = (id) => document.getElementById(id);
 const shardSize = Number(document.body.dataset.shardSize);
@@ -8,12 +8,12 @@ const shardSize = Number(document.body.dataset.shardSize);
 function parse(hash) {
   const key = decodeURIComponent(hash.slice(1));
   const cut = key.lastIndexOf("/");
-  return {key, world: key.slice(0, cut), feature: Number(key.slice(cut + 1))};
+  return {key, source: key.slice(0, cut), feature: Number(key.slice(cut + 1))};
 }
 
 function strip(record, kind, caption) {
   return el("figure", {},
-    el("img", {class: "strip big", id: kind, alt: caption, src: imagePath(record.world, record.feature, kind)}),
+    el("img", {class: "strip big", id: kind, alt: caption, src: imagePath(record.source, record.feature, kind)}),
     el("figcaption", {}, caption));
 }
 
@@ -36,7 +36,7 @@ function explanations(record, columns) {
   const head = el("tr", {}, el("th", {}, "method"), el("th", {}, "LM"), el("th", {}, "explanation"),
     el("th", {class: "num"}, "coefficient"), columns.map((c) => el("th", {class: "num"}, c.replaceAll("_", " "))));
   const rows = record.explanations.map((e) => el("tr", {class: "explanation-row"},
-    el("th", {scope: "row"}, e.source), el("td", {}, e.lm), el("td", {class: "explanation"}, explanationText(e.explanation)),
+    el("th", {scope: "row"}, e.label), el("td", {}, e.lm), el("td", {class: "explanation"}, explanationText(e.explanation)),
     el("td", {class: "num", title: e.multiplier === null ? "this method does not steer" : e.multiplier + " × the feature's mean top activation"},
        e.coefficient === null ? "–" : fmt(e.coefficient)),
     e.scores.map((v) => el("td", {class: "num"}, fmt(v)))));
@@ -51,8 +51,8 @@ function link(id, key) {
 }
 
 async function show() {
-  const {key, world, feature} = parse(location.hash);
-  const shard = "features/" + world + "-" + Math.floor(feature / shardSize) * shardSize;
+  const {key, source, feature} = parse(location.hash);
+  const shard = "features/" + source + "-" + Math.floor(feature / shardSize) * shardSize;
   let shardData, record;
   try {
     shardData = await fbLoad(shard);
@@ -66,7 +66,7 @@ async function show() {
     return;
   }
   document.title = "feature " + record.feature + " · featurebench";
-  ui("title").textContent = "Feature " + record.feature + " · " + record.world;
+  ui("title").textContent = "Feature " + record.feature + " · " + record.source;
   ui("status").textContent = record.explanations.some((e) => e.scores.some((v) => v !== null))
     ? "" : "dead feature: never active on the scoring pool, so no scores";
   link("prev", record.prev);

@@ -1,15 +1,15 @@
 "use strict";
 // The feature gallery: filter by category, alignment and minimum score, sort by feature id or score,
-// one method ("source") at a time, a page of rows at a time. data/index.js holds every feature's
-// ground truth; data/source-<i>.js one source's explanations and scores, loaded when it is chosen.
+// one method ("label") at a time, a page of rows at a time. data/index.js holds every feature's
+// ground truth; data/label-<i>.js one label's explanations and scores, loaded when it is chosen.
 // The state lives in the URL hash, so the back button returns to the same page of the same view.
 const index = window.FB_DATA.index;
 const ui = (id) => document.getElementById(id);
-const state = {source: 0, metric: index.default_metric, category: "", min: "", aligned: false, sort: "feature", page: 0};
-const worlds = new Set(index.world);
-const lms = new Set(index.sources.map((s) => s.world + "/" + s.lm));
+const state = {label: 0, metric: index.default_metric, category: "", min: "", aligned: false, sort: "feature", page: 0};
+const sources = new Set(index.source);
+const lms = new Set(index.labels.map((l) => l.source + "/" + l.lm));
 const noTruth = new Set(index.no_truth || []);  // sources without ground truth
-const anyTruth = index.world.some((w) => !noTruth.has(w));
+const anyTruth = index.source.some((s) => !noTruth.has(s));
 
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
@@ -18,7 +18,7 @@ function readHash() {
     const value = params.get(name);
     state[name] = typeof state[name] === "number" ? Number(value) || 0 : typeof state[name] === "boolean" ? value === "true" : value;
   }
-  state.source = Math.min(Math.max(state.source, 0), Math.max(index.sources.length - 1, 0));
+  state.label = Math.min(Math.max(state.label, 0), Math.max(index.labels.length - 1, 0));
   if (!anyTruth) state.category = "";  // "all" is the only choice
 }
 
@@ -27,22 +27,22 @@ function options(select, pairs, value) {
   select.value = String(value);
 }
 
-function sourceName(source) {
-  return source.label + (lms.size > 1 ? " · " + (worlds.size > 1 ? source.world + " " : "") + source.lm : "");
+function labelName(label) {
+  return label.label + (lms.size > 1 ? " · " + (sources.size > 1 ? label.source + " " : "") + label.lm : "");
 }
 
 function setUp() {
-  options(ui("source"), index.sources.map((s, i) => [i, sourceName(s)]), state.source);
+  options(ui("label"), index.labels.map((l, i) => [i, labelName(l)]), state.label);
   options(ui("metric"), index.metrics.map((m) => [m, m.replaceAll("_", " ")]), state.metric);
   options(ui("category"), anyTruth ? [["", "all"], ...index.categories.map((c) => [c, c]), ["none", "(no concept)"]]
     : [["", "all"]], state.category);
   ui("min").value = state.min;
   ui("aligned").checked = state.aligned;
   ui("sort").value = state.sort;
-  for (const id of ["source", "metric", "category", "sort", "min", "aligned"]) {
+  for (const id of ["label", "metric", "category", "sort", "min", "aligned"]) {
     ui(id).addEventListener(id === "min" ? "input" : "change", () => {
       const input = ui(id);
-      state[id] = id === "source" ? Number(input.value) : id === "aligned" ? input.checked : input.value;
+      state[id] = id === "label" ? Number(input.value) : id === "aligned" ? input.checked : input.value;
       state.page = 0;
       render();
     });
@@ -57,7 +57,7 @@ function select(column) {
   const min = parseFloat(state.min);
   const rows = [];
   for (let i = 0; i < index.key.length; i++) {
-    if (column.explanation[i] === null) continue;  // this source did not explain the feature
+    if (column.explanation[i] === null) continue;  // this label did not explain the feature
     if (state.category === "none" ? index.category[i] !== null : state.category && index.category[i] !== state.category) continue;
     if (state.aligned && !index.aligned[i]) continue;
     if (!Number.isNaN(min) && !(scores[i] !== null && scores[i] >= min)) continue;
@@ -73,15 +73,15 @@ function select(column) {
 
 function row(i, column, scores) {
   const link = "feature.html#" + encodeURIComponent(index.key[i]);
-  const name = (worlds.size > 1 ? index.world[i] + " " : "") + "#" + index.feature[i];
-  const truth = noTruth.has(index.world[i]) ? el("span", {class: "note"}, "no ground truth")
+  const name = (sources.size > 1 ? index.source[i] + " " : "") + "#" + index.feature[i];
+  const truth = noTruth.has(index.source[i]) ? el("span", {class: "note"}, "no ground truth")
     : index.concept[i] === null ? el("span", {class: "note"}, "no concept")
     : [el("b", {}, index.concept[i]), " ", el("span", {class: "note"}, index.category[i]),
        index.aligned[i] ? el("span", {class: "badge"}, "aligned") : null];
   return el("tr", {class: "feature-row"},
     el("td", {}, el("a", {href: link}, name)),
     el("td", {}, el("a", {href: link}, el("img", {class: "strip", alt: "top images of feature " + index.feature[i],
-                                                  src: imagePath(index.world[i], index.feature[i], "heat")}))),
+                                                  src: imagePath(index.source[i], index.feature[i], "heat")}))),
     el("td", {}, truth),
     el("td", {}, explanationText(column.explanation[i])),
     el("td", {class: "num"}, fmt(scores[i])));
@@ -89,13 +89,13 @@ function row(i, column, scores) {
 
 async function render() {
   history.replaceState(null, "", "#" + new URLSearchParams(state));
-  if (!index.sources.length) {
+  if (!index.labels.length) {
     ui("status").textContent = "no runs in this report";
     return;
   }
   let column;
   try {
-    column = await fbLoad("source-" + state.source);
+    column = await fbLoad("label-" + state.label);
   } catch (error) {
     ui("status").textContent = error.message;
     return;
