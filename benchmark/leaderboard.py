@@ -13,7 +13,8 @@ rows instead. From the rows come three tables:
   no cost columns, so old rows give the tables they always gave;
 - `per_category.csv`: the same means over aligned features, by level (low / high) and category;
 - `pairwise.csv`: per (source, LM, metric), one-sided Mann–Whitney U for every ordered pair of
-  methods (does method a score higher than b?), its p-value and whether p < 0.05.
+  methods (does method a score better than b: higher, or lower where the metric's
+  `higher_is_better` is False?), its p-value and whether p < 0.05 (`a_better`).
 Every write happens under an exclusive lock on `leaderboards/.lock` and replaces files atomically,
 so concurrent writers serialise and a reader never sees a torn file. Output is deterministic.
 """
@@ -85,15 +86,26 @@ def category_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def pairwise_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
+def directions(headlines: list[str]) -> dict[str, bool]:
+    """Headline column -> whether higher is better, as each registered metric declares."""
+    from metrics import all_metrics
+
+    return {m.headline: m.higher_is_better for m in all_metrics() if m.headline in headlines}
+
+
+def pairwise_table(rows: pd.DataFrame, headlines: list[str], higher: dict[str, bool] | None = None) -> pd.DataFrame:
+    """Every ordered pair of methods per (source, LM, metric): U and p of "a scores better than b"
+    (`higher`: headline -> higher is better; default: the registered metrics' declarations)."""
+    higher = directions(headlines) if higher is None else higher
     out = []
     for (source, lm), group in rows.groupby(["source", "lm"], sort=True):  # one source_id each (`load_rows`)
         by_method = {m: g for m, g in group.groupby("method", sort=True)}
         for col in headlines:
+            sign = 1.0 if higher.get(col, True) else -1.0  # a lower error is the better score
             for a, b in permutations(sorted(by_method), 2):
-                u, p = greater(by_method[a][col].to_numpy(), by_method[b][col].to_numpy())
+                u, p = greater(sign * by_method[a][col].to_numpy(), sign * by_method[b][col].to_numpy())
                 out.append({"source": source, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
-                            "p_value": p, "a_greater": bool(p < ALPHA)})
+                            "p_value": p, "a_better": bool(p < ALPHA)})
     return pd.DataFrame(out)
 
 

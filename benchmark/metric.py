@@ -37,8 +37,18 @@ class Metric:
         return self.columns[0]
 
 
-METRICS: Registry[Metric] = Registry("metric", entry_point_group="featurebench.metrics")
-"""Fidelity metrics by name; the built-ins are registered by name (`metrics/__init__.py`), imported on use."""
+def as_metric(obj: object) -> Metric:
+    """A `Metric`, or the function `@metric` decorated (it carries its `Metric`)."""
+    found = getattr(obj, "metric", obj)
+    if not isinstance(found, Metric):
+        raise TypeError(f"{obj!r} is not a metric; decorate its score function with @metric(name, columns=...) "
+                        f"from benchmark.scoring")
+    return found
+
+
+METRICS: Registry[Metric] = Registry("metric", entry_point_group="featurebench.metrics", contract=as_metric)
+"""Fidelity metrics by name; the built-ins are registered by name (`metrics/__init__.py`), imported on use.
+An entry point or file may name the `Metric` or the function `@metric` decorated."""
 
 
 def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, needs: tuple[str, ...] = (),
@@ -48,8 +58,8 @@ def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, n
         raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
 
     def register(fn: ScoreFn) -> ScoreFn:
-        METRICS.register(name, module=fn.__module__)(Metric(name, columns, higher_is_better, tuple(needs), fn,
-                                                            min_images, records))
+        fn.metric = METRICS.register(name, module=fn.__module__)(Metric(name, columns, higher_is_better, tuple(needs),
+                                                                        fn, min_images, records))
         return fn
 
     return register

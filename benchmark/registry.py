@@ -42,8 +42,11 @@ def warn(message: str) -> None:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None):
-        self.kind, self.group = kind, entry_point_group
+    def __init__(self, kind: str, entry_point_group: str | None = None, contract: Callable[[object], T] | None = None):
+        """`contract(obj)`: what a plug-in loaded from an entry point or a file must be, as the item
+        the registry holds (it may unwrap a decorated function); raises TypeError saying what it
+        should be. None: anything."""
+        self.kind, self.group, self.contract = kind, entry_point_group, contract
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}
 
@@ -67,16 +70,17 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._lazy[name] = target
 
-    def register_package(self, package: str, decorator: str) -> None:
+    def register_package(self, package: str, decorator: str, registry: str | None = None) -> None:
         """Registers lazily every name a module of `package` gives to `@<decorator>("name", ...)`,
-        found by reading the modules' source (ast), not importing them: a package of built-ins whose
-        modules import torch costs nothing until one is asked for, and adding one stays one file."""
+        `@<decorator>(name="name")` or `@<registry>.register("name")`, found by reading the modules'
+        source (ast), not importing them: a package of built-ins whose modules import torch costs
+        nothing until one is asked for, and adding one stays one file."""
         folder = importlib.util.find_spec(package).submodule_search_locations[0]
         for fpath in sorted(Path(folder).glob("*.py")):
             for node in ast.walk(ast.parse(fpath.read_text(), str(fpath))):
-                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == decorator and node.args \
-                        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                    self.register_lazy(node.args[0].value, f"{package}.{fpath.stem}")
+                name = _registered_name(node, decorator, registry)
+                if name is not None:
+                    self.register_lazy(name, f"{package}.{fpath.stem}")
 
     def check(self, name: str) -> None:
         """The UsageError `get` would raise for an unknown name, importing nothing of what is known."""
@@ -104,19 +108,44 @@ class Registry(Generic[T]):
         entry_points = self._entry_points()
         if name in entry_points:
             try:
-                return entry_points[name].load()
+                loaded = entry_points[name].load()
             except Exception as e:
                 raise UsageError(f"{self.kind} plug-in {name!r} failed to load: {type(e).__name__}: {e}") from e
+            self._items[name] = self._checked(loaded, f"{self.kind} plug-in {name!r} ({entry_points[name].value})")
+            return self._items[name]
         if ":" in name and name.split(":", 1)[0].endswith(".py"):
-            return _load_from_file(name, self.kind)
+            return self._checked(_load_from_file(name, self.kind), f"{self.kind} file {name}")
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UsageError(f"unknown {self.kind} {name!r}; {hint}available: {', '.join(self.names())}")
+
+    def _checked(self, loaded: object, route: str) -> T:
+        """`loaded` as the registry's item, or a UsageError naming the route and what it should be."""
+        if self.contract is None:
+            return loaded
+        try:
+            return self.contract(loaded)
+        except TypeError as e:
+            raise UsageError(f"{route}: {e}") from None
 
     def _entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
         if not self.group:
             return {}
         return {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+
+
+def _registered_name(node: ast.AST, decorator: str, registry: str | None) -> str | None:
+    """The literal name a call `decorator("x")`, `decorator(name="x")` or `registry.register("x")` registers."""
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    by_decorator = isinstance(func, ast.Name) and func.id == decorator
+    by_registry = (registry is not None and isinstance(func, ast.Attribute) and func.attr == "register"
+                   and isinstance(func.value, ast.Name) and func.value.id == registry)
+    if not (by_decorator or by_registry):
+        return None
+    literal = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "name"), None)
+    return literal.value if isinstance(literal, ast.Constant) and isinstance(literal.value, str) else None
 
 
 def _import_target(target: str):
@@ -140,6 +169,13 @@ def _load_from_file(spec: str, kind: str):
     return getattr(module, attr)
 
 
-METHODS: Registry[Callable[..., list[str]]] = Registry("method", entry_point_group="featurebench.methods")
+def _as_method(obj: object) -> Callable[..., list[str]]:
+    if not callable(obj) or isinstance(obj, type):
+        raise TypeError(f"{obj!r} is not a method; give a function explain(ctx, features) -> list[str]")
+    return obj
+
+
+METHODS: Registry[Callable[..., list[str]]] = Registry("method", entry_point_group="featurebench.methods",
+                                                      contract=_as_method)
 """Explanation methods: `method(ctx: Context, features: list[int]) -> list[str]`, batched over features
 (`benchmark.context.method` registers one with the capabilities it needs)."""

@@ -1,5 +1,5 @@
 """Explanation methods, one per file, each registered with `@method(name, needs=...)`
-(`benchmark.context`).
+(`benchmark.context`), `@method(name="...")` or `@METHODS.register(name)`.
 
 A method is `explain(ctx: Context, features: list[int]) -> list[str]`: batched over features, so
 that the steering engine can put many features in one generate call. Importing this package
@@ -7,4 +7,4 @@ registers the built-ins by name only (their modules are read, not imported), so 
 is reported before torch is imported."""
 from benchmark.registry import METHODS
 
-METHODS.register_package("methods", "method")
+METHODS.register_package("methods", "method", "METHODS")

@@ -6,6 +6,7 @@ explanation row records what it cost."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.context import MethodConfig
 from benchmark.explainers import ExplainerSpec
-from benchmark.explainers.serve import make_server, subject_answerer
+from benchmark.explainers.serve import Refused, make_server, subject_answerer
 from benchmark.pipeline import RunConfig, run
 from benchmark.sources import open_source
 
@@ -23,17 +24,20 @@ FEATURES = "0:10"
 
 class Served:
     """The world's subject behind a loopback endpoint, counting requests; `fail` decides, per
-    request number, whether it fails (the server answers 500)."""
+    request number, whether it fails (the server answers 500), `refuse` whether it is refused for good
+    (None, or the status and message the server answers)."""
 
     def __init__(self):
         self.answer = subject_answerer(open_source(("world", "tiny", "small")))
-        self.requests, self.fail = 0, lambda n: False
+        self.requests, self.fail, self.refuse = 0, lambda n: False, lambda n: None
         self.server = make_server(self._answer, "tiny-small")
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def _answer(self, *args):
         self.requests += 1
+        if self.refuse(self.requests) is not None:
+            raise Refused(*self.refuse(self.requests))
         if self.fail(self.requests):
             raise RuntimeError(f"request {self.requests} fails on purpose")
         return self.answer(*args)
@@ -129,3 +133,29 @@ def test_subject_rows_record_tokens_images_and_seconds(in_process):
     topk = np.mean([r["cost_prompt_tokens"] for r in in_process.values() if r["method"] == "topk"])
     one = np.mean([r["cost_prompt_tokens"] for r in in_process.values() if r["method"] == "describe-top1"])
     assert topk > 3 * one  # five images' tokens against one
+
+
+@pytest.mark.parametrize("status, message, fix", [
+    (401, "Incorrect API key provided", "check the key in the variable [explainer] api_key_env names"),
+    (400, "image too large: 5 images, at most 4", "the endpoint cannot take this request"),
+    (404, "The model `tiny-small` does not exist", "check [explainer] model and base_url")])
+def test_an_endpoint_refusing_for_good_is_one_line_exit_2_and_keeps_what_it_answered(served, tmp_path, capsys,
+                                                                                   status, message, fix):
+    model = f"tiny-small-refuses-{status}"  # its own answer store
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'method = "topk"\nworld = "tiny"\nlm = "small"\nmetrics = "none"\nfeatures = "{FEATURES}"\n'
+                    f'batch_size = 4\n[explainer]\nkind = "openai"\nbase_url = "{served.url}"\nmodel = "{model}"\n'
+                    f'concurrency = 1\n')
+    served.requests, served.refuse = 0, lambda n: (status, message) if n > 5 else None  # 5 answers, then refused
+    try:
+        capsys.readouterr()
+        assert main(["--config", str(toml), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        errors = re.findall(r"error: [^\r\n]*", err)  # progress bars share stderr
+        assert len(errors) == 1 and f"answered {status}: {message}; {fix}" in errors[0] and "Traceback" not in err
+        assert not (tmp_path / "out").exists()
+        served.requests, served.refuse = 0, lambda n: None
+        assert main(["--config", str(toml), "--out", str(tmp_path / "out")]) == 0
+        assert served.requests == 10 - 5  # the 5 answers before the refusal were kept
+    finally:
+        served.refuse = lambda n: None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import COST_COLUMNS, markdown, regenerate
+from benchmark.leaderboard import COST_COLUMNS, markdown, pairwise_table, regenerate
 from benchmark.registry import UsageError
 from benchmark.stats import greater, mean_ci
 
@@ -57,7 +57,7 @@ def test_fixed_rows_give_a_fixed_table(tmp_path, run_dir):
     tables = regenerate(board, [run_dir])
     assert (board / "main.csv").read_text() == EXPECTED_MAIN
     pair = tables["pairwise"].set_index(["metric", "method_a", "method_b"])
-    assert pair.loc[("oracle", "a", "b"), "a_greater"] and not pair.loc[("oracle", "b", "a"), "a_greater"]
+    assert pair.loc[("oracle", "a", "b"), "a_better"] and not pair.loc[("oracle", "b", "a"), "a_better"]
     per = tables["per_category"]
     assert set(per.group) == {"low", "colour"} and (per.n_features == 2).all()
     before = {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
@@ -185,3 +185,16 @@ def test_committed_leaderboards_regenerate_byte_for_byte(tmp_path):
     regenerate(tmp_path)
     for name in ("main.csv", "per_category.csv", "pairwise.csv"):
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
+
+
+def test_pairwise_tests_better_in_each_metrics_direction():
+    """An error (lower is better): method a's 0.1s beat b's 0.9s; on a score (higher is better) b's 0.9s
+    beat a's 0.1s."""
+    rows = pd.DataFrame([{"source": "w", "lm": "small", "method": m, "feature": f, "error": v, "score": v}
+                         for m, v in (("a", 0.1), ("b", 0.9)) for f in range(10)])
+    rows["error"] += rows.feature * 1e-3  # ties aside
+    pair = pairwise_table(rows, ["error", "score"], {"error": False, "score": True}).set_index(
+        ["metric", "method_a", "method_b"])
+    assert pair.loc[("error", "a", "b"), "a_better"] and not pair.loc[("error", "b", "a"), "a_better"]
+    assert pair.loc[("score", "b", "a"), "a_better"] and not pair.loc[("score", "a", "b"), "a_better"]
+    assert pair.loc[("error", "a", "b"), "p_value"] < 1e-3

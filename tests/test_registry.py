@@ -69,3 +69,54 @@ def test_unknown_world_is_one_line_exit_2(capsys):
     assert main(["world", "build", "--preset", "tinny"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown world 'tinny'; did you mean tiny?" in err
+
+
+def test_methods_registered_every_documented_way_in_a_package_are_found(tmp_path, monkeypatch):
+    (tmp_path / "fakereg.py").write_text(
+        "from benchmark.registry import Registry\nREG = Registry('method')\n"
+        "def method(name, needs=()):\n    return REG.register(name)\n")
+    package = tmp_path / "fakemethods"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plain.py").write_text("from fakereg import REG as METHODS\n@METHODS.register('by-register')\n"
+                                      "def explain(ctx, features):\n    return ['a'] * len(features)\n")
+    (package / "keyword.py").write_text("from fakereg import method\n@method(name='by-keyword')\n"
+                                        "def explain(ctx, features):\n    return ['b'] * len(features)\n")
+    (package / "positional.py").write_text("from fakereg import method\n@method('by-name', needs=())\n"
+                                           "def explain(ctx, features):\n    return ['c'] * len(features)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fakereg
+
+    fakereg.REG.register_package("fakemethods", "method", "METHODS")
+    assert fakereg.REG.names() == ["by-keyword", "by-name", "by-register"]
+    assert [fakereg.REG.get(n)(None, [0])[0] for n in ("by-register", "by-keyword", "by-name")] == ["a", "b", "c"]
+
+
+def fake_entry_points(monkeypatch, group: str, **points: str) -> None:
+    """Entry points of `group` as an installed package would declare them: name -> 'module:attr'."""
+    made = [importlib.metadata.EntryPoint(name=n, value=v, group=group) for n, v in points.items()]
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: made if kw.get("group") == group else real(**kw))
+
+
+def test_an_entry_point_metric_is_a_metric_on_the_first_lookup_and_a_wrong_one_is_one_line(tmp_path, monkeypatch):
+    from benchmark.metric import METRICS, Metric
+
+    (tmp_path / "plugin_metric.py").write_text(
+        "from benchmark.scoring import metric\n"
+        "@metric('length', columns=('length',), higher_is_better=False)\n"
+        "def score(ctx, features, texts):\n    return {'length': [len(t) for t in texts]}\n"
+        "NOT_A_METRIC = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_entry_points(monkeypatch, "featurebench.metrics", length="plugin_metric:score", broken="plugin_metric:NOT_A_METRIC")
+    monkeypatch.setattr(METRICS, "_items", dict(METRICS._items))  # what the plug-in registers stays in this test
+    found = METRICS.get("length")
+    assert isinstance(found, Metric) and found.name == "length" and not found.higher_is_better
+    assert METRICS.get("length") is found
+    with pytest.raises(UsageError, match=r"^metric plug-in 'broken' \(plugin_metric:NOT_A_METRIC\): 3 is not a "
+                                         r"metric; decorate its score function with @metric"):
+        METRICS.get("broken")
+    (tmp_path / "mine.py").write_text("def explain(ctx, features):\n    return []\nNUMBER = 1\n")
+    with pytest.raises(UsageError, match=r"metric file .*mine.py:explain: .* is not a metric"):
+        METRICS.get(f"{tmp_path / 'mine.py'}:explain")

@@ -7,7 +7,10 @@ SGLang server, a hosted API), through the `openai` client.
   vLLM's `continue_final_message` (`continue_prefix = false` for an API that has no such option:
   the prefix is then left out). Greedy: temperature 0.
 - Requests run `concurrency` at a time; the client retries a transient failure (a dropped
-  connection, a timeout, 408/409/429/5xx) up to `retries` times with exponential backoff.
+  connection, a timeout, 408/409/429/5xx) up to `retries` times with exponential backoff. A request
+  refused for good (400 a request it cannot take, 401/403 the key, 404 the model or route) or still
+  failing after the retries stops the run with one line saying what to fix; the answers stored so
+  far are kept.
 - Each answer is appended to a store keyed by the endpoint's identity and a hash of the whole
   request (model, messages with the images, tokens) as it arrives, so a killed run resumes where it
   stopped and a request is never paid for twice. Explanations are cached again per method
@@ -112,8 +115,18 @@ class EndpointExplainer:
         return request
 
     def _send(self, item: tuple[str, dict]) -> None:
+        from openai import APIConnectionError, APIStatusError
+
         key, request = item
-        response = self.client.chat.completions.create(**request)
+        where = f"[explainer] {self.config.base_url} (model {self.config.model})"
+        try:
+            response = self.client.chat.completions.create(**request)
+        except APIStatusError as e:
+            raise UsageError(f"{where} answered {e.status_code}: {_message(e)}; "
+                             f"{FIXES.get(e.status_code, f'still failing after {self.config.retries} retries')}") from None
+        except APIConnectionError as e:
+            raise UsageError(f"{where}: no answer after {self.config.retries} retries ({e}); is the server up at that "
+                             f"base_url?") from None
         usage = response.usage
         row = {"key": key, "text": (response.choices[0].message.content or "").strip(),
                "prompt_tokens": usage.prompt_tokens if usage else 0,
@@ -121,6 +134,22 @@ class EndpointExplainer:
         with self._lock:
             self.store.append([row])
             self._done[key] = row
+
+
+FIXES = {400: "the endpoint cannot take this request (too many or too large images for it? lower --top-k, or "
+              "check the server's image limits)",
+         401: "check the key in the variable [explainer] api_key_env names",
+         403: "the key has no access to this model; check [explainer] api_key_env and model",
+         404: "check [explainer] model and base_url (the server lists its models at /models)",
+         413: "the request is too large for the endpoint; lower --top-k"}
+"""What to fix for each status the endpoint refuses a request with for good."""
+
+
+def _message(error) -> str:
+    """The endpoint's own message from an OpenAI-style error body, else the client's."""
+    body = error.body if isinstance(error.body, dict) else {}
+    detail = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return str(detail.get("message") or error.message).splitlines()[0]
 
 
 def data_url(image_HWC: np.ndarray) -> str:

@@ -9,7 +9,8 @@ It implements the request and response shapes the endpoint explainer uses: `POST
 `continue_final_message` (vLLM's extension); greedy decoding whatever the temperature; `usage`
 counts the prompt (image tokens included) and the answer. `GET /v1/models` lists the one model.
 Requests are answered one at a time (the model is not shared between threads). A request that fails
-answers 500 with the error's message, so clients retry it.
+answers 500 with the error's message, so clients retry it; one the answerer refuses for good
+(`Refused`) or cannot read answers its own 4xx status, as an OpenAI-compatible server does.
 """
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ from benchmark.explainers.endpoint import image_from_data_url
 
 AnswerFn = Callable[[list[np.ndarray], str, str, int], Answer]
 """(images, prompt, answer prefix, max tokens) -> the answer."""
+
+
+class Refused(Exception):
+    """A request refused for good (a 4xx status: retrying it cannot help)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 def subject_answerer(source) -> AnswerFn:
@@ -59,9 +68,14 @@ def make_server(answer: AnswerFn, model: str, host: str = "127.0.0.1", port: int
             try:
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 images, prompt, prefix = read_messages(request)
+            except (ValueError, KeyError, TypeError) as e:  # not a request this server can read
+                return self._send(400, {"error": {"message": f"{type(e).__name__}: {e}", "type": "invalid_request_error"}})
+            try:
                 with lock:
                     result = answer(images, prompt, prefix, int(request.get("max_tokens") or 64))
-            except Exception as e:  # a bad request or a failing model: the client sees why, and may retry
+            except Refused as e:
+                return self._send(e.status, {"error": {"message": str(e), "type": "invalid_request_error"}})
+            except Exception as e:  # a failing model: the client sees why, and may retry
                 return self._send(500, {"error": {"message": f"{type(e).__name__}: {e}"}})
             self._send(200, {
                 "id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),

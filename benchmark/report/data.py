@@ -71,8 +71,8 @@ def clean(value):
 def marked_cells(main: pd.DataFrame, pairwise: pd.DataFrame, higher: dict[str, bool]) -> pd.DataFrame:
     """One row per (source, lm, method, metric): mean, CI, and `mark`: "best" for the method with the
     best mean in its (source, lm), "tied" where the best is not significantly better (one-sided
-    Mann–Whitney p >= ALPHA, the p-value in `p`), "" where it is. Metrics missing from `higher`
-    count as higher-is-better."""
+    Mann–Whitney p >= ALPHA, the p-value in `p`; `pairwise` tests "better" in each metric's own
+    direction), "" where it is. Metrics missing from `higher` count as higher-is-better."""
     pairs = pairwise.set_index(["source", "lm", "metric", "method_a", "method_b"]).p_value.to_dict()
     out = []
     for (source, lm), group in main.groupby(["source", "lm"], sort=False):
@@ -81,8 +81,8 @@ def marked_cells(main: pd.DataFrame, pairwise: pd.DataFrame, higher: dict[str, b
             signed = group[col] * sign
             best = group.method[signed.idxmax()] if signed.notna().any() else None
             for r in group.to_dict("records"):
-                better = (best, r["method"]) if sign > 0 else (r["method"], best)
-                p = math.nan if best is None or r["method"] == best else pairs.get((source, lm, col, *better), math.nan)
+                p = math.nan if best is None or r["method"] == best else pairs.get((source, lm, col, best, r["method"]),
+                                                                                   math.nan)
                 mark = "best" if r["method"] == best else ("tied" if p >= ALPHA else "")
                 out.append({"source": source, "lm": lm, "method": r["method"], "metric": col, "mean": r[col],
                             "low": r.get(f"{col}_ci_low", math.nan), "high": r.get(f"{col}_ci_high", math.nan),
@@ -91,7 +91,7 @@ def marked_cells(main: pd.DataFrame, pairwise: pd.DataFrame, higher: dict[str, b
 
 
 def pairwise_matrix(pairwise: pd.DataFrame, source: str, lm: str, metric: str) -> tuple[list[str], list[list[float]]]:
-    """Methods and p[i][j], the p-value of "method i scores higher than method j" (NaN on the diagonal)."""
+    """Methods and p[i][j], the p-value of "method i scores better than method j" (NaN on the diagonal)."""
     part = pairwise[(pairwise.source == source) & (pairwise.lm == lm) & (pairwise.metric == metric)]
     methods = sorted(set(part.method_a) | set(part.method_b))
     p = part.set_index(["method_a", "method_b"]).p_value.to_dict()

@@ -132,7 +132,7 @@ def metric_views(board: Leaderboard, source: str, metric: str, lms: list[str], l
         out.append(category_table(category_pivot(per_category, metric, level_of), name))
     matrices = [pairwise_table(lm, *pairwise_matrix(board.pairwise, source, lm, metric)) for lm in lms]
     out.append(f"<p class=note>Pairwise tests on {escape(name)}: ✓ where the row's method scores significantly "
-               f"higher than the column's (one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p).</p>"
+               f"better than the column's (higher, or lower where the metric says so; one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p).</p>"
                f"<div class=matrices>{''.join(matrices)}</div>")
     return "".join(out)
 
@@ -150,7 +150,7 @@ def category_table(pivot: pd.DataFrame, name: str) -> str:
 
 
 def pairwise_table(lm: str, methods: list[str], p: list[list[float]]) -> str:
-    """Row method a, column method b: ✓ where a scores significantly higher than b."""
+    """Row method a, column method b: ✓ where a scores significantly better than b."""
     if not methods:
         return ""
     head = "".join(f"<th class=vertical><span>{escape(m)}</span></th>" for m in methods)
