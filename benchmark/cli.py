@@ -198,13 +198,19 @@ def _leaderboard(args: argparse.Namespace) -> int:
 def _findings(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from benchmark.findings import markdown, orderings, table
+    from benchmark.findings import CONTROLS, FIDELITY, METHODS, control_comparisons, markdown, orderings, table
     from benchmark.leaderboard import load_rows
 
     rows = pd.concat([load_rows(Path(d)) for d in args.dirs], ignore_index=True)
     by_source = dict(list(rows.groupby("source", sort=False)))  # the first directory's first source leads
     found, order = table(by_source), orderings(by_source)
     print(markdown(found, order))
+    for source, rows in by_source.items():
+        weak = control_comparisons(rows, "large")
+        weak = weak[weak.p >= 0.05]
+        print(f"{source}: methods vs controls, {len(weak)} of {len(METHODS) * len(CONTROLS) * len(FIDELITY)} not "
+              f"significant" + "".join(f"; {r.method} > {r.control} on {r.metric} p = {r.p:.2g}"
+                                       for r in weak.itertuples()))
     if args.json:
         print(json.dumps({"findings": found.to_dict("records"), "orderings": order.to_dict("records")},
                          separators=(",", ":")))
