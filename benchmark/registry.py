@@ -169,6 +169,17 @@ def _load_from_file(spec: str, kind: str):
     return getattr(module, attr)
 
 
+def class_contract(what: str, members: tuple[str, ...] = (), base: type | None = None) -> Callable[[object], type]:
+    """The contract of a registry of classes: a class (a subclass of `base`) with `members`."""
+    def check(obj: object) -> type:
+        if not (isinstance(obj, type) and (base is None or issubclass(obj, base))
+                and all(hasattr(obj, m) for m in members)):
+            raise TypeError(f"{obj!r} is not {what}")
+        return obj
+
+    return check
+
+
 def _as_method(obj: object) -> Callable[..., list[str]]:
     if not callable(obj) or isinstance(obj, type):
         raise TypeError(f"{obj!r} is not a method; give a function explain(ctx, features) -> list[str]")

@@ -1,5 +1,6 @@
 """The registry: decorator, lazy targets, files on disk, entry points, and one-line errors."""
 import importlib.metadata
+import re
 
 import pytest
 
@@ -120,3 +121,23 @@ def test_an_entry_point_metric_is_a_metric_on_the_first_lookup_and_a_wrong_one_i
     (tmp_path / "mine.py").write_text("def explain(ctx, features):\n    return []\nNUMBER = 1\n")
     with pytest.raises(UsageError, match=r"metric file .*mine.py:explain: .* is not a metric"):
         METRICS.get(f"{tmp_path / 'mine.py'}:explain")
+
+
+@pytest.mark.parametrize("registry, group, what", [
+    ("benchmark.models.adapters:ADAPTERS", "featurebench.adapters", "a VLMAdapter subclass"),
+    ("benchmark.explainers:EXPLAINERS", "featurebench.explainers", "an explainer: a class with a `settings` dataclass"),
+    ("benchmark.sources.generators:GENERATORS", "featurebench.generators", "a generator: a class with"),
+    ("benchmark.sources.segmenters:SEGMENTERS", "featurebench.segmenters", "a segmenter: a class with"),
+    ("benchmark.world.presets:WORLDS", "featurebench.worlds", "not a world preset; give a"),
+    ("benchmark.registry:METHODS", "featurebench.methods", "is not a method; give a function")])
+def test_a_plug_in_of_the_wrong_type_is_one_line_naming_its_route(tmp_path, monkeypatch, registry, group, what):
+    import importlib
+
+    module, name = registry.split(":")
+    reg = getattr(importlib.import_module(module), name)
+    (tmp_path / "wrong_plugin.py").write_text("class Nothing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_entry_points(monkeypatch, group, wrong="wrong_plugin:Nothing")
+    with pytest.raises(UsageError, match=rf"^{reg.kind} plug-in 'wrong' \(wrong_plugin:Nothing\): .*{re.escape(what)}"):
+        reg.get("wrong")
+    assert "wrong" not in reg._items

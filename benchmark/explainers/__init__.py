@@ -26,9 +26,10 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from benchmark.registry import Registry, UsageError
+from benchmark.registry import Registry, UsageError, class_contract
 
-EXPLAINERS: Registry[type] = Registry("explainer", entry_point_group="featurebench.explainers")
+EXPLAINERS: Registry[type] = Registry("explainer", entry_point_group="featurebench.explainers", contract=class_contract(
+    "an explainer: a class with a `settings` dataclass, check() and answer()", ("settings", "check", "answer")))
 EXPLAINERS.register_lazy("openai", "benchmark.explainers.endpoint")  # registers itself when imported
 
 

@@ -23,11 +23,12 @@ from tqdm import tqdm
 from benchmark.cache import config_hash
 from benchmark.identity import code_identity
 from benchmark.image_pools import square
-from benchmark.registry import Registry, UsageError
+from benchmark.registry import Registry, UsageError, class_contract
 from benchmark.sources.components import cached_array, content, require, torch_device
 from benchmark.sources.spec import DTYPES
 
-GENERATORS: Registry[type] = Registry("generator", entry_point_group="featurebench.generators")
+GENERATORS: Registry[type] = Registry("generator", entry_point_group="featurebench.generators", contract=class_contract(
+    "a generator: a class with a `settings` dataclass, check() and draw()", ("settings", "check", "draw")))
 """Generator kinds: classes built by `open_component(GENERATORS, table, where, image_size=..., cache_dir=...)`."""
 
 

@@ -31,11 +31,12 @@ from tqdm import tqdm
 
 from benchmark.cache import config_hash
 from benchmark.identity import code_identity
-from benchmark.registry import Registry, UsageError
+from benchmark.registry import Registry, UsageError, class_contract
 from benchmark.sources.components import cached_array, content, require, torch_device
 from benchmark.sources.spec import DTYPES
 
-SEGMENTERS: Registry[type] = Registry("segmenter", entry_point_group="featurebench.segmenters")
+SEGMENTERS: Registry[type] = Registry("segmenter", entry_point_group="featurebench.segmenters", contract=class_contract(
+    "a segmenter: a class with a `settings` dataclass, check() and segment()", ("settings", "check", "segment")))
 """Segmenter kinds: classes built by `open_component(SEGMENTERS, table, where, images=, patch=, cache_dir=)`."""
 
 MIN_COVER = 0.5

@@ -38,7 +38,13 @@ class WorldConfig:
         return asdict(self)
 
 
-WORLDS: Registry[WorldConfig] = Registry("world", entry_point_group="featurebench.worlds")
+def _as_world(obj: object) -> WorldConfig:
+    if not isinstance(obj, WorldConfig):
+        raise TypeError(f"{obj!r} is not a world preset; give a benchmark.world.presets.WorldConfig")
+    return obj
+
+
+WORLDS: Registry[WorldConfig] = Registry("world", entry_point_group="featurebench.worlds", contract=_as_world)
 """World presets by name."""
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 
 from benchmark.models.adapters.base import VLMAdapter
-from benchmark.registry import Registry, UsageError
+from benchmark.registry import Registry, UsageError, class_contract
 
-ADAPTERS: Registry[type[VLMAdapter]] = Registry("VLM family", entry_point_group="featurebench.adapters")
+ADAPTERS: Registry[type[VLMAdapter]] = Registry("VLM family", entry_point_group="featurebench.adapters",
+                                                contract=class_contract("a VLMAdapter subclass", base=VLMAdapter))
 """VLM families: `VLMAdapter` subclasses."""
 ADAPTERS.register_lazy("llava", "benchmark.models.adapters.llava:LlavaAdapter")
 ADAPTERS.register_lazy("gemma3", "benchmark.models.adapters.gemma3:Gemma3Adapter")
