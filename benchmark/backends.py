@@ -11,6 +11,7 @@ Ray is an optional extra (`pip install 'featurebench[ray]'`); nothing here impor
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections import Counter
@@ -20,7 +21,7 @@ from typing import Protocol
 
 from benchmark.cache import cache_root
 from benchmark.context import COSTS, Context, MethodConfig
-from benchmark.registry import METHODS, UsageError
+from benchmark.registry import METHODS, PLUGIN_MODULE, UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
 from benchmark.stores import Codes
@@ -147,7 +148,7 @@ class RayBackend:
         shards = [features[i:i + size] for i in range(0, len(features), size)]
         self.plan.append({"method": name, "lm": ctx.lm, "shard_size": size,
                           "shards": [[shard[0], shard[-1], len(shard)] for shard in shards]})
-        method = _portable(name)
+        method = _portable(name, fn)
         results = pool.map_unordered(lambda a, shard: a.explain.remote(ctx.config, method, shard), shards)
         for pieces in self._unwrap(results):
             yield from pieces
@@ -201,8 +202,10 @@ def make_backend(name: str, address: str | None = None, workers: int | None = No
     raise UsageError(f"unknown backend {name!r}; available: local, ray")
 
 
-def _portable(method: str) -> str:
-    """A method name that resolves the same on a worker: a `file.py:function` plug-in gets an
-    absolute path, since a worker's working directory is not the driver's."""
-    path, sep, attr = method.rpartition(":")
-    return f"{Path(path).resolve()}:{attr}" if sep and path.endswith(".py") else method
+def _portable(name: str, fn) -> str:
+    """How a worker finds the method: its registered name, or for a file plug-in (whose name is not
+    registered in a fresh process) the file's absolute path and the function, since a worker's
+    working directory is not the driver's."""
+    if getattr(fn, "__module__", "").startswith(PLUGIN_MODULE):
+        return f"{Path(inspect.getsourcefile(fn)).resolve()}:{fn.__name__}"
+    return name

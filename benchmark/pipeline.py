@@ -140,7 +140,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     import methods  # noqa: F401  (registers the built-in methods)
     from metrics import resolve
 
-    fns = {name: METHODS.get(name) for name in config.methods}
+    fns = dict(METHODS.resolve(spec) for spec in config.methods)
     refuse_unsteerable(config, fns)
     source = open_source(source_recipe(config))
     available = {need for need in NEEDS if source.has(need)}

@@ -86,7 +86,7 @@ class Registry(Generic[T]):
         """The UsageError `get` would raise for an unknown name, importing nothing of what is known."""
         if name in self._items or name in self._lazy or name in self._entry_points():
             return
-        if ":" in name and name.split(":", 1)[0].endswith(".py"):
+        if is_file_spec(name):
             return  # a file plug-in: `get` imports it and says what is wrong with it
         self.get(name)
 
@@ -113,11 +113,28 @@ class Registry(Generic[T]):
                 raise UsageError(f"{self.kind} plug-in {name!r} failed to load: {type(e).__name__}: {e}") from e
             self._items[name] = self._checked(loaded, f"{self.kind} plug-in {name!r} ({entry_points[name].value})")
             return self._items[name]
-        if ":" in name and name.split(":", 1)[0].endswith(".py"):
+        if is_file_spec(name):
             return self._checked(_load_from_file(name, self.kind), f"{self.kind} file {name}")
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UsageError(f"unknown {self.kind} {name!r}; {hint}available: {', '.join(self.names())}")
+
+    def resolve(self, spec: str) -> tuple[str, T]:
+        """(the name rows and caches use, the item) for a registered name or a `file.py:attr` plug-in.
+        A file plug-in goes by the name it registered itself under when imported (a decorator's),
+        else by its function's name; never by how its path was spelt, so `./mine.py:explain` and
+        `mine.py:explain` are one method with one cache."""
+        item = self.get(spec)
+        if not is_file_spec(spec):
+            return spec, item
+        declared = next((name for name, value in self._items.items() if value is item), None)
+        if declared is not None:
+            return declared, item
+        name = getattr(item, "__name__", None) or spec.rsplit(":", 1)[1]
+        if name in self._items or name in self._lazy or name in self._entry_points():
+            raise UsageError(f"{self.kind} file {spec}: its function is named {name!r}, as a registered {self.kind} "
+                             f"is; rename the function or register it under a name of its own")
+        return name, item
 
     def _checked(self, loaded: object, route: str) -> T:
         """`loaded` as the registry's item, or a UsageError naming the route and what it should be."""
@@ -148,9 +165,22 @@ def _registered_name(node: ast.AST, decorator: str, registry: str | None) -> str
     return literal.value if isinstance(literal, ast.Constant) and isinstance(literal.value, str) else None
 
 
+PLUGIN_MODULE = "featurebench_plugin_"
+"""Prefix of the module name a `file.py:attr` plug-in is imported under."""
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether `spec` names a function in a file on disk (`path/file.py:attr`)."""
+    return ":" in spec and spec.rsplit(":", 1)[0].endswith(".py")
+
+
 def _import_target(target: str):
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+_file_modules: dict[Path, object] = {}
+"""Plug-in files imported so far, by resolved path: one file is one module however it is spelt."""
 
 
 def _load_from_file(spec: str, kind: str):
@@ -158,12 +188,15 @@ def _load_from_file(spec: str, kind: str):
     path = Path(path_text)
     if not path.is_file():
         raise UsageError(f"{kind} file {path} does not exist")
-    module_spec = importlib.util.spec_from_file_location(f"featurebench_plugin_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:
-        raise UsageError(f"{kind} file {path} failed to import: {type(e).__name__}: {e}") from e
+    if path.resolve() not in _file_modules:
+        module_spec = importlib.util.spec_from_file_location(f"{PLUGIN_MODULE}{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as e:
+            raise UsageError(f"{kind} file {path} failed to import: {type(e).__name__}: {e}") from e
+        _file_modules[path.resolve()] = module
+    module = _file_modules[path.resolve()]
     if not callable(getattr(module, attr, None)):
         raise UsageError(f"{kind} file {path} has no function {attr!r}")
     return getattr(module, attr)

@@ -50,7 +50,27 @@ def test_plugin_file_and_entry_point_methods_run(world, tmp_path, monkeypatch):
     run_dir = run(RunConfig(methods=(f"{plugin}:explain", "shout"), features="3,5", lm="small", world="tiny",
                             out=str(tmp_path / "out")))
     got = {(r["method"], r["feature"]): r["explanation"] for r in rows(run_dir)}
-    assert got[f"{plugin}:explain", 5] == "feature 5" and got["shout", 3] == "FEATURE 3"
+    assert got["explain", 5] == "feature 5" and got["shout", 3] == "FEATURE 3"  # a file plug-in: its function's name
+
+
+def test_a_file_plug_in_is_one_method_however_its_path_is_spelt(world, world_cache, tmp_path, monkeypatch):
+    (tmp_path / "mine.py").write_text(
+        "from benchmark.context import method\n"
+        "@method('mine-by-decorator')\n"
+        "def explain(ctx, features):\n"
+        "    open('calls.txt', 'a').write(f'{len(features)}\\n')\n"
+        "    return [f'feature {f}' for f in features]\n"
+        "def topk(ctx, features):\n"
+        "    return ['x'] * len(features)\n")
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("./mine.py:explain", "mine.py:explain", f"{tmp_path}/mine.py:explain"):
+        run_dir = run(RunConfig(methods=(spelling,), features="0:4", lm="small", world="tiny", metrics="none",
+                                out=str(tmp_path / "out")))
+        assert {r["method"] for r in rows(run_dir)} == {"mine-by-decorator"}  # the name it declared
+    assert (tmp_path / "calls.txt").read_text() == "4\n"  # explained once: one method, one cache
+    assert len(list((world_cache / "explanations").glob("mine-by-decorator-*.jsonl"))) == 1
+    with pytest.raises(UsageError, match=r"mine.py:topk: its function is named 'topk', as a registered method is"):
+        run(RunConfig(methods=("mine.py:topk",), features="0:4", lm="small", world="tiny", out=str(tmp_path / "x")))
 
 
 def test_unknown_method_is_one_line_exit_2_and_writes_nothing(world, tmp_path, capsys):
