@@ -16,7 +16,7 @@ import copy
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -35,11 +35,20 @@ from benchmark.top_images import shown_top_images
 MethodFn = Callable[["Context", list[int]], list[str]]
 
 
-def method(name: str, needs: tuple[str, ...] = (), steers: bool = False) -> Callable[[MethodFn], MethodFn]:
+def method(name: str, needs: tuple[str, ...] = (), steers: bool = False, reads: tuple[str, ...] = (),
+           tunes: tuple[str, ...] = ()) -> Callable[[MethodFn], MethodFn]:
     """Registers an explanation method; `needs`: the source capabilities it reads; `steers`: whether
-    it steers the subject VLM's tower (then no other explainer can answer for it)."""
+    it steers the subject VLM's tower (then no other explainer can answer for it); `reads`: the
+    `MethodConfig` settings it reads that `--tune` may sweep; `tunes`: those of them its own score
+    picks (the others it reads at the value picked for the method that tunes them, as a control
+    runs at the setting of the method it controls for)."""
+    unknown = sorted((set(reads) | set(tunes)) - {f.name for f in fields(MethodConfig)})
+    if unknown:
+        raise ValueError(f"method {name!r} declares settings {unknown}, which MethodConfig does not have")
+
     def register(fn: MethodFn) -> MethodFn:
         fn.needs, fn.steers = tuple(needs), steers
+        fn.reads, fn.tunes = tuple(dict.fromkeys((*reads, *tunes))), tuple(tunes)
         return METHODS.register(name, module=fn.__module__)(fn)
 
     return register
@@ -48,6 +57,16 @@ def method(name: str, needs: tuple[str, ...] = (), steers: bool = False) -> Call
 def method_needs(fn: MethodFn) -> tuple[str, ...]:
     """What a method declared it needs (a plug-in registered without `@method` needs nothing)."""
     return tuple(getattr(fn, "needs", ()))
+
+
+def method_reads(fn: MethodFn) -> tuple[str, ...]:
+    """The settings a method declared it reads (`tunes` included)."""
+    return tuple(getattr(fn, "reads", ()))
+
+
+def method_tunes(fn: MethodFn) -> tuple[str, ...]:
+    """The settings a method declared its own score picks under `--tune`."""
+    return tuple(getattr(fn, "tunes", ()))
 
 
 def method_steers(fn: MethodFn) -> bool:

@@ -62,7 +62,8 @@ class RunConfig:
     tune_features: str | None = None
     """Validation features for --tune (start:stop or a comma list); default: the first quarter of `features`."""
     sweep: tuple[str, ...] = ()
-    """`FIELD=V1,V2` settings --tune sweeps besides each steering method's coefficient (`benchmark.tuning.TUNABLE`)."""
+    """`FIELD=V1,V2` settings --tune sweeps besides each steering coefficient (`benchmark.tuning.TUNABLE`), for
+    the methods that declare they read them."""
     method: MethodConfig = field(default_factory=MethodConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     models: ModelsConfig | None = None
@@ -166,7 +167,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     tuning = None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
-        method_config, tuning = tune(source, ctx.config, list(fns), tune_metric, sctx, validation, backend, sweep)
+        method_config, tuning = tune(source, ctx.config, fns, tune_metric, sctx, validation, backend, sweep)
         ctx = Context(source, method_config)
     rows = []
     made_on = {"source": source.name, "source_id": source.source_id, "lm": source.lm}  # what every row was computed on

@@ -6,7 +6,7 @@ from benchmark.steering.inputs import random_directions
 from methods.hybrid import hybrid
 
 
-@method("random-direction", steers=True)
+@method("random-direction", steers=True, reads=("steering_multiplier", "steering_coeff", "intervention"))
 def random_direction(ctx: Context, features: list[int]) -> list[str]:
     """Steering with a random direction of the same norm as the feature's steering vector (added under
     clamp: a direction that is no latent has no code to set)."""
@@ -15,7 +15,7 @@ def random_direction(ctx: Context, features: list[int]) -> list[str]:
     return ctx.answer(ctx.empty_images(len(features)), norms * directions)
 
 
-@method("permuted", steers=True)
+@method("permuted", steers=True, reads=("hybrid_multiplier", "hybrid_coeff", "intervention", "top_images"))
 def permuted(ctx: Context, features: list[int]) -> list[str]:
     """Hybrid's explanation of another feature: feature f gets the explanation of (f + d_sae/2) mod d_sae."""
     return hybrid(ctx, [(f + ctx.sae.d_sae // 2) % ctx.sae.d_sae for f in features])

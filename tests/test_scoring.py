@@ -93,6 +93,7 @@ def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
     """A metric NaN for every feature, and a tuning slice on which the tuning metric is undefined."""
     from benchmark.context import MethodConfig
     from benchmark.pipeline import score_rows
+    from benchmark.registry import METHODS
     from benchmark.tuning import tune
 
     undefined = Metric("undefined", ("u",), True, (), lambda ctx, fs, ts: {"u": np.full(len(fs), np.nan)})
@@ -103,7 +104,7 @@ def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
     score_rows(sctx, [undefined], rows)
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)  # progress bars share stderr
     assert warnings == ["warning: u is NaN for every feature (dead features, or too few scoring images to define it)"]
-    config, record = tune(source, MethodConfig(), ["steering"], undefined, sctx, [0, 1])
+    config, record = tune(source, MethodConfig(), {"steering": METHODS.get("steering")}, undefined, sctx, [0, 1])
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)
     assert len(warnings) == 1 and warnings[0].startswith("warning: --tune: u is NaN for every validation feature")
     assert config.steering_multiplier == 1.0 == record["fields"]["steering_multiplier"]["chosen"]
@@ -137,3 +138,22 @@ def test_bad_sweeps_are_one_line_errors(sweep, message):
 
     with pytest.raises(UsageError, match=re.escape(message)):
         parse_sweep(sweep)
+
+
+def test_a_new_steering_method_declaring_its_coefficient_is_tuned_by_it(world, tmp_path):
+    plugin = tmp_path / "my_steer.py"
+    plugin.write_text(
+        "from benchmark.context import method\n"
+        "@method('my-steer', steers=True, tunes=('steering_multiplier',))\n"
+        "def explain(ctx, features):\n"
+        "    return ctx.answer(ctx.empty_images(len(features)), ctx.steering_vectors(features))\n"
+        "def undeclared(ctx, features):\n"
+        "    return ['x'] * len(features)\n")
+    run_dir = run(RunConfig(methods=(f"{plugin}:explain",), features="0:16", lm="small", world="tiny",
+                            out=str(tmp_path), metrics="detection", tune="detection", tune_features="0:4"))
+    tuning = json.loads((run_dir / "run.json").read_text())["tuning"]
+    assert list(tuning["fields"]) == ["steering_multiplier"]
+    assert tuning["fields"]["steering_multiplier"]["tuned_with"] == "my-steer"
+    quiet = run(RunConfig(methods=(f"{plugin}:undeclared",), features="0:16", lm="small", world="tiny",
+                          out=str(tmp_path), metrics="detection", tune="detection", tune_features="0:4"))
+    assert json.loads((quiet / "run.json").read_text())["tuning"]["fields"] == {}  # reads nothing tunable

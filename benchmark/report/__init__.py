@@ -90,11 +90,11 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
 def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict[str, FeatureImages],
            no_truth: list[str], board_name: str) -> None:
     from metrics import all_metrics
-    from benchmark.tuning import TUNABLE
+    from benchmark import tuning
 
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")
-    readers = {f: methods for f, (_, _, methods) in TUNABLE.items() if f.endswith("_multiplier")}
+    readers = {f: set(tuning.readers(f)) for f in tuning.TUNABLE if f.endswith("_multiplier")}
     rows = data.combine_rows(runs, {s: im.scales for s, im in images.items()}, readers) if runs else None
     if board is None:
         board = _tables(data.table_rows(rows))
