@@ -6,6 +6,7 @@
     python -m benchmark methods | metrics
     python -m benchmark validate-metrics [--lm large] [--json]
     python -m benchmark leaderboard [--add RUN_DIR ... [--replace]] [--dir leaderboards]
+    python -m benchmark check-submission RUN_DIR [--leaderboards leaderboards]
     python -m benchmark findings DIR [DIR ...] [--json]
     python -m benchmark report [--run RUN_DIR ...] [--leaderboards leaderboards] [--out report]
     python -m benchmark bench [--json]
@@ -195,6 +196,18 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_submission(args: argparse.Namespace) -> int:
+    from benchmark.submission import check_submission
+
+    checks = check_submission(Path(args.run_dir), Path(args.leaderboards))
+    for passed, line in checks:
+        print(f"{'ok  ' if passed else 'FAIL'}  {line}")
+    failed = sum(not passed for passed, _ in checks)
+    print(f"{len(checks) - failed} of {len(checks)} checks passed" + ("; fix the failing ones before a pull request"
+                                                                   if failed else ""))
+    return 2 if failed else 0
+
+
 def _findings(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -307,7 +320,7 @@ def _shape_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "findings", "report", "world", "bench", "sae", "serve")
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "check-submission", "findings", "report", "world", "bench", "sae", "serve")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -363,6 +376,11 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--replace", action="store_true", help="with --add: the runs' rows replace every row of their "
                        "(source, LM), e.g. after the source's models changed")
     board.set_defaults(run=_leaderboard)
+    submission = commands.add_parser("check-submission", help="check a run before it is added to the leaderboards: "
+                                     "rows complete, the committed rows' source identity, no NaN headline")
+    submission.add_argument("run_dir", metavar="RUN_DIR")
+    submission.add_argument("--leaderboards", default="leaderboards", help="leaderboard directory (rows/ inside)")
+    submission.set_defaults(run=_check_submission)
     findings = commands.add_parser("findings", help="the README's findings tested on every source of these "
                                    "leaderboards (a verdict on the first source, its p-value on each)")
     findings.add_argument("dirs", nargs="+", metavar="DIR", help="leaderboard directories (rows/ inside)")
