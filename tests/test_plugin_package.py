@@ -1,6 +1,6 @@
 """Plug-ins as users ship them: `examples/featurebench-example` (one plug-in of every kind, declared
 as entry points) and `examples/featurebench-broken` (every entry point the wrong kind of object) are
-built and installed with pip into a target directory, which the command line then has on its path;
+each built and installed with pip into a target directory, which the command line then has on its path;
 each plug-in is used by name through the CLI, and each broken one is one line, exit 2, nothing
 written."""
 from __future__ import annotations
@@ -19,20 +19,28 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    target, sources = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("sources")
-    for package in ("featurebench-example", "featurebench-broken"):
-        shutil.copytree(EXAMPLES / package, sources / package)  # pip builds in place: not in the checkout
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                        "--no-build-isolation", "--target", str(target), str(sources / package)],
-                       check=True, capture_output=True)
-    assert list(target.glob("featurebench_example-*.dist-info")) and list(target.glob("featurebench_broken-*.dist-info"))
+def install(package: str, tmp_path_factory) -> Path:
+    """The example package built and installed with pip into a directory of its own (with its dist-info)."""
+    target, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("sources") / package
+    shutil.copytree(EXAMPLES / package, source)  # pip builds in place: not in the checkout
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(source)], check=True, capture_output=True)
+    assert list(target.glob(f"{package.replace('-', '_')}-*.dist-info"))
     return target
 
 
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    return install("featurebench-example", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> Path:
+    return install("featurebench-broken", tmp_path_factory)
+
+
 def cli(installed: Path, world_cache: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python -m benchmark ARGS` with the installed packages on the path and the tests' tiny world."""
+    """`python -m benchmark ARGS` with an installed package on the path and the tests' tiny world."""
     env = {**os.environ, "FEATUREBENCH_CACHE": str(world_cache),
            "PYTHONPATH": os.pathsep.join([str(installed), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "benchmark", *args], env=env, capture_output=True, text=True,
@@ -56,6 +64,11 @@ def test_an_installed_method_and_metric_appear_in_a_runs_rows(world, world_cache
     scores = pd.read_csv(run_dir / "scores.csv", keep_default_na=False)
     assert (scores.explanation_length == scores.explanation.str.split().str.len()).all()
     assert {"detection_auroc", "source_id"} <= set(scores.columns)
+    board = tmp_path / "board"  # a lower-is-better metric: one word beats several in pairwise.csv
+    assert cli(installed, world_cache, "leaderboard", "--add", str(run_dir), "--dir", str(board)).returncode == 0
+    pairs = pd.read_csv(board / "pairwise.csv").set_index(["metric", "method_a", "method_b"])
+    assert pairs.loc[("explanation_length", "example-first-word", "topk"), "a_better"]
+    assert not pairs.loc[("explanation_length", "topk", "example-first-word"), "a_better"]
 
 
 def test_an_installed_adapter_explainer_generator_and_segmenter_feed_a_run(world, world_cache, installed, tmp_path):
@@ -90,7 +103,7 @@ def test_an_installed_world_builds(world, world_cache, installed):
     ("generator", ["--config", "{config}", "--method", "topk"]),
     ("segmenter", ["--config", "{config}", "--method", "topk"]),
     ("world", ["--world", "broken-world"])])
-def test_a_broken_installed_plug_in_is_one_line_exit_2_and_nothing_written(world, world_cache, installed, tmp_path,
+def test_a_broken_installed_plug_in_is_one_line_exit_2_and_nothing_written(world, world_cache, broken, tmp_path,
                                                                            kind, args):
     config = world.run_configs()["small"].read_text()
     if kind == "VLM family":
@@ -101,7 +114,7 @@ def test_a_broken_installed_plug_in_is_one_line_exit_2_and_nothing_written(world
     args = [a.replace("{config}", str(tmp_path / "run.toml")) for a in args]
     if kind != "metric":  # `all` would load the broken metric too, which is refused first
         args += ["--metrics", "detection"]
-    done = cli(installed, world_cache, *args, "--lm", "small", "--features", "0:4", "--out", str(tmp_path / "out"))
+    done = cli(broken, world_cache, *args, "--lm", "small", "--features", "0:4", "--out", str(tmp_path / "out"))
     assert done.returncode == 2, done.stderr[-2000:]
     errors = re.findall(r"error: [^\r\n]*", done.stderr)
     assert len(errors) == 1 and "Traceback" not in done.stderr
