@@ -33,6 +33,7 @@ from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS
 from benchmark.metric import METRICS, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
+from benchmark.registry import UsageError
 from benchmark.results import RowStore
 from benchmark.sources.capabilities import GroundTruth
 from benchmark.sources.source import Source
@@ -191,6 +192,24 @@ class ScoringContext:
                 "harness": path_identity("scoring", self.source.spec.vlm.family), "config": asdict(self.config)}
 
 
+def checked_scores(metric_: Metric, values: object, n: int) -> dict[str, np.ndarray]:
+    """A metric's return value as {column: n numbers}, or a one-line UsageError naming the metric and
+    what it should have returned (a plug-in's mistake is the user's to fix, not a traceback)."""
+    expected = f"metric {metric_.name!r} must return {{column: {n} numbers}} for columns {', '.join(metric_.columns)}"
+    if not isinstance(values, dict) or set(metric_.columns) - set(values):
+        got = sorted(values) if isinstance(values, dict) else type(values).__name__
+        raise UsageError(f"{expected}; it returned {got}")
+    out = {}
+    for column in metric_.columns:
+        try:
+            out[column] = np.asarray(values[column], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise UsageError(f"{expected}; {column} is not numbers") from None
+        if len(out[column]) != n:
+            raise UsageError(f"{expected}; {column} has {len(out[column])}")
+    return out
+
+
 def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list[str],
           batch_size: int = 256) -> pd.DataFrame:
     """One row per (feature, explanation) with the metric's columns; NaN for dead features. Cached."""
@@ -202,7 +221,7 @@ def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list
     todo = [(f, t) for f, t in pairs if (f, t) not in done and ctx.alive_F[f]]
     for start in tqdm(range(0, len(todo), batch_size), desc=metric_.name, unit="batch", disable=not todo, leave=False):
         chunk = todo[start:start + batch_size]
-        values = metric_.score(ctx, [f for f, _ in chunk], [t for _, t in chunk])
+        values = checked_scores(metric_, metric_.score(ctx, [f for f, _ in chunk], [t for _, t in chunk]), len(chunk))
         rows = [{"feature": f, "explanation": t,
                  "scores": {c: float(values[c][i]) for c in metric_.columns}} for i, (f, t) in enumerate(chunk)]
         store.append(rows)

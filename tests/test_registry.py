@@ -141,3 +141,5 @@ def test_a_plug_in_of_the_wrong_type_is_one_line_naming_its_route(tmp_path, monk
     with pytest.raises(UsageError, match=rf"^{reg.kind} plug-in 'wrong' \(wrong_plugin:Nothing\): .*{re.escape(what)}"):
         reg.get("wrong")
     assert "wrong" not in reg._items
+    with pytest.raises(UsageError, match=rf"^{reg.kind} file .*wrong_plugin.py:Nothing: .*{re.escape(what)}"):
+        reg.get(f"{tmp_path / 'wrong_plugin.py'}:Nothing")  # the file route, the same contract

@@ -8,6 +8,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.pipeline import RunConfig, run
+from benchmark.registry import UsageError
 from benchmark.scoring import Metric, ScoringContext, score
 from benchmark.validation import concept_pairs, pairwise_auroc, validate
 from metrics import all_metrics
@@ -157,3 +158,15 @@ def test_a_new_steering_method_declaring_its_coefficient_is_tuned_by_it(world, t
     quiet = run(RunConfig(methods=(f"{plugin}:undeclared",), features="0:16", lm="small", world="tiny",
                           out=str(tmp_path), metrics="detection", tune="detection", tune_features="0:4"))
     assert json.loads((quiet / "run.json").read_text())["tuning"]["fields"] == {}  # reads nothing tunable
+
+
+@pytest.mark.parametrize("returned, says", [
+    ({"other": [1.0, 2.0]}, "it returned ['other']"),
+    ([1.0, 2.0], "it returned list"),
+    ({"u": [1.0]}, "u has 1"),
+    ({"u": ["a", "b"]}, "u is not numbers")])
+def test_a_metric_returning_the_wrong_thing_is_one_line_naming_it(world, returned, says):
+    wrong = Metric("wrong-shape", ("u",), True, (), lambda ctx, fs, ts: returned)
+    with pytest.raises(UsageError, match=rf"metric 'wrong-shape' must return \{{column: 2 numbers\}} for columns u; "
+                                         rf"{re.escape(says)}"):
+        score(ScoringContext(world.source("small")), wrong, [0, 1], [f"text {returned}", "b"])
