@@ -12,9 +12,12 @@ rows instead. From the rows come three tables:
   features where it is finite (`<cost>_median`; NaN if none). Rows with no cost columns at all give
   no cost columns, so old rows give the tables they always gave;
 - `per_category.csv`: the same means over aligned features, by level (low / high) and category;
-- `pairwise.csv`: per (source, LM, metric), one-sided Mann–Whitney U for every ordered pair of
-  methods (does method a score better than b: higher, or lower where the metric's
-  `higher_is_better` is False?), its p-value and whether p < 0.05 (`a_better`).
+- `pairwise.csv`: per (source, LM, metric), for every ordered pair of methods, does method a score
+  better than b (higher, or lower where the metric's `higher_is_better` is False)? The paper's
+  one-sided Mann–Whitney U, its p-value and whether p < 0.05 (`a_better`); the paired one-sided
+  Wilcoxon signed-rank test on the per-feature differences (`p_paired`: the same features under
+  both methods); both with Holm's correction across that (source, LM, metric)'s comparisons
+  (`p_holm`, `p_paired_holm`).
 Every write happens under an exclusive lock on `leaderboards/.lock` and replaces files atomically,
 so concurrent writers serialise and a reader never sees a torn file. Output is deterministic.
 """
@@ -33,7 +36,7 @@ import pandas as pd
 
 from benchmark.registry import UsageError
 from benchmark.results import write_atomic
-from benchmark.stats import ALPHA, greater, mean_ci
+from benchmark.stats import ALPHA, greater, holm, mean_ci, paired_greater
 
 KEYS = ["source", "lm", "method"]
 ROW_COLUMNS = [*KEYS, "source_id", "feature", "explanation", "concept", "category", "level", "aligned"]
@@ -94,19 +97,29 @@ def directions(headlines: list[str]) -> dict[str, bool]:
 
 
 def pairwise_table(rows: pd.DataFrame, headlines: list[str], higher: dict[str, bool] | None = None) -> pd.DataFrame:
-    """Every ordered pair of methods per (source, LM, metric): U and p of "a scores better than b"
-    (`higher`: headline -> higher is better; default: the registered metrics' declarations)."""
+    """Every ordered pair of methods per (source, LM, metric): "a scores better than b" (`higher`:
+    headline -> higher is better; default: the registered metrics' declarations) by the paper's
+    Mann–Whitney U (`u`, `p_value`, `a_better`) and by a paired test, Wilcoxon signed-rank on the
+    per-feature differences (`p_paired`); each with Holm's correction across the (source, LM,
+    metric)'s comparisons (`p_holm`, `p_paired_holm`)."""
     higher = directions(headlines) if higher is None else higher
     out = []
     for (source, lm), group in rows.groupby(["source", "lm"], sort=True):  # one source_id each (`load_rows`)
-        by_method = {m: g for m, g in group.groupby("method", sort=True)}
+        scores = group.pivot_table(index="feature", columns="method", values=headlines, aggfunc="first", dropna=False)
+        methods = sorted(set(group.method))
         for col in headlines:
             sign = 1.0 if higher.get(col, True) else -1.0  # a lower error is the better score
-            for a, b in permutations(sorted(by_method), 2):
-                u, p = greater(sign * by_method[a][col].to_numpy(), sign * by_method[b][col].to_numpy())
-                out.append({"source": source, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
-                            "p_value": p, "a_better": bool(p < ALPHA)})
-    return pd.DataFrame(out)
+            family = []
+            for a, b in permutations(methods, 2):
+                a_FB, b_FB = sign * scores[col][a].to_numpy(), sign * scores[col][b].to_numpy()
+                u, p = greater(a_FB, b_FB)
+                family.append({"source": source, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
+                               "p_value": p, "a_better": bool(p < ALPHA), "p_paired": paired_greater(a_FB, b_FB)[1]})
+            table = pd.DataFrame(family)
+            if len(table):
+                table["p_holm"], table["p_paired_holm"] = holm(table.p_value), holm(table.p_paired)
+            out.append(table)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 def load_rows(dpath: Path) -> pd.DataFrame:

@@ -27,6 +27,9 @@ def test_a_verdict_is_tested_in_the_first_sources_direction_on_every_source():
     assert steering.verdict == "steering (large) > topk (large)"
     assert steering.a < 1e-10 and steering.b < 1e-10 and steering.c > 0.999  # c reverses it
     assert steering["significant on"] == 2
+    # paired: 40 features, every difference +0.4 (a, b) or -0.4 (c); tied ranks: scipy's normal approximation
+    assert steering["a paired"] == steering["b paired"] < 1e-8 and steering["c paired"] > 0.999
+    assert steering["significant on, paired"] == 2
     same = found.loc[("hybrid: large LM vs small LM", "oracle")]  # equal scores: no verdict anywhere
     assert same.a == same.b == same.c and same.a > 0.4 and same["significant on"] == 0
     controls = found.loc[("methods vs controls", "fidelity (4)")]

@@ -5,6 +5,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -198,3 +199,17 @@ def test_pairwise_tests_better_in_each_metrics_direction():
     assert pair.loc[("error", "a", "b"), "a_better"] and not pair.loc[("error", "b", "a"), "a_better"]
     assert pair.loc[("score", "b", "a"), "a_better"] and not pair.loc[("score", "a", "b"), "a_better"]
     assert pair.loc[("error", "a", "b"), "p_value"] < 1e-3
+
+
+def test_paired_wilcoxon_and_holm_known_answers(tmp_path, run_dir):
+    """Method a beats b by 0.3 on each of the 4 features: the exact one-sided signed-rank p is 1/2^4;
+    Holm over the family (a > b, b > a) doubles the smaller p."""
+    from benchmark.stats import holm, paired_greater
+
+    assert paired_greater([0.8] * 4, [0.5] * 4) == (10.0, 1 / 16)
+    assert np.isnan(paired_greater([1.0, 2.0], [1.0, 2.0])[1])  # no difference: no test
+    assert holm([0.01, 0.04, 0.03, np.nan]).round(6).tolist()[:3] == [0.03, 0.06, 0.06]
+    pairs = regenerate(tmp_path / "board", [run_dir])["pairwise"].set_index(["metric", "method_a", "method_b"])
+    ab, ba = pairs.loc[("detection_auroc", "a", "b")], pairs.loc[("detection_auroc", "b", "a")]
+    assert ab.p_paired == 1 / 16 and ba.p_paired == 1.0
+    assert ab.p_paired_holm == 2 / 16 and ab.p_holm == min(1.0, 2 * ab.p_value)
