@@ -5,6 +5,7 @@ there; and the pixel-to-patch rule on hand-made masks."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,19 @@ def test_component_modules_import_no_model_library_at_the_top():
         names = {alias.name for node in top for alias in node.names} | {node.module for node in top
                                                                            if isinstance(node, ast.ImportFrom)}
         assert not {name for name in names if name and name.split(".")[0] in ("diffusers", "transformers")}, module
+
+
+def test_an_explanation_longer_than_the_detectors_text_limit_is_truncated_as_its_own_code_does(
+        checkpoints, pool_NHWC, tmp_path, capsys):
+    """The tiny Grounding DINO reads at most 32 text tokens (`max_text_len`); a 60-word explanation
+    crashed the whole scoring run with a size mismatch. It is cut to the limit, with one warning."""
+    segmenter = grounding_sam(checkpoints, pool_NHWC, tmp_path, box_threshold=0.0, text_threshold=0.0)
+    long = " ".join(["a red striped circle at top left"] * 9)
+    masks_IHW = segmenter.pixel_masks(long, pool_NHWC[:2])
+    assert masks_IHW.shape == (2, SIDE, SIDE) and masks_IHW.any()
+    segmenter.pixel_masks(long, pool_NHWC[2:4])  # its next batch of images: warned once
+    tokens = len(segmenter.models()[0].tokenizer(long + ".")["input_ids"])
+    warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)
+    assert tokens > 32 and warnings == [f"warning: [segmenter] Grounding DINO reads at most 32 text tokens; an "
+                                        f"explanation of {tokens} tokens is cut to its first 32 (as Grounding DINO's "
+                                        f"own code cuts it)"]

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from benchmark.cache import config_hash
 from benchmark.identity import code_identity
-from benchmark.registry import Registry, UsageError, class_contract
+from benchmark.registry import Registry, UsageError, class_contract, warn
 from benchmark.sources.components import cached_array, content, require, torch_device
 from benchmark.sources.spec import DTYPES
 
@@ -171,7 +171,8 @@ class GroundingSamSettings:
 
 
 class GroundingSamSegmenter(PixelSegmenter):
-    """LangSAM: Grounding DINO boxes the text (lowercased, ending in a full stop, as it was trained),
+    """LangSAM: Grounding DINO boxes the text (lowercased, ending in a full stop, as it was trained;
+    cut to the detector's `max_text_len` tokens, as its own code cuts longer texts, with a warning),
     SAM masks each box with one mask (no multimask choice), and an image's mask is the union; an
     image with no box gets an empty mask."""
 
@@ -182,6 +183,7 @@ class GroundingSamSegmenter(PixelSegmenter):
                  cache_dir: Path):
         super().__init__(settings, images, patch, cache_dir)
         self.dtype = getattr(torch, settings.dtype or "float32")
+        self._cut: set[str] = set()
 
     def _load(self) -> tuple:
         from transformers import AutoProcessor, GroundingDinoForObjectDetection, SamModel, SamProcessor
@@ -197,7 +199,14 @@ class GroundingSamSegmenter(PixelSegmenter):
         n, h, w, _ = images_IHWC.shape
         prompt = text.strip().lower()
         prompt = prompt if prompt.endswith(".") else f"{prompt}."
-        batch = detector_processor(images=_pil(images_IHWC), text=[prompt] * n, return_tensors="pt")
+        limit = detector.config.max_text_len  # the text tokens it reads (256 for Grounding DINO base)
+        tokens = len(detector_processor.tokenizer(prompt)["input_ids"])
+        if tokens > limit and prompt not in self._cut:  # once per text, not per batch of its images
+            self._cut.add(prompt)
+            warn(f"[segmenter] Grounding DINO reads at most {limit} text tokens; an explanation of {tokens} tokens is "
+                 f"cut to its first {limit} (as Grounding DINO's own code cuts it)")
+        batch = detector_processor(images=_pil(images_IHWC), text=[prompt] * n, truncation=True, max_length=limit,
+                                   return_tensors="pt")
         found = detector_processor.post_process_grounded_object_detection(
             detector(**self._inputs(batch)), batch["input_ids"], threshold=self.config.box_threshold,
             text_threshold=self.config.text_threshold, target_sizes=[(h, w)] * n)
