@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
                        tune=args.tune, tune_features=args.tune_features, sweep=tuple(args.sweep or ()),
-                       method=method, models=args.models)
+                       method=method, scoring=scoring_config(args), models=args.models)
     backend = make_backend(args.backend, args.address, args.workers)
     try:
         run_dir = run(config, backend)
@@ -361,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
                      "this process, or shards over a Ray cluster (the ray extra)")
     run.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one")
     run.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU)")
-    run.set_defaults(run=_run, models=None, explainer=None)
+    run.set_defaults(run=_run, models=None, explainer=None, scoring=None)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)
     validate = commands.add_parser("validate-metrics", help="check each metric against the world's ground truth")
@@ -481,7 +481,7 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     out: list[str] = []
     for key, value in read_config(fpath).items():
         dest = str(key).replace("-", "_")
-        if dest in TABLES or dest == "explainer":
+        if dest in TABLES or dest in ("explainer", "scoring"):
             continue
         if dest not in flags:
             close = difflib.get_close_matches(dest, [*flags, *TABLES], n=1)
@@ -512,6 +512,22 @@ def config_models(fpath: str) -> ModelsConfig | None:
     return models_config(tables, f"--config {fpath}").relative_to(Path(fpath).parent) if tables else None
 
 
+def scoring_config(args: argparse.Namespace):
+    """The metrics' settings (`benchmark.scoring.ScoringConfig`): the config file's `[scoring]` table,
+    checked key by key, over `top_k` and `top_images` taken from the methods' flags."""
+    from benchmark.scoring import ScoringConfig
+    from benchmark.sources.spec import read_table
+
+    table = args.scoring or {}
+    where = f"--config {args.config}: [scoring]"
+    return read_table(ScoringConfig, {"top_k": args.top_k, "top_images": args.top_images, **table}, where)
+
+
+def config_table(fpath: str, name: str) -> dict | None:
+    """A run config's table `name`, or None."""
+    return {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}.get(name)
+
+
 def config_explainer(fpath: str):
     """The run config's `[explainer]` (`benchmark.explainers.ExplainerSpec`), or None: the subject answers."""
     from benchmark.explainers import ExplainerSpec
@@ -534,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             args = top.parse_args(["run", *config_arguments(args.config, run), *argv[1:]])
             args.models = config_models(args.config)
             args.explainer = config_explainer(args.config)
+            args.scoring = config_table(args.config, "scoring")
         return args.run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

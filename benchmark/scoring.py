@@ -38,14 +38,18 @@ from benchmark.results import RowStore
 from benchmark.sources.capabilities import GroundTruth
 from benchmark.sources.source import Source
 from benchmark.stores import TOP_KEPT, ScoringActivations, TopImages
-from benchmark.top_images import shown_top_images
+from benchmark.top_images import STYLES, shown_top_images
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How metrics sample the held-out scoring pool. Part of every score's cache key."""
+    """How metrics sample the held-out scoring pool. Part of every score's cache key and of run.json;
+    set from a run config's `[scoring]` table, with `top_k` and `top_images` following the methods'
+    `--top-k` and `--top-images` unless the table sets them."""
 
     top_k: int = 5
-    """Masked top images per feature for clip-score (the methods' own top-k)."""
+    """Top images per feature for clip-score (the methods' own top-k)."""
+    top_images: str = "masked"
+    """How clip-score shows them: masked or heatmap (the methods' own style)."""
     detection_k: int = 20
     """Precision@k of retrieval over the whole pool (k is capped at the feature's positives)."""
     simulation_records: int = 50
@@ -59,6 +63,14 @@ class ScoringConfig:
     sentence_model: str | None = None
     """sentence-transformers model name or directory; None: all-MiniLM-L6-v2 bundled offline."""
     seed: int = 0
+
+    def __post_init__(self):
+        if self.top_images not in STYLES:
+            raise UsageError(f"[scoring] top_images {self.top_images!r}: one of {', '.join(STYLES)}")
+        counts = {k: v for k, v in asdict(self).items() if k not in ("top_images", "sentence_model", "seed")}
+        small = [f"{k} = {v}" for k, v in counts.items() if v < 1]
+        if small:
+            raise UsageError(f"[scoring] {', '.join(small)}: each must be at least 1")
 
 
 class ScoringContext:
@@ -130,14 +142,15 @@ class ScoringContext:
         return self.source.activations("topk", keep=max(TOP_KEPT, self.config.top_k))
 
     def masked_top_emb(self, features: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scorer embeddings of each feature's masked top-k images (B, K, D), and which images show
-        anything (B, K) bool: a top image where the feature never fires is all black."""
+        """Scorer embeddings of each feature's top-k images as `top_images` shows them (B, K, D), and
+        which images show anything (B, K) bool: a masked top image where the feature never fires is
+        all black."""
         k, size = self.config.top_k, self.topk_pool.size
         chunk = max(1, BATCH_PIXELS // (k * size * size))  # features whose images are decoded at once
         emb, shown = [], []
         for start in range(0, len(features), chunk):
             images, active_BKP = shown_top_images(self.topk_pool, self.top, features[start:start + chunk], k,
-                                                  self.source.patch)
+                                                  self.source.patch, self.config.top_images)
             b = len(images)
             emb.append(self.scorer.encode_images(images.reshape(b * k, *images.shape[2:])).reshape(b, k, -1))
             shown.append(active_BKP.any(-1))

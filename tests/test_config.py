@@ -83,3 +83,27 @@ def test_steering_settings_and_a_list_of_sweeps_read_from_a_config(tmp_path):
     args = run.parse_args(config_arguments(str(tmp_path / "run.toml"), run))
     assert (args.intervention, args.steering_coeff, args.top_images) == ("clamp", 100.0, "heatmap")
     assert args.sweep == ["intervention=add,clamp", "top_images=masked,heatmap"]
+
+
+def test_the_metrics_settings_come_from_the_scoring_table_and_the_methods_flags(world, tmp_path, capsys):
+    def run_json(toml: str, *flags: str) -> dict:
+        (tmp_path / "run.toml").write_text(toml)
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        assert main(["--config", str(tmp_path / "run.toml"), "--out", str(out), *flags]) == 0
+        (run_dir,) = out.iterdir()
+        return json.loads((run_dir / "run.json").read_text())["config"]["scoring"]
+
+    base = 'world = "tiny"\nlm = "small"\nmethod = "topk"\nfeatures = "0:4"\nmetrics = "clip-score,detection"\n'
+    scoring = run_json(base + "[scoring]\ndetection_k = 7\nlocalization_images = 3\n", "--top-k", "3",
+                       "--top-images", "heatmap")
+    assert (scoring["detection_k"], scoring["localization_images"]) == (7, 3)
+    assert (scoring["top_k"], scoring["top_images"]) == (3, "heatmap")  # clip-score scores what the methods show
+    assert run_json(base + "[scoring]\ntop_k = 2\n", "--top-k", "3")["top_k"] == 2  # the table wins
+    for table, message in (("detection_k = 0", "[scoring] detection_k = 0: each must be at least 1"),
+                           ("top_images = 'blurred'", "[scoring] top_images 'blurred': one of masked, heatmap"),
+                           ("detection = 3", "[scoring]: unknown key 'detection'")):
+        (tmp_path / "bad.toml").write_text(base + f"[scoring]\n{table}\n")
+        capsys.readouterr()
+        assert main(["--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err and not (tmp_path / "bad").exists()
