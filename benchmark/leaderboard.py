@@ -111,10 +111,10 @@ def pairwise_table(rows: pd.DataFrame, headlines: list[str], higher: dict[str, b
             sign = 1.0 if higher.get(col, True) else -1.0  # a lower error is the better score
             family = []
             for a, b in permutations(methods, 2):
-                a_FB, b_FB = sign * scores[col][a].to_numpy(), sign * scores[col][b].to_numpy()
-                u, p = greater(a_FB, b_FB)
+                a_F, b_F = sign * scores[col][a].to_numpy(), sign * scores[col][b].to_numpy()  # F: features
+                u, p = greater(a_F, b_F)
                 family.append({"source": source, "lm": lm, "metric": col, "method_a": a, "method_b": b, "u": u,
-                               "p_value": p, "a_better": bool(p < ALPHA), "p_paired": paired_greater(a_FB, b_FB)[1]})
+                               "p_value": p, "a_better": bool(p < ALPHA), "p_paired": paired_greater(a_F, b_F)[1]})
             table = pd.DataFrame(family)
             if len(table):
                 table["p_holm"], table["p_paired_holm"] = holm(table.p_value), holm(table.p_paired)
