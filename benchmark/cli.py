@@ -121,8 +121,8 @@ def _run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         scores = pd.read_csv(run_dir / "scores.csv")
-        print(scores.drop(columns=["source", "source_id", "lm", "feature", "explanation", "concept", "category", "level", "aligned"])
-              .groupby("method").mean().round(3).to_string())
+        labels = ["source", "source_id", "lm", "feature", "explanation", "concept", "category", "level", "aligned"]
+        print(scores.drop(columns=labels).groupby("method").mean().round(3).to_string())
         print(f"scores: {run_dir / 'scores.csv'}")
     return 0
 
@@ -320,7 +320,8 @@ def _shape_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "check-submission", "findings", "report", "world", "bench", "sae", "serve")
+COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "check-submission", "findings", "report",
+            "world", "bench", "sae", "serve")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ def method_key(ctx: Context, name: str, fn) -> dict:
     config = asdict(ctx.config)
     del config["explainer"]
     return {"source": {role: identity[role] for role in ("vlm", "sae", "pools", "prompts")}, "method": name,
-            "code": code_identity(fn), "harness": path_identity("answering", ctx.source.spec.vlm.family), "config": config,
+            "code": code_identity(fn), "harness": path_identity("answering", ctx.source.spec.vlm.family),
+            "config": config,
             "explainer": None if ctx.explainer is None else ctx.explainer.identity}
 
 

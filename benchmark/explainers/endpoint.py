@@ -122,8 +122,8 @@ class EndpointExplainer:
         try:
             response = self.client.chat.completions.create(**request)
         except APIStatusError as e:
-            raise UsageError(f"{where} answered {e.status_code}: {_message(e)}; "
-                             f"{FIXES.get(e.status_code, f'still failing after {self.config.retries} retries')}") from None
+            fix = FIXES.get(e.status_code, f"still failing after {self.config.retries} retries")
+            raise UsageError(f"{where} answered {e.status_code}: {_message(e)}; {fix}") from None
         except APIConnectionError as e:
             raise UsageError(f"{where}: no answer after {self.config.retries} retries ({e}); is the server up at that "
                              f"base_url?") from None

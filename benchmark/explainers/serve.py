@@ -69,7 +69,8 @@ def make_server(answer: AnswerFn, model: str, host: str = "127.0.0.1", port: int
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 images, prompt, prefix = read_messages(request)
             except (ValueError, KeyError, TypeError) as e:  # not a request this server can read
-                return self._send(400, {"error": {"message": f"{type(e).__name__}: {e}", "type": "invalid_request_error"}})
+                return self._send(400, {"error": {"message": f"{type(e).__name__}: {e}",
+                                                  "type": "invalid_request_error"}})
             try:
                 with lock:
                     result = answer(images, prompt, prefix, int(request.get("max_tokens") or 64))
