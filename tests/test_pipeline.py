@@ -13,7 +13,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.pipeline import RunConfig, parse_features, read_submission, run
-from benchmark.registry import UsageError
+from benchmark.registry import METHODS, UsageError
 from tests.slow_plugin import logged, write_slow_plugin
 
 ALL = ("steering", "topk", "hybrid", "random-direction", "permuted", "no-steer", "caption-top1", "random-words", "oracle")
@@ -63,6 +63,7 @@ def test_a_file_plug_in_is_one_method_however_its_path_is_spelt(world, world_cac
         "def topk(ctx, features):\n"
         "    return ['x'] * len(features)\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # what the plug-in registers stays in this test
     for spelling in ("./mine.py:explain", "mine.py:explain", f"{tmp_path}/mine.py:explain"):
         run_dir = run(RunConfig(methods=(spelling,), features="0:4", lm="small", world="tiny", metrics="none",
                                 out=str(tmp_path / "out")))

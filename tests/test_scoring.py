@@ -141,7 +141,10 @@ def test_bad_sweeps_are_one_line_errors(sweep, message):
         parse_sweep(sweep)
 
 
-def test_a_new_steering_method_declaring_its_coefficient_is_tuned_by_it(world, tmp_path):
+def test_a_new_steering_method_declaring_its_coefficient_is_tuned_by_it(world, tmp_path, monkeypatch):
+    from benchmark.registry import METHODS
+
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # what the plug-in registers stays in this test
     plugin = tmp_path / "my_steer.py"
     plugin.write_text(
         "from benchmark.context import method\n"
