@@ -62,6 +62,7 @@ _TINY_TEXT = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num
 
 SHAPES: dict[str, Shape] = {
     # CLIP ViT-L/14-336 (577 tokens, read at hidden state 23 of 24) + Llama-2-7B; SAE as in Pach et al.
+    # Llama-2's KV cache has every head: 256 steering rows (or 48 hybrid rows of 5 images) ran out of an H200.
     "llava-1.5-7b": Shape(
         "llava",
         vision={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
@@ -69,7 +70,7 @@ SHAPES: dict[str, Shape] = {
         text={"vocab_size": 32064, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
               "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
               "rms_norm_eps": 1e-5, "pad_token_id": 32001},
-        top={"image_token_id": 32000}, sae_layer=22, new_tokens=64),
+        top={"image_token_id": 32000}, sae_layer=22, new_tokens=64, steering_batch=96, hybrid_batch=16),
     # SigLIP so400m at 896 px (4,096 tokens, pooled to 256) + Gemma-3-27B's text model; the paper's layer 16.
     # RoPE settings are left at their defaults: they do not change the cost.
     "gemma-3-27b": Shape(
