@@ -1,8 +1,9 @@
 """Image pools for real models, from Hugging Face `datasets`: a dataset written by `save_to_disk`, a
 folder of images (the `imagefolder` builder: labels from sub-folder names), or a hub name.
 
-A pool is read from its own files: an image is decoded and resized (centre crop to a square, then
-bicubic resize to the explained model's input size) when it is asked for, in the activation pass
+A pool is read from its own files: an image is decoded and brought to the explained model's square
+input (`resize`: centre crop to a square then bicubic resize, or the whole image resized bicubic, its
+aspect ratio lost, as the seed paper does) when it is asked for, in the activation pass
 and for the few images a method shows or a metric scores. No copy of the pool at the model's size is
 written, so the cache does not grow with the pool's pixels (50,000 images at 896 px would be 120 GB).
 A split of one pool into `topk` and `scoring` parts is a list of row numbers, not a copy.
@@ -31,6 +32,8 @@ class ImagePool:
     size: int
     labels: list[str] | None
     """One label per image when the source has a label column (e.g. a class name), else None."""
+    resize: str = "crop"
+    """crop or whole (`to_square`)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -44,7 +47,7 @@ class ImagePool:
         if len(real):
             values = self.dataset[self.rows[index_I[real]].tolist()][self.column]
             for i, value in zip(real, values):  # decoded by an Image column, else a file path
-                out[i] = square(value if isinstance(value, Image.Image) else Image.open(value), self.size)
+                out[i] = to_square(value if isinstance(value, Image.Image) else Image.open(value), self.size, self.resize)
         return out
 
     def batches(self, batch: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -56,7 +59,7 @@ class ImagePool:
     def part(self, index: np.ndarray) -> "ImagePool":
         """The pool images `index`, in that order, as a pool of their own (a view: nothing is copied)."""
         labels = None if self.labels is None else [self.labels[i] for i in index]
-        return ImagePool(self.dataset, self.column, self.rows[index], self.size, labels)
+        return ImagePool(self.dataset, self.column, self.rows[index], self.size, labels, self.resize)
 
 def open_dataset(source: str, split: str = "train", quiet: bool = False):
     """The `datasets.Dataset` behind `source`: a `save_to_disk` directory, an image folder, or a hub
@@ -100,10 +103,18 @@ def square(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
+def to_square(image: Image.Image, size: int, resize: str = "crop") -> np.ndarray:
+    """(size, size, 3) uint8: the image centre-cropped to a square then resized (crop), or resized
+    whole (whole: the seed paper's, which stretches a non-square image)."""
+    if resize == "crop":
+        return square(image, size)
+    return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
 def load_image_pool(source: str, size: int, split: str = "train", image_column: str = "image",
-                    label_column: str | None = None, limit: int | None = None) -> ImagePool:
-    """The pool `source` (its first `limit` images) read at `size` px; labels are read now, pixels
-    when asked for."""
+                    label_column: str | None = None, limit: int | None = None, resize: str = "crop") -> ImagePool:
+    """The pool `source` (its first `limit` images) read at `size` px, brought to a square by
+    `resize` (`to_square`); labels are read now, pixels when asked for."""
     dataset = open_dataset(source, split)
     for role, column in (("image", image_column), ("label", label_column)):
         if column is not None and column not in dataset.column_names:
@@ -116,4 +127,4 @@ def load_image_pool(source: str, size: int, split: str = "train", image_column: 
         feature = dataset.features[label_column]
         values = dataset.select_columns([label_column])[:n][label_column]
         labels = [feature.int2str(v) if hasattr(feature, "int2str") else str(v) for v in values]
-    return ImagePool(dataset.select_columns([image_column]), image_column, np.arange(n), size, labels)
+    return ImagePool(dataset.select_columns([image_column]), image_column, np.arange(n), size, labels, resize)

@@ -1,7 +1,7 @@
 """Sources: what a run explains (`Source`), opened by a recipe, the same in every process.
 
-    open_source(("models", spec, "llava-1.5-7b"))     # real checkpoints a run config names
-    open_source(("world", "default", "large"))        # the embedded world: built, then read as files
+    open_source(("models", spec, "llava-1.5-7b"))           # real checkpoints a run config names
+    open_source(("world", "default", "large", "seed"))      # the embedded world under the seed protocol
 
 A recipe is a kind registered in `SOURCES` and its arguments; a kind is a function returning a
 `Source`. Plug-in kinds use the entry-point group `featurebench.sources`. The world is registered
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SOURCES: Registry[Callable[..., "Source"]] = Registry("source", entry_point_group="featurebench.sources")
 """Source kinds: callables from a recipe's arguments to a `Source`. Registered by name only, so that
 reading a run config (`benchmark.sources.spec`) imports no model library."""
-SOURCES.register_lazy("models", "benchmark.sources.source:Source")
+SOURCES.register_lazy("models", "benchmark.sources.source:open_models")
 SOURCES.register_lazy("world", "benchmark.sources.world:open_world")
 
 

@@ -45,6 +45,8 @@ from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
+from benchmark.protocol import protocol as resolve_protocol
+from benchmark.protocol import resolve
 from benchmark.registry import UsageError
 from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilities
 from benchmark.sources.components import content as _content
@@ -61,14 +63,17 @@ SPLIT_SEED = 0
 class Source:
     def __init__(self, spec: ModelsConfig, lm: str | None = None, name: str | None = None, root: Path | None = None,
                  capabilities: Capabilities = Capabilities(), default_multiplier: float = STEERING_MULTIPLIER,
-                 recipe: tuple | None = None):
+                 recipe: tuple | None = None, protocol: str | None = None):
         """`lm`: the VLM's name in rows (default: its checkpoint's last path part); `name`: the
         source's (default: the SAE's file name); `recipe`: how another process opens the same source
-        (`benchmark.sources.open_source`)."""
+        (`benchmark.sources.open_source`); `protocol`: whose values fill the prompts and pool
+        settings the config left unset (`benchmark.protocol`; None: featurebench)."""
+        self.protocol = resolve_protocol(protocol).name
+        spec = replace(spec, prompts=resolve(spec.prompts, "prompts", protocol), pool=resolve(spec.pool, "pool", protocol))
         self.spec, self.lm, self.name = spec, lm or spec.vlm_name, name or spec.sae_name
         self.root = root or cache_root()
         self.capabilities, self.default_multiplier = capabilities, default_multiplier
-        self.recipe = recipe or ("models", spec.resolved(), self.lm)
+        self.recipe = recipe or ("models", spec.resolved(), self.lm, self.protocol)
         self.device = spec.vlm.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, spec.vlm.dtype) if spec.vlm.dtype else default_dtype(self.device)
         self.image_size, self.patch, width, blocks = _tower_geometry(spec.vlm.family, spec.vlm.path)
@@ -189,12 +194,13 @@ class Source:
         """Read from the pool's own files; one pool is split by a seeded permutation of its rows."""
         p = self.spec.pool
 
-        def read(source: str, limit: int | None) -> ImagePool:
-            return load_image_pool(source, self.image_size, p.split, p.image_column, p.label_column, limit)
+        def read(source: str, limit: int | None, split: str) -> ImagePool:
+            return load_image_pool(source, self.image_size, split, p.image_column, p.label_column, limit, p.resize)
 
         if p.scoring_source is not None:
-            return {"topk": read(p.source, p.limit), "scoring": read(p.scoring_source, None)}
-        pool = read(p.source, p.limit)
+            return {"topk": read(p.source, p.limit, p.split),
+                    "scoring": read(p.scoring_source, None, p.scoring_split or p.split)}
+        pool = read(p.source, p.limit, p.split)
         n = len(pool)
         if n < 2:
             raise UsageError(f"[pool] {p.source}: {n} image; a top-k and a scoring part need 2")
@@ -207,7 +213,8 @@ class Source:
         decoded or cached, so a run can check its pools before any compute."""
         p = self.spec.pool
         if p.scoring_source is not None:
-            n = len(open_dataset(p.source if split == "topk" else p.scoring_source, p.split, quiet=True))
+            n = len(open_dataset(p.source, p.split, quiet=True) if split == "topk" else
+                    open_dataset(p.scoring_source, p.scoring_split or p.split, quiet=True))
             return min(n, p.limit) if split == "topk" and p.limit else n
         n = len(open_dataset(p.source, p.split, quiet=True))
         n = min(n, p.limit) if p.limit else n
@@ -269,11 +276,17 @@ class Source:
         models = asdict(self.spec.resolved())
         models["vlm"]["dtype"] = self.dtype_name  # what ran, so the identity can be checked on another machine
         models["sae"]["layer"] = self.layer  # the state steered, however it was derived
-        return {"name": self.name, "lm": self.lm, "source_id": self.source_id, "identity": self.identity,
+        return {"name": self.name, "lm": self.lm, "protocol": self.protocol, "source_id": self.source_id,
+                "identity": self.identity,
                 "layer": self.layer,
                 "layer_from": self.layer_from,
                 "models": models, "default_steering_multiplier": self.default_multiplier,
                 "capabilities": [n for n in NEEDS if self.has(n)]}
+
+
+def open_models(spec: ModelsConfig, lm: str | None = None, protocol: str | None = None) -> Source:
+    """The real models a run config names, as the `models` recipe kind opens them."""
+    return Source(spec, lm, protocol=protocol)
 
 
 def _tower_geometry(family: str, path: str) -> tuple[int, int, int, int]:

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import json
 import re
+import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from benchmark.registry import UsageError
 
-DESCRIBE = ("Describe in one sentence the highlighted element in this image: a low-level visual pattern or an "
-            "abstract concept. Prefer the most general reading.")
-SHARED = ("Each image shows one element; everything else is blacked out. In one sentence, name the one element "
-          "shared by all images: a low-level visual pattern or an abstract concept.")
-ANSWER_PREFIX = "The element is"
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -91,15 +87,23 @@ class PoolSpec:
     scoring_fraction: float = 0.2
     """Share of the pool held out for scoring; the rest is the top-k pool. Unused with `scoring_source`."""
     scoring_source: str | None = None
-    """A second pool, held out for scoring, read like `source` (same split and columns, no limit);
-    `source` is then the top-k pool whole."""
+    """A second pool, held out for scoring, read like `source` (same columns, no limit); `source` is
+    then the top-k pool whole."""
+    scoring_split: str | None = None
+    """The scoring pool's split; None: `split`."""
     rank: str = "mean"
     """How a latent's top images are ranked: by its activation averaged over an image's patches
     (mean, the seed paper's) or by its largest on one patch (max)."""
+    resize: str | None = None
+    """How an image is brought to the tower's square input: crop (centre crop to a square, then
+    resize) or whole (the whole image resized, its aspect ratio lost: the seed paper's); None: the
+    run's protocol's."""
 
     def __post_init__(self):
         if self.rank not in ("mean", "max"):
             raise UsageError(f"[pool] rank {self.rank!r}; choose mean or max")
+        if self.resize not in (None, *RESIZES):
+            raise UsageError(f"[pool] resize {self.resize!r}; choose {' or '.join(RESIZES)}")
         if not 0 < self.scoring_fraction < 1:
             raise UsageError(f"[pool] scoring_fraction must lie strictly between 0 and 1, not {self.scoring_fraction}")
         if self.limit is not None and self.limit < 2:
@@ -108,12 +112,19 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class PromptSpec:
-    describe: str = DESCRIBE
+    """The questions and what is done to answers. A field left None takes the run's protocol's value
+    (`benchmark.protocol`): the project's own wording, or the seed paper's verbatim."""
+
+    describe: str | None = None
     """Asked with one image (steering and its controls, caption-top1)."""
-    shared: str = SHARED
-    """Asked with several images (top-k, hybrid)."""
-    answer_prefix: str = ANSWER_PREFIX
-    """Words every answer is forced to begin with, never part of the explanation."""
+    shared: str | None = None
+    """Asked with the top images (top-k, hybrid)."""
+    answer_prefix: str | None = None
+    """Words every answer is forced to begin with, never part of the explanation ("": none)."""
+    remove: tuple[str, ...] | None = None
+    """Strings removed from every answer, in order, before it is stripped (the seed paper's list)."""
+    capitalize: bool | None = None
+    """Whether the cleaned answer is capitalised as Python's `str.capitalize` does (the seed paper's code)."""
     describe_max_new_tokens: int | None = None
     """Greedy tokens per answer to `describe`; None: [vlm] max_new_tokens."""
     shared_max_new_tokens: int | None = None
@@ -180,6 +191,8 @@ class ModelsConfig:
                        **{name: _paths(getattr(self, name), _where) for name in COMPONENTS})
 
 
+RESIZES = ("crop", "whole")
+
 TABLES = {"vlm": VLMSpec, "sae": SAESpec, "scorer": ScorerSpec, "pool": PoolSpec, "prompts": PromptSpec}
 REQUIRED_TABLES = ("vlm", "sae", "pool")
 COMPONENTS = ("generator", "segmenter")
@@ -223,14 +236,24 @@ def read_table(cls: type, table, where: str):
     for f in fields(cls):
         if f.default is MISSING and f.default_factory is MISSING and f.name not in table:
             raise UsageError(f"{where}: missing key {f.name!r}")
-    return cls(**{k: float(v) if hints[k] is float else v for k, v in table.items()})
+    return cls(**{k: float(v) if hints[k] is float else tuple(v) if isinstance(v, list) else v
+                  for k, v in table.items()})
 
 
 def _fits(value, hint) -> bool:
-    types = typing.get_args(hint) or (hint,)
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types) or (isinstance(value, int) and float in types)
+    """Whether a config value is of a field's type (a list for a tuple field; an int for a float)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    for option in options:
+        if typing.get_origin(option) is tuple:
+            if isinstance(value, (list, tuple)) and all(_fits(v, typing.get_args(option)[0]) for v in value):
+                return True
+        elif isinstance(value, bool):
+            if option is bool:
+                return True
+        elif isinstance(value, option) or (isinstance(value, int) and option is float):
+            return True
+    return False
 
 
 def _where(path: str) -> str:

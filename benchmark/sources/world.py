@@ -14,7 +14,7 @@ from benchmark.world.shipped import differences, shipped_dir, versions, write
 __all__ = ["build_world", "differences", "open_world", "shipped_dir", "trained_stages", "versions", "write"]
 
 
-def open_world(preset: str = "default", lm: str | None = None) -> Source:
-    """The world `preset`'s source for LM size `lm` (default: its largest)."""
+def open_world(preset: str = "default", lm: str | None = None, protocol: str | None = None) -> Source:
+    """The world `preset`'s source for LM size `lm` (default: its largest), under `protocol`."""
     world = build_world(preset)
-    return world.source(lm or list(world.config.lms)[-1])
+    return world.source(lm or list(world.config.lms)[-1], protocol=protocol)

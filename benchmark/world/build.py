@@ -96,20 +96,23 @@ class World:
             scorer=ScorerSpec(model=str(self.dirs["scorer"]), pretrained=None),
             pool=PoolSpec(source=str(self.dirs["pools"] / "topk"), scoring_source=str(self.dirs["pools"] / "scoring"),
                           label_column=None),
-            prompts=PromptSpec(describe=DESCRIBE, shared=SHARED, answer_prefix=ANSWER_PREFIX,
+            prompts=PromptSpec(describe=DESCRIBE, shared=SHARED, answer_prefix=ANSWER_PREFIX, capitalize=False,
                                describe_max_new_tokens=MAX_NEW_TOKENS["describe"],
                                shared_max_new_tokens=MAX_NEW_TOKENS["shared"]))
 
-    def source(self, lm: str, capabilities: Capabilities | None = None) -> Source:
+    def source(self, lm: str, capabilities: Capabilities | None = None, protocol: str | None = None) -> Source:
         """The world's files for one LM size read as a `Source`, with the world's capabilities (ground
-        truth, renderer, exact masks, concept words) once the groundtruth stage exists."""
+        truth, renderer, exact masks, concept words) once the groundtruth stage exists, under
+        `protocol` (`benchmark.protocol`). The world's VLM was trained on its own two questions, its
+        forced prefix and its lowercase words, so its run config gives those explicitly and every
+        protocol keeps them."""
         if lm not in self.config.lms:
             raise UsageError(f"unknown LM size {lm!r}; this world has {', '.join(self.config.lms)}")
         if capabilities is None and "groundtruth" in self.dirs:
             capabilities = world_capabilities(self.groundtruth(), self.pool("scoring"), self.patch)
         tuned = self.metas["quality"]["steering_multiplier"][lm] if "quality" in self.metas else STEERING_MULTIPLIER
         return Source(self.models_config(lm), lm, self.name, self.root, capabilities or Capabilities(),
-                      float(tuned), recipe=("world", self.spec, lm))
+                      float(tuned), recipe=("world", self.spec, lm, protocol), protocol=protocol)
 
     def pool_content(self) -> dict[str, str]:
         """Each split's content hash (`benchmark.world.pools.content_hash`), as its build recorded it."""
