@@ -24,6 +24,7 @@ import torch
 
 from benchmark.explainers import Explainer, ExplainerSpec, open_explainer
 from benchmark.image_pools import ImagePool
+from benchmark.protocol import clean_answer, resolve
 from benchmark.registry import METHODS, UsageError
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
@@ -75,6 +76,8 @@ def method_steers(fn: MethodFn) -> bool:
 
 
 TOP_IMAGES = ("masked", "heatmap")
+DIRECTIONS = ("unit", "row")
+PERMUTES = ("latents", "list")
 COSTS = ("seconds", "prompt_tokens", "answer_tokens", "images")
 """What `Context.usage` counts, and each explanation row records as `cost`."""
 
@@ -112,18 +115,49 @@ class MethodConfig:
     explainer: ExplainerSpec | None = None
     """Who answers (`benchmark.explainers`): None, the subject VLM; else `[explainer]`'s kind and
     settings (an OpenAI-compatible endpoint), for methods that do not steer."""
+    firing_only: bool | None = None
+    """Whether top-k and hybrid show only the top images on which the feature fires (fewer than
+    `top_k` for a rare feature; none: no question, an empty explanation; the seed paper's) rather
+    than always `top_k`, a blank one where it never fires. None: the run's protocol's."""
+    direction: str | None = None
+    """What an absolute coefficient multiplies: the decoder row as a unit direction (unit: the
+    coefficient is the vector's norm) or as stored (row: the seed paper's arithmetic, the same for
+    its unit-norm rows). None: the run's protocol's."""
+    permute: str | None = None
+    """The permuted control's partner of a feature: the latent d_sae / 2 further on (latents) or the
+    feature half the evaluated list further on (list: the seed paper's). None: the run's protocol's."""
+    evaluated: tuple[int, ...] = ()
+    """The run's evaluated features, in order (what `permute = "list"` counts along); set by the run,
+    in the cache key of the methods that read it only."""
 
     def __post_init__(self):
         if self.hybrid_multiplier is None and self.hybrid_coeff is None:
             raise UsageError("the hybrid needs a multiplier or an absolute coefficient")
         for name, value, choices in (("intervention", self.intervention, INTERVENTIONS),
-                                     ("top_images", self.top_images, TOP_IMAGES)):
+                                     ("top_images", self.top_images, TOP_IMAGES),
+                                     ("direction", self.direction, (None, *DIRECTIONS)),
+                                     ("permute", self.permute, (None, *PERMUTES))):
             if value not in choices:
-                raise UsageError(f"{name} {value!r}; choose {', '.join(choices)}")
+                raise UsageError(f"{name} {value!r}; choose {', '.join(c for c in choices if c)}")
+
+
+class Answer(str):
+    """An explanation that keeps the answer it was cleaned from (`raw`), so a run's rows hold both."""
+
+    raw: str
+
+    def __new__(cls, explanation: str, raw: str) -> Answer:
+        out = super().__new__(cls, explanation)
+        out.raw = raw
+        return out
+
+    def __reduce__(self):  # pickled whole to and from Ray workers
+        return Answer, (str(self), self.raw)
 
 
 class Context:
     def __init__(self, source: Source, config: MethodConfig):
+        config = resolve(config, "method", source.protocol)
         if config.steering_coeff is not None or config.hybrid_coeff is not None:  # an absolute one wins: no unused
             config = replace(config, **{f"{m}_multiplier": None for m in ("steering", "hybrid")  # multiplier in keys
                                         if getattr(config, f"{m}_coeff") is not None})
@@ -153,12 +187,12 @@ class Context:
 
     def steering_vectors(self, features: list[int], which: str = "steering") -> torch.Tensor:
         """(B, D) what `which` (steering or hybrid) writes for each feature: its absolute coefficient
-        times the unit decoder direction (times the decoder row itself for clamp, whose coefficient
-        is a code), else its multiplier times the feature's scale times the decoder row."""
+        times the unit decoder direction (times the decoder row as stored for clamp, whose coefficient
+        is a code, and under `direction = "row"`), else its multiplier times the feature's scale times the decoder row."""
         coeff, rows_BD = getattr(self.config, f"{which}_coeff"), self.sae.W_dec[features]
         if coeff is None:
             return (getattr(self.config, f"{which}_multiplier") * self.scales(features))[:, None] * rows_BD
-        if self.config.intervention == "clamp":
+        if self.config.intervention == "clamp" or self.config.direction == "row":
             return coeff * rows_BD
         return coeff * rows_BD / rows_BD.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
@@ -182,13 +216,23 @@ class Context:
         return SteeringEngine(vlm, self.source.layer, self.config.batch_size, Intervention(kind, sae))
 
     def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor | None = None,
-               positions_BNT: torch.Tensor | None = None, features: list[int] | None = None) -> list[str]:
-        """The VLM's answers, row b showing its N images (1: the describe prompt; several: the shared
-        prompt), steered by vectors_BD[b] at the tower tokens where positions_BNT[b] is true (every
-        token when None) by the config's intervention; `features`: the latent row b steers (what
-        clamp sets; without them a row is added). Rows that all show the same images share the
-        tower prefix. Unsteered rows are added zero, whatever the intervention."""
-        prompts, shared = self.source.spec.prompts, images_BNHWC.shape[1] > 1
+               positions_BNT: torch.Tensor | None = None, features: list[int] | None = None,
+               shared: bool | None = None) -> list[Answer]:
+        """The VLM's answers, cleaned as the prompts say (`benchmark.protocol.clean_answer`; each
+        keeps its raw answer), row b showing its N images (`shared`: ask the shared prompt, as for
+        top images; None: when N > 1, else the describe prompt), steered by vectors_BD[b] at the
+        tower tokens where positions_BNT[b] is true (every token when None) by the config's
+        intervention; `features`: the latent row b steers (what clamp sets; without them a row is
+        added). Rows that all show the same images share the tower prefix. Unsteered rows are added
+        zero, whatever the intervention."""
+        prompts = self.source.spec.prompts
+        return [Answer(clean_answer(raw, prompts.remove, prompts.capitalize), raw) for raw in
+                self._raw_answers(images_BNHWC, vectors_BD, positions_BNT, features,
+                                  images_BNHWC.shape[1] > 1 if shared is None else shared)]
+
+    def _raw_answers(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor | None,
+                     positions_BNT: torch.Tensor | None, features: list[int] | None, shared: bool) -> list[str]:
+        prompts = self.source.spec.prompts
         prompt, tokens = (prompts.shared if shared else prompts.describe), self.source.max_new_tokens(shared)
         if self.explainer is not None:
             if vectors_BD is not None:
@@ -203,7 +247,7 @@ class Context:
             vectors_BD, features = torch.zeros(len(images_BNHWC), self.sae.d_in), None
             if self.config.intervention == "replace":
                 unsteered = self._unsteered()
-                texts = unsteered.answer(images_BNHWC, vectors_BD, positions_BNT)
+                texts = unsteered._raw_answers(images_BNHWC, vectors_BD, positions_BNT, None, shared)
                 self.usage.update(unsteered.usage)
                 return texts
         features_B = torch.tensor(features) if features is not None and self.config.intervention == "clamp" else None
@@ -241,3 +285,26 @@ class Context:
                                              self.config.top_images)
         patch_T = self.token_patch_T
         return shown, active_BKP[..., patch_T.clamp(min=0)] & (patch_T >= 0)
+
+    def answer_top(self, features: list[int], vectors_BD: torch.Tensor | None = None) -> list[Answer]:
+        """The shared prompt's answers over each feature's top images as the config shows them,
+        steered by vectors_BD where the feature fires (hybrid) or not at all (top-k). With
+        `firing_only`, a feature is shown only its top images where it fires: rows are asked in
+        groups of equal image count, and a feature firing on none gets an empty explanation."""
+        images_BKHWC, positions_BKT = self.shown_top_images(features)
+        if not self.config.firing_only:
+            return self.answer(images_BKHWC, vectors_BD, positions_BKT if vectors_BD is not None else None,
+                               features, shared=True)
+        firing_BK = positions_BKT.any(-1).numpy()
+        out: list[Answer] = [Answer("", "")] * len(features)
+        for count in sorted(set(firing_BK.sum(1).tolist()) - {0}):
+            rows = np.flatnonzero(firing_BK.sum(1) == count)
+            keep_RC = np.stack([np.flatnonzero(firing_BK[r]) for r in rows])  # C: the row's firing images, in rank order
+            images = images_BKHWC[rows[:, None], keep_RC]
+            positions = positions_BKT[torch.from_numpy(rows)[:, None], torch.from_numpy(keep_RC)]
+            vectors = None if vectors_BD is None else vectors_BD[torch.from_numpy(rows)]
+            texts = self.answer(images, vectors, positions if vectors is not None else None,
+                                [features[r] for r in rows], shared=True)
+            for r, text in zip(rows, texts):
+                out[r] = text
+        return out

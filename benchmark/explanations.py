@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
-from benchmark.context import Context
+from benchmark.context import Context, method_reads
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
 from benchmark.registry import UsageError
@@ -25,6 +25,8 @@ def method_key(ctx: Context, name: str, fn) -> dict:
     identity = ctx.source.identity
     config = asdict(ctx.config)
     del config["explainer"]
+    if "evaluated" not in method_reads(fn):  # the run's feature list changes no other method's answers
+        del config["evaluated"]
     return {"source": {role: identity[role] for role in ("vlm", "sae", "pools", "prompts")}, "method": name,
             "code": code_identity(fn), "harness": path_identity("answering", ctx.source.spec.vlm.family),
             "config": config,
@@ -37,20 +39,23 @@ def explain(ctx: Context, name: str, fn, features: list[int], backend: Backend |
 
 
 def explain_rows(ctx: Context, name: str, fn, features: list[int], backend: Backend | None = None) -> dict[int, dict]:
-    """Per feature, its explanation and what it cost when it was computed (`cost`: seconds, prompt
+    """Per feature, its explanation, the answer it was cleaned from (`answer`: the method's own text
+    when it asked no VLM) and what it cost when it was computed (`cost`: seconds, prompt
     and answer tokens, images; `benchmark.backends.in_batches`), reading what the store has and
     computing only the rest. The backend computes (here, or shards on workers); only this process
     writes the store, one append per finished shard, so a retried shard can never be stored twice."""
     store = RowStore(ctx.source.root / "explanations" / f"{name.replace('/', '_')}-{config_hash(method_key(ctx, name, fn))}.jsonl")
-    done = {int(row["feature"]): {"explanation": str(row["explanation"]), "cost": row.get("cost", {})}
-            for row in store.load() if "explanation" in row}
+    done = {int(row["feature"]): {"explanation": str(row["explanation"]), "answer": row.get("answer", row["explanation"]),
+                                  "cost": row.get("cost", {})} for row in store.load() if "explanation" in row}
     todo = [f for f in features if f not in done]
     with tqdm(total=len(todo), desc=name, unit="feature", disable=not todo) as bar:
         for chunk, texts, cost in (backend or LocalBackend()).explain(ctx, name, fn, todo):
             if len(texts) != len(chunk):
                 raise UsageError(f"method {name!r} returned {len(texts)} explanations for {len(chunk)} features")
-            rows = [{"feature": f, "explanation": str(t), "cost": cost} for f, t in zip(chunk, texts)]
+            rows = [{"feature": f, "explanation": str(t), "answer": getattr(t, "raw", str(t)), "cost": cost}
+                    for f, t in zip(chunk, texts)]
             store.append(rows)
-            done.update((r["feature"], {"explanation": r["explanation"], "cost": cost}) for r in rows)
+            done.update((r["feature"], {"explanation": r["explanation"], "answer": r["answer"], "cost": cost})
+                        for r in rows)
             bar.update(len(chunk))
     return {f: done[f] for f in features}

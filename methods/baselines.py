@@ -15,9 +15,18 @@ def random_direction(ctx: Context, features: list[int]) -> list[str]:
     return ctx.answer(ctx.empty_images(len(features)), norms * directions)
 
 
-@method("permuted", steers=True, reads=("hybrid_multiplier", "hybrid_coeff", "intervention", "top_images"))
+@method("permuted", steers=True, reads=("hybrid_multiplier", "hybrid_coeff", "intervention", "top_images", "permute",
+                                       "evaluated"))
 def permuted(ctx: Context, features: list[int]) -> list[str]:
-    """Hybrid's explanation of another feature: feature f gets the explanation of (f + d_sae/2) mod d_sae."""
+    """Hybrid's explanation of another feature: feature f gets the explanation of (f + d_sae/2) mod
+    d_sae, or (`permute = "list"`, the seed paper's) of the feature half the evaluated list further on."""
+    if ctx.config.permute == "list":
+        order = list(ctx.config.evaluated)
+        if not set(features) <= set(order):
+            raise ValueError("permute = 'list' needs the run's evaluated features in MethodConfig.evaluated")
+        at = {f: i for i, f in enumerate(order)}
+        shift = max(1, len(order) // 2)
+        return hybrid(ctx, [order[(at[f] + shift) % len(order)] for f in features])
     return hybrid(ctx, [(f + ctx.sae.d_sae // 2) % ctx.sae.d_sae for f in features])
 
 

@@ -3,8 +3,7 @@ the decoder direction added only at the patch tokens where the feature fires. No
 from benchmark.context import Context, method
 
 
-@method("hybrid", steers=True, tunes=("hybrid_multiplier", "hybrid_coeff"), reads=("intervention", "top_images"))
+@method("hybrid", steers=True, tunes=("hybrid_multiplier", "hybrid_coeff"), reads=("intervention", "top_images", "firing_only", "direction"))
 def hybrid(ctx: Context, features: list[int]) -> list[str]:
     """Top-k's masked images and prompt, steered by the decoder direction where the feature fires."""
-    images, positions = ctx.shown_top_images(features)
-    return ctx.answer(images, ctx.steering_vectors(features, "hybrid"), positions, features)
+    return ctx.answer_top(features, ctx.steering_vectors(features, "hybrid"))

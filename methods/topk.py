@@ -7,5 +7,4 @@ from benchmark.context import Context, method
 @method("topk", tunes=("top_images",))
 def topk(ctx: Context, features: list[int]) -> list[str]:
     """The top-k images, masked to where the feature fires, in one prompt asking what they share."""
-    images, _ = ctx.shown_top_images(features)
-    return ctx.answer(images)
+    return ctx.answer_top(features)
