@@ -1,6 +1,7 @@
 """Command line.
 
     python -m benchmark [--config run.toml] --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
+                        [--protocol featurebench|seed] [--latents ids|alive]
                         [--metrics all] [--tune METRIC [--tune-features 0:128]]
                         [--backend local|ray [--address auto|ray://...] [--workers N]]
     python -m benchmark methods | metrics
@@ -106,11 +107,13 @@ def _run(args: argparse.Namespace) -> int:
     method = MethodConfig(top_k=args.top_k, top_images=args.top_images, empty=args.empty,
                           intervention=args.intervention, steering_multiplier=args.steering_multiplier,
                           steering_coeff=args.steering_coeff, hybrid_multiplier=args.hybrid_multiplier,
-                          hybrid_coeff=args.hybrid_coeff, batch_size=args.batch_size, explainer=args.explainer)
+                          hybrid_coeff=args.hybrid_coeff, batch_size=args.batch_size, explainer=args.explainer,
+                          **explaining_config(args))
     config = RunConfig(methods=tuple(m for m in args.method.split(",") if m), features=args.features, lm=args.lm,
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
                        tune=args.tune, tune_features=args.tune_features, sweep=tuple(args.sweep or ()),
-                       method=method, scoring=scoring_config(args), models=args.models)
+                       method=method, scoring=scoring_config(args), models=args.models, protocol=args.protocol,
+                       latents=args.latents)
     backend = make_backend(args.backend, args.address, args.workers)
     try:
         run_dir = run(config, backend)
@@ -121,8 +124,11 @@ def _run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         scores = pd.read_csv(run_dir / "scores.csv")
-        labels = ["source", "source_id", "lm", "feature", "explanation", "concept", "category", "level", "aligned"]
-        print(scores.drop(columns=labels).groupby("method").mean().round(3).to_string())
+        labels = ["source", "source_id", "protocol", "lm", "feature", "explanation", "concept", "category", "level",
+                  "aligned"]
+        numbers = scores.drop(columns=labels).select_dtypes("number").assign(method=scores.method)
+        print(f"protocol {scores.protocol.iloc[0]}")
+        print(numbers.groupby("method").mean().round(3).to_string())
         print(f"scores: {run_dir / 'scores.csv'}")
     return 0
 
@@ -325,10 +331,17 @@ COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "che
 
 
 def parser() -> argparse.ArgumentParser:
+    from benchmark.protocol import PROTOCOLS
+
     top = argparse.ArgumentParser(prog="python -m benchmark", description="featurebench: explain SAE features, score the explanations")
     commands = top.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="explain features with one or more methods (the default command)")
     run.add_argument("--config", metavar="FILE", help="a TOML or YAML file of these options (flags override it)")
+    run.add_argument("--protocol", choices=list(PROTOCOLS), help="the named set of settings every one not given "
+                     "explicitly takes: featurebench (the default: the project's own) or seed (the seed paper's, as "
+                     "its code runs it); README, Protocols")
+    run.add_argument("--latents", choices=("ids", "alive"), help="what --features counts: latent ids, or positions in "
+                     "the sorted list of alive latents (the seed paper's slices); default: the protocol's")
     run.add_argument("--method", default="hybrid", help="comma list of methods, or path/file.py:function")
     run.add_argument("--features", default="0:1024", help="start:stop or a comma list")
     run.add_argument("--lm", help="language-model size of the world's VLM (default large); with real models, the "
@@ -362,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
                      "this process, or shards over a Ray cluster (the ray extra)")
     run.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start a local one")
     run.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU)")
-    run.set_defaults(run=_run, models=None, explainer=None, scoring=None)
+    run.set_defaults(run=_run, models=None, explainer=None, scoring=None, explaining=None)
     commands.add_parser("methods", help="list the registered methods").set_defaults(run=_methods)
     commands.add_parser("metrics", help="list the registered metrics").set_defaults(run=_metrics)
     validate = commands.add_parser("validate-metrics", help="check each metric against the world's ground truth")
@@ -482,7 +495,7 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     out: list[str] = []
     for key, value in read_config(fpath).items():
         dest = str(key).replace("-", "_")
-        if dest in TABLES or dest in ("explainer", "scoring"):
+        if dest in TABLES or dest in ("explainer", "scoring", "explaining"):
             continue
         if dest not in flags:
             close = difflib.get_close_matches(dest, [*flags, *TABLES], n=1)
@@ -524,6 +537,23 @@ def scoring_config(args: argparse.Namespace):
     return read_table(ScoringConfig, {"top_k": args.top_k, "top_images": args.top_images, **table}, where)
 
 
+def explaining_config(args: argparse.Namespace) -> dict:
+    """The config file's `[explaining]` table: the method settings a protocol governs and no flag sets
+    (`firing_only`, `direction`, `permute`), checked key by key; what it leaves out, the protocol sets."""
+    from benchmark.context import MethodConfig
+    from benchmark.protocol import FEATUREBENCH
+    from benchmark.registry import UsageError
+    from benchmark.sources.spec import read_table
+
+    table = {str(k).replace("-", "_"): v for k, v in (args.explaining or {}).items()}
+    where = f"--config {args.config}: [explaining]"
+    unknown = sorted(set(table) - set(FEATUREBENCH.method))
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}; keys: {', '.join(FEATUREBENCH.method)}")
+    read = read_table(MethodConfig, table, where)
+    return {k: getattr(read, k) for k in table}
+
+
 def config_table(fpath: str, name: str) -> dict | None:
     """A run config's table `name`, or None."""
     return {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}.get(name)
@@ -552,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             args.models = config_models(args.config)
             args.explainer = config_explainer(args.config)
             args.scoring = config_table(args.config, "scoring")
+            args.explaining = config_table(args.config, "explaining")
         return args.run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

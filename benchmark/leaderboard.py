@@ -4,11 +4,14 @@
 the source's content identity `source_id`, explanation, ground truth, every metric column, and the
 `COST_COLUMNS` where the run recorded them); they are committed, and `--add RUN_DIR` merges a run's
 `scores.csv` into them, replacing that run's methods (rows of a run without cost columns get NaN
-there). A run whose `source_id` differs from the rows already there for its (source, LM) is refused:
-its features are other latents of other models, whatever the name says; `--replace` drops those
-rows instead. From the rows come three tables:
-- `main.csv`: per (source, LM, method), the number of features, each metric's headline mean over the
-  alive features with a 95% bootstrap CI, then each cost column's median per feature over the
+there). A run whose `source_id` or `protocol` differs from the rows already there for its (source,
+LM) is refused: its features are other latents of other models, whatever the name says, or were
+scored otherwise (each protocol keeps its own leaderboard directory); `--replace` drops those rows
+instead. From the rows come three tables:
+- `main.csv`: per (source, LM, method), the protocol, the number of features, each metric's headline
+  mean over the alive features with a 95% bootstrap CI, each pooled statistic the rows keep samples
+  for (`<headline>_pooled`: one AUROC over every feature's samples, the seed paper's generation
+  statistic, with a 95% bootstrap CI over features), then each cost column's median per feature over the
   features where it is finite (`<cost>_median`; NaN if none). Rows with no cost columns at all give
   no cost columns, so old rows give the tables they always gave;
 - `per_category.csv`: the same means over aligned features, by level (low / high) and category;
@@ -26,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import io
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import permutations
@@ -36,10 +40,12 @@ import pandas as pd
 
 from benchmark.registry import UsageError
 from benchmark.results import write_atomic
-from benchmark.stats import ALPHA, greater, holm, mean_ci, paired_greater
+from benchmark.stats import ALPHA, greater, holm, mean_ci, paired_greater, pooled_ci
 
 KEYS = ["source", "lm", "method"]
-ROW_COLUMNS = [*KEYS, "source_id", "feature", "explanation", "concept", "category", "level", "aligned"]
+ROW_COLUMNS = [*KEYS, "source_id", "protocol", "feature", "explanation", "concept", "category", "level", "aligned"]
+IDENTITY = ["source_id", "protocol"]
+"""What rows of one (source, LM) must share: the models' content and the protocol that scored them."""
 COST_COLUMNS = ("cost_seconds", "cost_prompt_tokens", "cost_answer_tokens", "cost_images")
 """What one feature's explanation cost, its share of its method batch: wall seconds of the explaining
 step, prompt tokens sent to the explainer (image tokens included), answer tokens generated, images
@@ -59,16 +65,30 @@ def headline_columns(rows: pd.DataFrame) -> list[str]:
 
 
 def main_table(rows: pd.DataFrame, headlines: list[str]) -> pd.DataFrame:
+    """Per (source, LM, method): its protocol, features, each headline's mean with a bootstrap CI, each
+    pooled statistic the rows' samples allow (`<headline>_pooled`, CI over features) and cost medians."""
     costs = [c for c in COST_COLUMNS if c in rows.columns]
+    pooled = pooled_metrics(rows)
     out = []
     for key, group in rows.groupby(KEYS, sort=True):
-        record = dict(zip(KEYS, key))
+        record = dict(zip(KEYS, key)) | {"protocol": group.protocol.iloc[0]}
         record["n_features"] = int(group[headlines].notna().any(axis=1).sum())
         for col in headlines:
             record[col], record[f"{col}_ci_low"], record[f"{col}_ci_high"] = mean_ci(group[col].to_numpy())
+        for m in pooled:
+            samples = [tuple(map(np.asarray, json.loads(v))) for v in group[m.samples_column] if isinstance(v, str) and v]
+            name = f"{m.headline}_pooled"
+            record[name], record[f"{name}_ci_low"], record[f"{name}_ci_high"] = pooled_ci(samples, m.pooled)
         record.update({f"{col}_median": finite_median(group[col].to_numpy()) for col in costs})
         out.append(record)
     return pd.DataFrame(out)
+
+
+def pooled_metrics(rows: pd.DataFrame) -> list:
+    """The registered metrics with a pooled statistic whose samples the rows keep."""
+    from metrics import all_metrics
+
+    return [m for m in all_metrics() if m.pooled is not None and m.samples_column in rows.columns]
 
 
 def finite_median(values: np.ndarray) -> float:
@@ -131,11 +151,12 @@ def load_rows(dpath: Path) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{dpath / 'rows'}: rows lack {', '.join(missing)} (rows from before sources had an "
                          f"identity); regenerate them from runs")
-    ids = rows.groupby(["source", "lm"]).source_id.nunique()
+    ids = _identity(rows).groupby([rows.source, rows.lm]).nunique()
     if (ids > 1).any():
         source, lm = ids[ids > 1].index[0]
-        raise UsageError(f"{dpath / 'rows'}: rows of {source} {lm} come from {ids.max()} different source identities; "
-                         f"keep one (leaderboard --add RUN_DIR --replace)")
+        raise UsageError(f"{dpath / 'rows'}: rows of {source} {lm} come from {ids.max()} different source identities "
+                         f"or protocols; keep one (leaderboard --add RUN_DIR --replace), or put the other protocol's "
+                         f"rows in their own leaderboard directory")
     return rows.sort_values([*KEYS, "feature"], kind="stable").reset_index(drop=True)
 
 
@@ -165,22 +186,29 @@ def add_runs(dpath: Path, runs: list[Path], replace: bool = False) -> None:
         for (source, lm), part in new.groupby(["source", "lm"], sort=True):
             fpath = dpath / "rows" / f"{source}-{lm}.csv.gz"
             old = merged[fpath] if fpath in merged else pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]
-            ours = set(part.source_id.astype(str))
+            ours = set(_identity(part))
             if len(ours) > 1:
-                raise UsageError(f"--add {run_dpath}: its {source} {lm} rows come from {len(ours)} source identities")
+                raise UsageError(f"--add {run_dpath}: its {source} {lm} rows come from {len(ours)} source identities "
+                                 f"or protocols")
             ours_id = ours.pop()
-            kept = old.source_id.astype(str) == ours_id if "source_id" in old.columns else pd.Series(False, old.index)
+            known = all(c in old.columns for c in IDENTITY)
+            kept = _identity(old) == ours_id if known else pd.Series(False, old.index)
             if not kept.all() and not replace:
-                theirs = ", ".join(sorted(set(old.source_id.astype(str)) - {ours_id})) if "source_id" in old.columns \
-                    else "none recorded"
-                raise UsageError(f"--add {run_dpath}: computed on {source} {lm} with source identity {ours_id}, but "
-                                 f"{fpath} holds rows of identity {theirs} (other models under the same name); to "
-                                 f"replace them, add it with --replace, then add every method again")
+                theirs = ", ".join(sorted(set(_identity(old)) - {ours_id})) if known else "none recorded"
+                raise UsageError(f"--add {run_dpath}: computed on {source} {lm} with source identity / protocol "
+                                 f"{ours_id}, but {fpath} holds rows of {theirs} (other models under the same name, or "
+                                 f"another protocol: give each protocol its own --dir); to replace them, add it with "
+                                 f"--replace, then add every method again")
             old = old[kept.to_numpy()]
             rows = pd.concat([old[~old.method.isin(part.method.unique())], part], ignore_index=True)
             merged[fpath] = rows.sort_values(["method", "feature"], kind="stable")
     for fpath, rows in merged.items():
         write_atomic(fpath, _gzip(rows.to_csv(index=False, float_format=ROW_FORMAT, lineterminator="\n")))
+
+
+def _identity(rows: pd.DataFrame) -> pd.Series:
+    """Each row's `source_id/protocol`."""
+    return rows.source_id.astype(str) + "/" + rows.protocol.astype(str)
 
 
 def regenerate(dpath: Path, add: list[Path] = (), replace: bool = False) -> dict[str, pd.DataFrame]:
@@ -203,7 +231,7 @@ def regenerate(dpath: Path, add: list[Path] = (), replace: bool = False) -> dict
 def markdown(main: pd.DataFrame) -> str:
     """The main table's means as a Markdown table (for the README), and the median seconds per
     feature where the table has costs."""
-    headlines = [c for c in main.columns if c not in (*KEYS, "n_features", *COST_MEDIANS)
+    headlines = [c for c in main.columns if c not in (*KEYS, "protocol", "n_features", *COST_MEDIANS)
                  and not c.endswith(("_ci_low", "_ci_high"))]
     seconds = [c for c in ("cost_seconds_median",) if c in main.columns]
     names = [*KEYS, "n", *headlines, *(["s / feature"] if seconds else [])]

@@ -31,10 +31,22 @@ class Metric:
     """Scoring-pool images below which its statistic is undefined for every feature: a run is refused."""
     records: Callable[[Any], int] | None = None
     """Scoring-pool images it samples per feature, from the scoring config; a smaller pool runs with a warning."""
+    pooled: Callable[[list], float] | None = None
+    """A statistic over every feature's samples at once (one AUROC over all of them), when the metric
+    returns per-row `SAMPLES`; `main.csv` reports it beside the per-feature mean."""
 
     @property
     def headline(self) -> str:
         return self.columns[0]
+
+    @property
+    def samples_column(self) -> str:
+        """The row column holding each feature's samples (JSON), for `pooled`."""
+        return f"{self.headline}_samples"
+
+
+SAMPLES = "samples"
+"""The key under which a metric may return, per row, what `pooled` pools (None where it has none)."""
 
 
 def as_metric(obj: object) -> Metric:
@@ -52,14 +64,15 @@ An entry point or file may name the `Metric` or the function `@metric` decorated
 
 
 def metric(name: str, columns: tuple[str, ...], higher_is_better: bool = True, needs: tuple[str, ...] = (),
-           min_images: int = 1, records: Callable[[Any], int] | None = None) -> Callable[[ScoreFn], ScoreFn]:
+           min_images: int = 1, records: Callable[[Any], int] | None = None,
+           pooled: Callable[[list], float] | None = None) -> Callable[[ScoreFn], ScoreFn]:
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"metric {name!r} needs {sorted(unknown)}; capabilities: {', '.join(NEEDS)}")
 
     def register(fn: ScoreFn) -> ScoreFn:
         fn.metric = METRICS.register(name, module=fn.__module__)(Metric(name, columns, higher_is_better, tuple(needs),
-                                                                        fn, min_images, records))
+                                                                        fn, min_images, records, pooled))
         return fn
 
     return register

@@ -20,12 +20,14 @@ import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
 from benchmark.context import COSTS, Context, MethodConfig, method_needs, method_steers
 from benchmark.explanations import explain_rows
+from benchmark.protocol import protocol, resolve
 from benchmark.registry import METHODS, UsageError, warn
 from benchmark.results import write_atomic
 from benchmark.scoring import Metric, ScoringConfig, ScoringContext, score
@@ -36,6 +38,7 @@ from benchmark.sources.spec import COMPONENTS, ModelsConfig
 from benchmark.stores import TOP_KEPT
 from benchmark.tuning import parse_sweep, tune
 
+LATENTS = ("ids", "alive")
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
 
 
@@ -68,6 +71,18 @@ class RunConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     models: ModelsConfig | None = None
     """Real models to explain instead of the world (the config file's [vlm], [sae], [scorer], [pool], [prompts])."""
+    protocol: str | None = None
+    """The named set of settings every one left unset takes (`benchmark.protocol`): featurebench
+    (None) or seed. Recorded in run.json and every row."""
+    latents: str | None = None
+    """What `features` and `tune_features` count: latent ids (ids) or positions in the sorted list of
+    alive latents, those that fire on some top-k pool image (alive: the seed paper's slices). None:
+    the protocol's."""
+
+    def __post_init__(self):
+        protocol(self.protocol)  # an unknown name fails here, before anything is opened
+        if self.latents not in (None, *LATENTS):
+            raise UsageError(f"latents {self.latents!r}; choose {' or '.join(LATENTS)}")
 
 
 def parse_features(spec: str, d_sae: int) -> list[int]:
@@ -153,42 +168,49 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
     if metrics or tune_metric:
         source.check_scorer()  # a misnamed scorer fails now, not after every explanation
-    check_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])], config.scoring)
+    sctx = ScoringContext(source, config.scoring)  # the protocol's scoring settings filled in
+    check_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])], sctx.config)
     backend = backend or LocalBackend()
     backend.start(source)
-    config = replace(config, lm=source.lm)  # run.json and the run's key record the LM used, not None
+    # run.json and the run's key record the LM and what the protocol set, not None
+    config = replace(config, lm=source.lm, protocol=source.protocol,
+                     latents=config.latents or protocol(source.protocol).run["latents"])
     ctx = Context(source, config.method)
-    features = parse_features(config.features, ctx.sae.d_sae)
-    submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
-    sctx = ScoringContext(source, config.scoring)
-    # here, before any worker needs them (the scoring pass gives the scales)
-    source.activations("topk", backend.activation_pass(source, "topk"), keep=max(TOP_KEPT, config.method.top_k))
+    # here, before any worker needs them (the scoring pass gives the scales; the top-k pass, alive latents)
+    top = source.activations("topk", backend.activation_pass(source, "topk"), keep=max(TOP_KEPT, config.method.top_k))
     source.activations("scoring", backend.activation_pass(source, "scoring"))
+    counted = np.flatnonzero(top.alive_F).tolist() if config.latents == "alive" else None
+    features = counted_features(config.features, ctx.sae.d_sae, counted)
+    submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
     tuning = None
     if tune_metric is not None:
-        validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae)
-        method_config, tuning = tune(source, ctx.config, fns, tune_metric, sctx, validation, backend, sweep)
+        validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae, counted)
+        method_config, tuning = tune(source, replace(ctx.config, evaluated=tuple(validation)), fns, tune_metric, sctx,
+                                     validation, backend, sweep)
         ctx = Context(source, method_config)
+    ctx = Context(source, replace(ctx.config, evaluated=tuple(features)))
     rows = []
-    made_on = {"source": source.name, "source_id": source.source_id, "lm": source.lm}  # what every row was computed on
+    made_on = {"source": source.name, "source_id": source.source_id, "protocol": source.protocol,
+               "lm": source.lm}  # what every row was computed on
     for name, fn in fns.items():
         for f, row in explain_rows(ctx, name, fn, features, backend).items():
             rows.append({**made_on, "method": name, "feature": f, "explanation": row["explanation"],
-                         **cost_columns(row["cost"])})
+                         "answer": row["answer"], **cost_columns(row["cost"])})
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
         wanted = set(features)
-        rows += [{**made_on, "method": name, "feature": f, "explanation": e, **cost_columns({})}
+        rows += [{**made_on, "method": name, "feature": f, "explanation": e, "answer": e, **cost_columns({})}
                  for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
     run_dir = Path(config.out) / f"{source.name}-{source.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if metrics:
-        table = score_rows(sctx, metrics, pd.DataFrame(rows))
+        table = score_rows(sctx, metrics, pd.DataFrame(rows).drop(columns="answer"))
         write_atomic(run_dir / "scores.csv", table.to_csv(index=False, lineterminator="\n"))
     write_atomic(run_dir / "run.json", json.dumps({
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
-        "source": source.describe(), "method_config": asdict(ctx.config),
+        "protocol": source.protocol, "source": source.describe(), "method_config": asdict(ctx.config),
+        "scoring_config": asdict(sctx.config),
         "steering_multiplier": ctx.config.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
         "tuning": tuning, "backend": backend.describe(),
     }, indent=1))
@@ -210,10 +232,10 @@ def refuse_unsteerable(config: RunConfig, methods: dict) -> None:
 
 
 def source_recipe(config: RunConfig) -> tuple:
-    """How to open the run's source: the config's real models, or the world preset."""
+    """How to open the run's source: the config's real models, or the world preset, under its protocol."""
     if config.models is not None:
-        return ("models", config.models, config.lm)
-    return ("world", config.world, config.lm)
+        return ("models", config.models, config.lm, config.protocol)
+    return ("world", config.world, config.lm, config.protocol)
 
 
 def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:
@@ -249,14 +271,28 @@ def check_pools(source: Source, top_k: int, metrics: list[Metric], scoring: Scor
                  f"its scores rest on fewer")
 
 
-def split_validation(features: list[int], spec: str | None, d_sae: int) -> tuple[list[int], list[int]]:
-    """(validation, test): the features `spec` names, or else the first quarter of `features`; the
-    test slice is the rest, so no feature is both tuned on and reported."""
+def counted_features(spec: str, d_sae: int, counted: list[int] | None) -> list[int]:
+    """The latents `spec` names: latent ids (`counted` None), or positions in `counted`, the sorted
+    alive latents (the seed paper's slices: its first 500 alive latents validate, the next 1,000 test)."""
+    if counted is None:
+        return parse_features(spec, d_sae)
+    try:
+        return [counted[i] for i in parse_features(spec, len(counted))]
+    except UsageError as e:
+        raise UsageError(f"{e} (with latents = alive, features count the {len(counted)} alive latents of the "
+                         f"{d_sae})") from None
+
+
+def split_validation(features: list[int], spec: str | None, d_sae: int,
+                     counted: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """(validation, test): the features `spec` names (counted as `counted_features` counts), or else
+    the first quarter of `features`; the test slice is the rest, so no feature is both tuned on and
+    reported."""
     if spec is None:
         cut = max(1, len(features) // 4)
         validation = features[:cut]
     else:
-        validation = parse_features(spec, d_sae)
+        validation = counted_features(spec, d_sae, counted)
     test = [f for f in features if f not in set(validation)]
     if not test:
         raise UsageError(f"--tune: no test features left after the validation slice ({len(validation)} features)")
@@ -271,6 +307,8 @@ def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) 
     for m in metrics:
         scores = score(sctx, m, table.feature.tolist(), table.explanation.tolist())
         table[list(m.columns)] = scores[list(m.columns)].to_numpy()
+        if m.samples_column in scores:
+            table[m.samples_column] = scores[m.samples_column].to_numpy()
         if table[m.headline].isna().all():
             warn(f"{m.headline} is NaN for every feature (dead features, or too few scoring images to define it)")
     return table

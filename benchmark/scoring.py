@@ -17,6 +17,9 @@ identically by two methods is scored once and a killed run resumes where it stop
 from __future__ import annotations
 
 import hashlib
+import inspect
+import random
+import json
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -32,7 +35,8 @@ from benchmark.harness import path_identity
 from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS
-from benchmark.metric import METRICS, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
+from benchmark.protocol import resolve
+from benchmark.metric import METRICS, SAMPLES, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
 from benchmark.registry import UsageError
 from benchmark.results import RowStore
 from benchmark.sources.capabilities import GroundTruth
@@ -54,23 +58,70 @@ class ScoringConfig:
     """Precision@k of retrieval over the whole pool (k is capped at the feature's positives)."""
     simulation_records: int = 50
     """Top-activating images per feature, and as many random ones (1:1)."""
-    localization_images: int = 10
+    localization_images: int | None = None
     """Top scoring-pool images per feature over which localization IoU is averaged."""
-    generated_images: int = 32
+    mask: str | None = None
+    """What the segmenter's masks of an explanation are on an image: the union of every box's mask
+    (union; an empty explanation names nothing and scores IoU 0) or the first box's alone (first: the
+    seed paper's LangSAM use, which leaves an empty explanation out of the mean)."""
+    clip_images: str | None = None
+    """Which top images clip-score reads: the `top_k` the methods showed (shown), or `top_k` of the
+    feature's n firing images among its `clip_from` best, drawn with a generator seeded `clip_seed`
+    afresh for each feature, so features with as many firing images get the same ranks (sampled:
+    the seed paper's, which does not score an explanation on exactly the images it was made from)."""
+    clip_from: int | None = None
+    """With sampled: how many best images the draw chooses from (the seed paper: 10)."""
+    clip_seed: int | None = None
+    """With sampled: the draw's seed (the seed paper: 42)."""
+    generated_images: int | None = None
     """Images rendered from each explanation for generation-AUROC."""
-    control_images: int = 256
-    """Random scoring-pool images generation-AUROC compares against."""
+    control_images: int | None = None
+    """Random scoring-pool images generation-AUROC compares each feature's against."""
+    controls: str | None = None
+    """Which: one draw shared by every feature (shared), or a draw per feature seeded by its latent id
+    (per-latent: the seed paper's)."""
+    generation_prompt: str | None = None
+    """The generator's prompt, {} standing for the explanation (the seed paper: "A realistic image of {}")."""
+    generation_lowercase: bool | None = None
+    """Whether the explanation is lowercased in that prompt (the seed paper's code lowercases it)."""
+    statistic: str | None = None
+    """generation-AUROC's statistic: the mean of each feature's AUROC (mean), or also one AUROC pooled
+    over every feature's images (pooled: the seed paper's; the rows then keep each feature's
+    activations so that `main.csv` can pool them)."""
     sentence_model: str | None = None
     """sentence-transformers model name or directory; None: all-MiniLM-L6-v2 bundled offline."""
     seed: int = 0
 
     def __post_init__(self):
-        if self.top_images not in STYLES:
-            raise UsageError(f"[scoring] top_images {self.top_images!r}: one of {', '.join(STYLES)}")
-        counts = {k: v for k, v in asdict(self).items() if k not in ("top_images", "sentence_model", "seed")}
+        for name, value, choices in (("top_images", self.top_images, STYLES), ("mask", self.mask, MASKS),
+                                     ("clip_images", self.clip_images, CLIP_IMAGES),
+                                     ("controls", self.controls, CONTROLS), ("statistic", self.statistic, STATISTICS)):
+            if value is not None and value not in choices:
+                raise UsageError(f"[scoring] {name} {value!r}: one of {', '.join(choices)}")
+        if self.generation_prompt is not None and self.generation_prompt.count("{}") != 1:
+            raise UsageError(f"[scoring] generation_prompt {self.generation_prompt!r}: write {{}} once, where the "
+                             f"explanation goes")
+        counts = {k: v for k, v in asdict(self).items()
+                  if isinstance(v, int) and not isinstance(v, bool) and k not in ("seed", "clip_seed")}
         small = [f"{k} = {v}" for k, v in counts.items() if v < 1]
         if small:
             raise UsageError(f"[scoring] {', '.join(small)}: each must be at least 1")
+        if self.clip_from is not None and self.clip_images == "sampled" and self.clip_from < self.top_k:
+            raise UsageError(f"[scoring] clip_from = {self.clip_from}: sampling top_k = {self.top_k} images needs "
+                             f"at least as many to draw from")
+
+
+MASKS = ("union", "first")
+CLIP_IMAGES = ("shown", "sampled")
+CONTROLS = ("shared", "per-latent")
+STATISTICS = ("mean", "pooled")
+
+
+def sampled_ranks(k: int, among: int, seed: int) -> np.ndarray:
+    """The ranks (0 = best) of the min(k, among) of a feature's `among` firing top images that the
+    seed paper's CLIP score reads, in the order drawn: numpy's generator seeded `seed`, without
+    replacement, as its feature loader draws them (seed 42, 10 images: ranks 5, 3, 7, 0, 4)."""
+    return np.random.default_rng(seed).choice(np.arange(among), size=min(k, among), replace=False)
 
 
 class ScoringContext:
@@ -84,7 +135,7 @@ class ScoringContext:
     embedding width, K top images, M control images, F latents."""
 
     def __init__(self, source: Source, config: ScoringConfig = ScoringConfig()):
-        self.source, self.config = source, config
+        self.source, self.config = source, resolve(config, "scoring", source.protocol)
         self._texts: dict[str, torch.Tensor] = {}
         self._generated: dict[str, torch.Tensor | None] = {}
 
@@ -139,18 +190,32 @@ class ScoringContext:
 
     @cached_property
     def top(self) -> TopImages:
-        return self.source.activations("topk", keep=max(TOP_KEPT, self.config.top_k))
+        return self.source.activations("topk", keep=max(TOP_KEPT, self.config.top_k, self.config.clip_from))
+
+    def clip_ranks(self, features: list[int]) -> np.ndarray:
+        """(B, K) the top-image ranks clip-score reads per feature, -1 where none: its k best (shown),
+        or the seeded draw among its firing images in its `clip_from` best (sampled)."""
+        c = self.config
+        if c.clip_images == "shown":
+            return np.broadcast_to(np.arange(c.top_k), (len(features), c.top_k))
+        firing_B = (self.top.score_FK[features, :c.clip_from] > 0).sum(1).tolist()  # ranked best first
+        out = np.full((len(features), c.top_k), -1)
+        for b, n in enumerate(firing_B):
+            ranks = sampled_ranks(c.top_k, n, c.clip_seed)
+            out[b, :len(ranks)] = ranks
+        return out
 
     def masked_top_emb(self, features: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scorer embeddings of each feature's top-k images as `top_images` shows them (B, K, D), and
-        which images show anything (B, K) bool: a masked top image where the feature never fires is
-        all black."""
+        """Scorer embeddings of each feature's top images that clip-score reads (`clip_ranks`) as
+        `top_images` shows them (B, K, D), and which images show anything (B, K) bool: a masked top
+        image where the feature never fires is all black."""
         k, size = self.config.top_k, self.topk_pool.size
         chunk = max(1, BATCH_PIXELS // (k * size * size))  # features whose images are decoded at once
         emb, shown = [], []
         for start in range(0, len(features), chunk):
             images, active_BKP = shown_top_images(self.topk_pool, self.top, features[start:start + chunk], k,
-                                                  self.source.patch, self.config.top_images)
+                                                  self.source.patch, self.config.top_images,
+                                                  self.clip_ranks(features[start:start + chunk]))
             b = len(images)
             emb.append(self.scorer.encode_images(images.reshape(b * k, *images.shape[2:])).reshape(b, k, -1))
             shown.append(active_BKP.any(-1))
@@ -161,15 +226,26 @@ class ScoringContext:
         return self.source.capabilities.groundtruth
 
     def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
-        """(I, P) bool: the source's segmenter's mask of what `text` names on scoring images `index_I`."""
-        return self.source.capabilities.segmenter.segment(text, index_I)
+        """(I, P) bool: the source's segmenter's mask of what `text` names on scoring images `index_I`:
+        the union of its masks, or (`mask = "first"`, the seed paper's LangSAM use) its first mask
+        alone."""
+        segmenter = self.source.capabilities.segmenter
+        if self.config.mask == "union":
+            return segmenter.segment(text, index_I)
+        if "mask" not in inspect.signature(segmenter.segment).parameters:
+            raise UsageError(f"[scoring] mask = {self.config.mask!r}: the segmenter {type(segmenter).__name__} gives "
+                             f"only the union of its masks (its segment() takes no mask argument)")
+        return segmenter.segment(text, index_I, mask=self.config.mask)
 
     def generated_activations(self, texts: list[str]) -> list[torch.Tensor | None]:
-        """Per text, (n, F) activations (mean over patches) on the source's generator's images of it,
-        None when it draws nothing. Images are keyed by their bytes, so texts drawn alike go through
+        """Per text, (n, F) activations (mean over patches) on the source's generator's images of
+        `generation_prompt` around it, None when it draws nothing (an empty text: nothing asked). Images are keyed by their bytes, so texts drawn alike go through
         the tower once; the new ones go in one pass."""
-        generator, n = self.source.capabilities.generator, self.config.generated_images
-        drawn = {t: generator.draw(t, n, self.config.seed) for t in dict.fromkeys(texts) if t not in self._generated}
+        generator, n, prompt = self.source.capabilities.generator, self.config.generated_images, \
+            self.config.generation_prompt
+        lower = self.config.generation_lowercase
+        drawn = {t: generator.draw(prompt.format(t.lower() if lower else t), n, self.config.seed) if t.strip() else None
+                 for t in dict.fromkeys(texts) if t not in self._generated}
         keys = {t: None if im is None else hashlib.sha256(im.tobytes()).hexdigest() for t, im in drawn.items()}
         todo = {k: drawn[t] for t, k in keys.items() if k is not None and k not in self._generated}
         if todo:
@@ -180,10 +256,27 @@ class ScoringContext:
 
     @cached_property
     def control_activations(self) -> torch.Tensor:
-        """(M, F) every latent's mean activation on `control_images` random scoring-pool images."""
-        rng = np.random.default_rng(self.config.seed)
-        index = rng.choice(len(self.pool), size=min(self.config.control_images, len(self.pool)), replace=False)
-        return self.activations.means_of(np.sort(index))
+        """(M, F) every latent's mean activation on `control_images` random scoring-pool images (one
+        draw, seeded by the config's seed)."""
+        return self.activations.means_of(np.sort(self.control_index(self.config.seed)))
+
+    def control_index(self, seed: int) -> np.ndarray:
+        """(M,) `control_images` scoring-pool images drawn without replacement with `seed`."""
+        rng = np.random.default_rng(seed)
+        return rng.choice(len(self.pool), size=min(self.config.control_images, len(self.pool)), replace=False)
+
+    def latent_control_index(self, f: int) -> np.ndarray:
+        """(M,) latent f's own control images, drawn as the seed paper draws its negatives: Python's
+        `random` seeded by the latent id, `sample` of the pool's indices."""
+        return np.array(random.Random(f).sample(range(len(self.pool)), min(self.config.control_images, len(self.pool))))
+
+    def controls_of(self, features: list[int]) -> torch.Tensor:
+        """(B, M) each feature's mean activation on its control images: the shared draw, or (per-latent)
+        a draw seeded by the feature's latent id (`latent_control_index`)."""
+        if self.config.controls == "shared":
+            return self.control_activations[:, features].T
+        index_BM = torch.from_numpy(np.stack([self.latent_control_index(f) for f in features]))
+        return self.image_means(features).T.gather(1, index_BM)
 
     @cached_property
     def sentence_model(self):
@@ -229,15 +322,23 @@ def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list
     key = {**ctx.cache_key(), "metric": metric_.name, "code": code_identity(metric_.score),
            "capabilities": {need: ctx.source.capability_identity(need) for need in metric_.needs}}
     store = RowStore(ctx.source.root / "scores" / f"{metric_.name}-{config_hash(key)}.jsonl")
-    done = {(int(r["feature"]), r["explanation"]): r["scores"] for r in store.load() if "scores" in r}
+    done = {(int(r["feature"]), r["explanation"]): r["scores"] | ({SAMPLES: r["samples"]} if "samples" in r else {})
+            for r in store.load() if "scores" in r}
     pairs = list(dict.fromkeys(zip(features, texts)))
     todo = [(f, t) for f, t in pairs if (f, t) not in done and ctx.alive_F[f]]
     for start in tqdm(range(0, len(todo), batch_size), desc=metric_.name, unit="batch", disable=not todo, leave=False):
         chunk = todo[start:start + batch_size]
-        values = checked_scores(metric_, metric_.score(ctx, [f for f, _ in chunk], [t for _, t in chunk]), len(chunk))
-        rows = [{"feature": f, "explanation": t,
-                 "scores": {c: float(values[c][i]) for c in metric_.columns}} for i, (f, t) in enumerate(chunk)]
+        returned = metric_.score(ctx, [f for f, _ in chunk], [t for _, t in chunk])
+        values = checked_scores(metric_, returned, len(chunk))
+        samples = returned.get(SAMPLES) or [None] * len(chunk)
+        rows = [{"feature": f, "explanation": t, "scores": {c: float(values[c][i]) for c in metric_.columns}}
+                | ({"samples": samples[i]} if samples[i] is not None else {}) for i, (f, t) in enumerate(chunk)]
         store.append(rows)
-        done.update({(r["feature"], r["explanation"]): r["scores"] for r in rows})
+        done.update({(r["feature"], r["explanation"]): r["scores"] | ({SAMPLES: r["samples"]} if "samples" in r else {})
+                     for r in rows})
     nan = {c: float("nan") for c in metric_.columns}
-    return pd.DataFrame([{"feature": f, "explanation": t, **done.get((f, t), nan)} for f, t in zip(features, texts)])
+    table = pd.DataFrame([{"feature": f, "explanation": t, **done.get((f, t), nan)} for f, t in zip(features, texts)])
+    if SAMPLES in table:  # kept as JSON, so rows and leaderboards can pool them (`Metric.pooled`)
+        table[metric_.samples_column] = [json.dumps(v) if isinstance(v, (list, tuple)) else "" for v in table[SAMPLES]]
+        table = table.drop(columns=SAMPLES)
+    return table

@@ -60,3 +60,18 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     m = len(order)
     out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     return out
+
+
+def pooled_ci(samples: list, statistic, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(value, low, high): `statistic` of every feature's samples pooled (the seed paper's one AUROC
+    over all latents), with a percentile-bootstrap interval over features (features resampled with
+    replacement, each bringing all its samples); NaN without samples, the interval NaN with one feature."""
+    if not samples:
+        return float("nan"), float("nan"), float("nan")
+    value = float(statistic(samples))
+    if len(samples) < 2:
+        return value, float("nan"), float("nan")
+    rng = np.random.default_rng(SEED)
+    draws = [statistic([samples[i] for i in rng.integers(0, len(samples), len(samples))]) for _ in range(RESAMPLES)]
+    low, high = np.nanpercentile(draws, [50 * (1 - confidence), 100 - 50 * (1 - confidence)])
+    return value, float(low), float(high)

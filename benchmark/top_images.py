@@ -17,12 +17,19 @@ HEATMAP_OPACITY = 0.6
 """The heatmap overlay: green, at this opacity where the feature is at its strongest in the image."""
 
 
-def top_images(pool: ImagePool, top: TopImages, features: list[int], k: int) -> tuple[np.ndarray, torch.Tensor]:
-    """(B, K, H, W, C) each feature's K best images, decoded now (a missing one black), and (B, K, P)
-    its activations on their patches."""
-    ids_BK = top.ids(features, k)
+def top_images(pool: ImagePool, top: TopImages, features: list[int], k: int,
+               ranks_BK: np.ndarray | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    """(B, K, H, W, C) each feature's K best images (`ranks_BK`: those ranks of its best instead, 0 the
+    best, -1 none), decoded now (a missing one black), and (B, K, P) its activations on their patches
+    (zero where none)."""
+    ranks_BK = np.broadcast_to(np.arange(k), (len(features), k)) if ranks_BK is None else np.asarray(ranks_BK)
+    among = max(int(ranks_BK.max()) + 1, 1)
+    rows_B1, at_BK = np.arange(len(features))[:, None], torch.from_numpy(np.maximum(ranks_BK, 0))
+    none_BK = torch.from_numpy(ranks_BK < 0)
+    ids_BK = top.ids(features, among).gather(1, at_BK).masked_fill(none_BK, -1)
+    acts_BKP = top.acts_BKP(features, among)[torch.from_numpy(rows_B1), at_BK].masked_fill(none_BK[..., None], 0)
     images = pool.images(ids_BK.reshape(-1).numpy())
-    return images.reshape(*ids_BK.shape, *images.shape[1:]), top.acts_BKP(features, k)
+    return images.reshape(*ids_BK.shape, *images.shape[1:]), acts_BKP
 
 
 def masked(images_BKHWC: np.ndarray, acts_BKP: torch.Tensor, patch: int) -> np.ndarray:
@@ -45,10 +52,11 @@ STYLES = {"masked": masked, "heatmap": heatmap}
 
 
 def shown_top_images(pool: ImagePool, top: TopImages, features: list[int], k: int, patch: int,
-                     style: str = "masked") -> tuple[np.ndarray, torch.Tensor]:
-    """Each feature's top images as `style` shows them, and where it is active: (B, K, H, W, C)
-    uint8, (B, K, P) bool. Masking works in place on the decoded images (no second copy)."""
-    images, acts_BKP = top_images(pool, top, features, k)
+                     style: str = "masked", ranks_BK: np.ndarray | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    """Each feature's top images (`ranks_BK` of them, else its k best) as `style` shows them, and where
+    it is active: (B, K, H, W, C) uint8, (B, K, P) bool. Masking works in place on the decoded images
+    (no second copy)."""
+    images, acts_BKP = top_images(pool, top, features, k, ranks_BK)
     if style == "masked":
         images *= per_pixel(acts_BKP.numpy() > 0, patch)
         return images, acts_BKP > 0

@@ -3,7 +3,7 @@ feature fires?
 
 On each of the feature's top `localization_images` scoring-pool images, the feature's binarised
 activation map (patches with activation > 0) is compared with the source's segmenter's mask of what
-the explanation names (`benchmark.sources.capabilities.Segmenter`: in the paper a text-grounded
+the explanation names (the union of its masks, or the first alone: `ScoringConfig.mask`) (`benchmark.sources.capabilities.Segmenter`: in the paper a text-grounded
 segmenter, LangSAM; here Grounding DINO + SAM or CLIPSeg, `benchmark.sources.segmenters`; in the
 world its exact object masks). The headline is the mean IoU over those images; beside it the
 paper's precision (the share of the named patches where the feature fires) and recall (the share
@@ -50,6 +50,8 @@ def score_localization(ctx: ScoringContext, features: list[int], texts: list[str
     k = min(ctx.config.localization_images, len(mean_NB))
     out = np.full((len(features), len(COLUMNS)), np.nan)
     for i, (f, text) in enumerate(zip(features, texts)):
+        if ctx.config.mask == "first" and not text.strip():
+            continue  # the seed paper leaves an empty explanation out
         top = np.argsort(-mean_NB[:, i].numpy(), kind="stable")[:k]  # ties: the earlier image
         out[i] = localization((ctx.patch_acts(f, top) > 0).numpy(), ctx.segment(text, top))
     return dict(zip(COLUMNS, out.T))

@@ -99,9 +99,10 @@ class PixelSegmenter:
         files = {key: content(getattr(self.config, key)) for key in self.checkpoints}
         return config_hash({**settings, "files": files, "dtype": str(self.dtype), "code": code_identity(type(self))})
 
-    def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
-        """(I, P) bool: the patches of pool images `index_I` that show what `text` names; all off for an
-        empty text. The cache key hashes the images' pixels, so it needs no pool identity from the caller."""
+    def segment(self, text: str, index_I: np.ndarray, mask: str = "union") -> np.ndarray:
+        """(I, P) bool: the patches of pool images `index_I` that show what `text` names (`mask`: the
+        union of every mask found, or the first alone); all off for an empty text. The cache key
+        hashes the images' pixels, so it needs no pool identity from the caller."""
         index_I = np.asarray(index_I, dtype=np.int64)
         images_IHWC = np.ascontiguousarray(self._images(index_I))
         _, h, w, _ = images_IHWC.shape
@@ -109,13 +110,14 @@ class PixelSegmenter:
             return np.zeros((len(index_I), (h // self.patch) * (w // self.patch)), bool)
         pixels = hashlib.sha256(images_IHWC.tobytes()).hexdigest()[:16]
         key = config_hash({"segmenter": self.identity, "text": text, "patch": self.patch,
-                           "images": [*images_IHWC.shape, pixels]})
-        return cached_array(self.cache_dir / f"{key}.npy", lambda: self._segment(text, images_IHWC))
+                           "images": [*images_IHWC.shape, pixels]} | ({"mask": mask} if mask != "union" else {}))
+        return cached_array(self.cache_dir / f"{key}.npy", lambda: self._segment(text, images_IHWC, mask))
 
-    def _segment(self, text: str, images_IHWC: np.ndarray) -> np.ndarray:
+    def _segment(self, text: str, images_IHWC: np.ndarray, mask: str) -> np.ndarray:
         step, n = self.config.batch_size, len(images_IHWC)
         starts = tqdm(range(0, n, step), desc="segmenter", unit="batch", leave=False, disable=n <= step)
-        parts = [patch_masks(self.pixel_masks(text, images_IHWC[start:start + step]), self.patch) for start in starts]
+        parts = [patch_masks(self.pixel_masks(text, images_IHWC[start:start + step], mask), self.patch)
+                 for start in starts]
         return np.concatenate(parts)
 
     def models(self) -> tuple:
@@ -134,8 +136,8 @@ class PixelSegmenter:
     def _load(self) -> tuple:
         raise NotImplementedError
 
-    def pixel_masks(self, text: str, images_IHWC: np.ndarray) -> np.ndarray:
-        """(I, H, W) bool: the pixels of each image that show what `text` names."""
+    def pixel_masks(self, text: str, images_IHWC: np.ndarray, mask: str = "union") -> np.ndarray:
+        """(I, H, W) bool: the pixels of each image that show what `text` names (`mask`: union or first)."""
         raise NotImplementedError
 
     def _inputs(self, batch) -> dict[str, torch.Tensor]:
@@ -194,7 +196,7 @@ class GroundingSamSegmenter(PixelSegmenter):
                 SamProcessor.from_pretrained(self.config.sam), sam.to(self.device).eval())
 
     @torch.inference_mode()
-    def pixel_masks(self, text: str, images_IHWC: np.ndarray) -> np.ndarray:
+    def pixel_masks(self, text: str, images_IHWC: np.ndarray, mask: str = "union") -> np.ndarray:
         detector_processor, detector, sam_processor, sam = self.models()
         n, h, w, _ = images_IHWC.shape
         prompt = text.strip().lower()
@@ -213,7 +215,7 @@ class GroundingSamSegmenter(PixelSegmenter):
         specials = detector_processor.tokenizer.all_special_tokens
         boxes = {i: [box for box, words in zip(r["boxes"].float().tolist(), r["text_labels"])
                      if _names(words, specials)] for i, r in enumerate(found)}
-        boxes = {i: b for i, b in boxes.items() if b}
+        boxes = {i: b[:1] if mask == "first" else b for i, b in boxes.items() if b}  # first: as the detector orders them
         masks_IHW = np.zeros((n, h, w), bool)
         if not boxes:
             return masks_IHW
@@ -259,7 +261,8 @@ class ClipSegSegmenter(PixelSegmenter):
         return CLIPSegProcessor.from_pretrained(self.config.path), model.to(self.device).eval()
 
     @torch.inference_mode()
-    def pixel_masks(self, text: str, images_IHWC: np.ndarray) -> np.ndarray:
+    def pixel_masks(self, text: str, images_IHWC: np.ndarray, mask: str = "union") -> np.ndarray:
+        """One mask per text and image, so the first mask is the union."""
         processor, model = self.models()
         n, h, w, _ = images_IHWC.shape
         batch = processor(text=[text] * n, images=_pil(images_IHWC), padding=True, truncation=True, return_tensors="pt")

@@ -68,10 +68,11 @@ class WorldSegmenter:
         self.object_masks_NKP = object_patch_masks(scoring.segmentation_NHW, patch, MIN_FRACTION)
         self.quadrant_P = quadrant_of_patch(scoring.images_NHWC.shape[1] // patch)
 
-    def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
+    def segment(self, text: str, index_I: np.ndarray, mask: str = "union") -> np.ndarray:
+        """(I, P) the named objects' patches: all of them (union) or the first in the scene's order (first)."""
         concepts = mentioned_concepts(text)
-        return np.stack([named_mask(self.objects[i], self.object_masks_NKP[i], concepts, self.quadrant_P)
-                         for i in index_I])
+        return np.stack([named_mask(self.objects[i], self.object_masks_NKP[i], concepts, self.quadrant_P,
+                                    first=mask == "first") for i in index_I])
 
 
 def matches(obj: ObjectSpec, wanted: dict[str, set[str]]) -> bool:
@@ -81,8 +82,8 @@ def matches(obj: ObjectSpec, wanted: dict[str, set[str]]) -> bool:
 
 
 def named_mask(objects: tuple[ObjectSpec, ...], object_masks_KP: np.ndarray, concepts: set[str],
-               quadrant_P: np.ndarray) -> np.ndarray:
-    """(P,) patches that show what `concepts` names in one image."""
+               quadrant_P: np.ndarray, first: bool = False) -> np.ndarray:
+    """(P,) patches that show what `concepts` names in one image (`first`: the first such object's only)."""
     wanted: dict[str, set[str]] = {}
     for name in concepts:
         wanted.setdefault(CONCEPT_BY_NAME[name].category, set()).add(name)
@@ -92,6 +93,8 @@ def named_mask(objects: tuple[ObjectSpec, ...], object_masks_KP: np.ndarray, con
     for k, obj in enumerate(objects):
         if matches(obj, wanted):
             mask |= object_masks_KP[k]
+            if first:
+                break
     if "position" in wanted:
         mask &= np.isin(quadrant_P, [POSITIONS.index(p) for p in wanted["position"]])
     return mask
