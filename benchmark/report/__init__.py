@@ -150,7 +150,8 @@ def _tables(rows: pd.DataFrame) -> Leaderboard:
 
 
 def _run_summaries(runs: list[Run]) -> list[dict]:
-    return [{"run": r.name, "source": r.source, "lm": ", ".join(dict.fromkeys(r.scores.lm.astype(str))),
+    return [{"run": r.name, "source": r.source, "protocol": r.protocol,
+             "lm": ", ".join(dict.fromkeys(r.scores.lm.astype(str))),
              "methods": list(dict.fromkeys(r.scores.method)), "features": int(r.scores.feature.nunique()),
              "steering_multiplier": r.meta.get("steering_multiplier"),
              "hybrid_multiplier": r.meta.get("hybrid_multiplier"), "git_sha": r.meta.get("git_sha")} for r in runs]

@@ -40,7 +40,7 @@ PREFERRED_METRIC = "detection_auroc"
 
 def metric_columns(main: pd.DataFrame) -> list[str]:
     """The headline metric columns of a main table (not its keys, counts, CI bounds or costs)."""
-    return [c for c in main.columns if c not in (*KEYS, "n_features", *COST_MEDIANS)
+    return [c for c in main.columns if c not in (*KEYS, "protocol", "n_features", *COST_MEDIANS)
             and not c.endswith(("_ci_low", "_ci_high"))]
 
 
@@ -84,7 +84,8 @@ def marked_cells(main: pd.DataFrame, pairwise: pd.DataFrame, higher: dict[str, b
                 p = math.nan if best is None or r["method"] == best else pairs.get((source, lm, col, best, r["method"]),
                                                                                    math.nan)
                 mark = "best" if r["method"] == best else ("tied" if p >= ALPHA else "")
-                out.append({"source": source, "lm": lm, "method": r["method"], "metric": col, "mean": r[col],
+                out.append({"source": source, "lm": lm, "protocol": r.get("protocol", "featurebench"),
+                            "method": r["method"], "metric": col, "mean": r[col],
                             "low": r.get(f"{col}_ci_low", math.nan), "high": r.get(f"{col}_ci_high", math.nan),
                             "n_features": r["n_features"], "mark": mark, "p": p})
     return pd.DataFrame(out)

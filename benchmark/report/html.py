@@ -78,7 +78,7 @@ def cost_plot(main: pd.DataFrame, source: str, lm: str) -> str:
 def main_table(cells: pd.DataFrame, costs: pd.DataFrame | None = None) -> str:
     """One (source, LM)'s table: per method n, each metric's marked cell, then its median costs
     (`costs`: indexed by method, one column per `data.cost_columns`)."""
-    source, lm = cells.source.iloc[0], cells.lm.iloc[0]
+    source, lm, protocol = cells.source.iloc[0], cells.lm.iloc[0], cells.protocol.iloc[0]
     metrics = list(dict.fromkeys(cells.metric))
     costs = pd.DataFrame() if costs is None else costs
     head = "".join(f'<th class=num data-sort=num>{escape(_name(m))}</th>' for m in metrics)
@@ -92,7 +92,8 @@ def main_table(cells: pd.DataFrame, costs: pd.DataFrame | None = None) -> str:
                        for c in costs.columns)  # a column of whole numbers reads back from CSV as integers
         rows.append(f'<tr><th scope=row>{escape(method)}</th><td class=num>{int(by.n_features.iloc[0])}</td>{tds}</tr>')
     return (f'<table class="board sortable" data-source="{escape(source)}" data-lm="{escape(lm)}">'
-            f'<caption>{escape(source)} · {escape(lm)} LM</caption><thead><tr><th data-sort=text>method</th>'
+            f'<caption>{escape(source)} · {escape(lm)} LM · {escape(protocol)} protocol</caption><thead><tr>'
+            f'<th data-sort=text>method</th>'
             f'<th class=num data-sort=num>n</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -171,12 +172,14 @@ def pairwise_table(lm: str, methods: list[str], p: list[list[float]]) -> str:
 
 def runs_table(runs: list[dict]) -> str:
     rows = "".join(
-        f"<tr><td>{escape(r['run'])}</td><td>{escape(r['source'])}</td><td>{escape(r['lm'])}</td>"
+        f"<tr><td>{escape(r['run'])}</td><td>{escape(r['source'])}</td><td>{escape(r['protocol'])}</td>"
+        f"<td>{escape(r['lm'])}</td>"
         f"<td>{escape(', '.join(r['methods']))}</td><td class=num>{r['features']}</td>"
         f"<td class=num>{_multiplier(r['steering_multiplier'])}</td>"
         f"<td class=num>{_multiplier(r['hybrid_multiplier'])}</td>"
         f"<td><code>{escape(str(r['git_sha'] or '–')[:10])}</code></td></tr>" for r in runs)
-    return ("<table class=runs><caption>Runs</caption><thead><tr><th>run</th><th>source</th><th>LM</th><th>methods</th>"
+    return ("<table class=runs><caption>Runs</caption><thead><tr><th>run</th><th>source</th><th>protocol</th><th>LM</th>"
+            "<th>methods</th>"
             "<th class=num>features</th><th class=num>steering ×</th><th class=num>hybrid ×</th><th>git</th></tr>"
             f"</thead><tbody>{rows}</tbody></table>")
 

@@ -38,6 +38,11 @@ class Run:
         return self.meta["source"]["lm"]
 
     @property
+    def protocol(self) -> str:
+        """The protocol the run's numbers were computed under (runs before protocols: featurebench)."""
+        return self.meta.get("protocol", "featurebench")
+
+    @property
     def top_k(self) -> int:
         return int(self.meta["config"]["method"]["top_k"])
 
@@ -119,7 +124,7 @@ def open_run_source(run: Run) -> Source:
     gone = [p for p in paths if p and Path(p).is_absolute() and not Path(p).exists()]  # recorded paths are absolute
     if gone:
         raise UsageError(f"run {run.name}: {gone[0]} is gone since the run; run it again to report it")
-    source = Source(spec, recorded["lm"], recorded["name"])
+    source = Source(spec, recorded["lm"], recorded["name"], protocol=run.protocol)
     changed = [role for role, identity in recorded["identity"].items() if source.identity.get(role) != identity]
     if changed:
         raise UsageError(f"run {run.name}: the files of its {', '.join(changed)} changed since the run; run it again "
