@@ -13,9 +13,10 @@ from benchmark.leaderboard import COST_COLUMNS, markdown, pairwise_table, regene
 from benchmark.registry import UsageError
 from benchmark.stats import greater, mean_ci
 
-EXPECTED_MAIN = """source,lm,method,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,oracle,oracle_ci_low,oracle_ci_high
-w,small,a,4,0.8,0.8,0.8,1,1,1
-w,small,b,4,0.5,0.5,0.5,0,0,0
+EXPECTED_MAIN = """source,lm,method,protocol,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,\
+oracle,oracle_ci_low,oracle_ci_high
+w,small,a,featurebench,4,0.8,0.8,0.8,1,1,1
+w,small,b,featurebench,4,0.5,0.5,0.5,0,0,0
 """
 
 
@@ -33,7 +34,7 @@ def write_run(dpath: Path, costs: bool = False, source_id: str = "id-w") -> Path
     rows = []
     for method, detection, oracle in (("a", 0.8, 1.0), ("b", 0.5, 0.0)):
         for f in range(4):
-            rows.append({"source": "w", "source_id": source_id, "lm": "small", "method": method, "feature": f, "explanation": f"{method} {f}",
+            rows.append({"source": "w", "source_id": source_id, "protocol": "featurebench", "lm": "small", "method": method, "feature": f, "explanation": f"{method} {f}",
                          "concept": "red", "category": "colour", "level": "low", "aligned": f < 2,
                          "detection_auroc": detection, "oracle": oracle})
             if costs:
@@ -119,7 +120,8 @@ def test_a_run_on_other_models_under_the_same_name_is_refused_until_replaced(tmp
     regenerate(board, [run_dir])
     before = {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]}
     other = write_run(tmp_path / "other", source_id="id-other")
-    with pytest.raises(UsageError, match="source identity id-other, but .*w-small.csv.gz holds rows of identity id-w"):
+    with pytest.raises(UsageError, match="source identity / protocol id-other/featurebench, but .*w-small.csv.gz "
+                                         "holds rows of id-w/featurebench"):
         regenerate(board, [other])
     with pytest.raises(UsageError, match="source identity id-other"):  # with a fine run first: still nothing written
         regenerate(board, [run_dir, other])

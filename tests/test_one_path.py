@@ -23,7 +23,8 @@ def test_the_worlds_run_config_gives_the_worlds_explanations_and_scores(world, t
                  "--out", str(tmp_path / "files")]) == 0
     (as_files,) = (tmp_path / "files").iterdir()
     assert untimed(as_files) == untimed(as_world)
-    columns = ["source", "source_id", "lm", "method", "feature", "explanation", "detection_auroc", "detection_balanced_accuracy",
+    columns = ["source", "source_id", "protocol", "lm", "method", "feature", "explanation", "detection_auroc",
+               "detection_balanced_accuracy",
                "detection_precision_at_k", "simulation_r", "simulation_spearman", "simulation_patch_r", "clip_score"]
     got, expected = pd.read_csv(as_files / "scores.csv"), pd.read_csv(as_world / "scores.csv")
     pd.testing.assert_frame_equal(got[columns], expected[columns])

@@ -79,7 +79,7 @@ def test_plot_series_follow_lm_order_and_leave_gaps():
 
 def _run(name: str, lm: str, methods: tuple[str, ...], features: range, steering: float = 8.0,
          identity: dict | None = None) -> Run:
-    rows = [{"source": "w", "source_id": SOURCE_ID, "lm": lm, "method": m, "feature": f,
+    rows = [{"source": "w", "source_id": SOURCE_ID, "protocol": "featurebench", "lm": lm, "method": m, "feature": f,
              "explanation": f"{m} says {f}", "concept": "red" if f % 2 else None,
              "category": "colour" if f % 2 else None, "level": "low" if f % 2 else None, "aligned": f % 4 == 1,
              "detection_auroc": f / 1000, "oracle": 1.0}
@@ -189,7 +189,7 @@ def test_quality_against_cost_uses_detection_auroc_else_the_first_metric():
 def _board(t: Path, features: range) -> Path:
     """A leaderboard directory made from one run's scores on source w, a small and a large LM: methods
     cheap, mid and dear, their detection AUROC rising with their cost, oracle the same for all."""
-    rows = [{"source": "w", "source_id": SOURCE_ID, "lm": lm, "method": m, "feature": f, "explanation": f"{m} {f}",
+    rows = [{"source": "w", "source_id": SOURCE_ID, "protocol": "featurebench", "lm": lm, "method": m, "feature": f, "explanation": f"{m} {f}",
              "concept": "red", "category": "colour", "level": "low", "aligned": True,
              "detection_auroc": q + f / 100, "oracle": float(f % 2), "cost_seconds": c * (f + 1),
              "cost_prompt_tokens": 1000.0 * c, "cost_answer_tokens": 12.0, "cost_images": 5.0}
@@ -250,7 +250,7 @@ def _run_without_scores(t):
 
 def _scored_run(t, meta: str | None):
     (t / "run").mkdir()
-    row = {"source": "tiny", "source_id": SOURCE_ID, "lm": "small", "method": "m", "feature": 0, "explanation": "red",
+    row = {"source": "tiny", "source_id": SOURCE_ID, "protocol": "featurebench", "lm": "small", "method": "m", "feature": 0, "explanation": "red",
            "concept": "red", "category": "colour", "level": "low", "aligned": True}
     pd.DataFrame([row]).to_csv(t / "run" / "scores.csv", index=False)
     if meta is not None:

@@ -100,7 +100,7 @@ def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
     undefined = Metric("undefined", ("u",), True, (), lambda ctx, fs, ts: {"u": np.full(len(fs), np.nan)})
     source = world.source("small")
     sctx = ScoringContext(source)
-    rows = pd.DataFrame({"source": "tiny", "source_id": "x", "lm": "small", "method": "m", "feature": [0, 1], "explanation": ["a", "b"]})
+    rows = pd.DataFrame({"source": "tiny", "source_id": "x", "protocol": "featurebench", "lm": "small", "method": "m", "feature": [0, 1], "explanation": ["a", "b"]})
     capsys.readouterr()
     score_rows(sctx, [undefined], rows)
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)  # progress bars share stderr
