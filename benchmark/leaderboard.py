@@ -151,7 +151,7 @@ def load_rows(dpath: Path) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{dpath / 'rows'}: rows lack {', '.join(missing)} (rows from before sources had an "
                          f"identity); regenerate them from runs")
-    ids = _identity(rows).groupby([rows.source, rows.lm]).nunique()
+    ids = identity_of(rows).groupby([rows.source, rows.lm]).nunique()
     if (ids > 1).any():
         source, lm = ids[ids > 1].index[0]
         raise UsageError(f"{dpath / 'rows'}: rows of {source} {lm} come from {ids.max()} different source identities "
@@ -186,15 +186,15 @@ def add_runs(dpath: Path, runs: list[Path], replace: bool = False) -> None:
         for (source, lm), part in new.groupby(["source", "lm"], sort=True):
             fpath = dpath / "rows" / f"{source}-{lm}.csv.gz"
             old = merged[fpath] if fpath in merged else pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]
-            ours = set(_identity(part))
+            ours = set(identity_of(part))
             if len(ours) > 1:
                 raise UsageError(f"--add {run_dpath}: its {source} {lm} rows come from {len(ours)} source identities "
                                  f"or protocols")
             ours_id = ours.pop()
             known = all(c in old.columns for c in IDENTITY)
-            kept = _identity(old) == ours_id if known else pd.Series(False, old.index)
+            kept = identity_of(old) == ours_id if known else pd.Series(False, old.index)
             if not kept.all() and not replace:
-                theirs = ", ".join(sorted(set(_identity(old)) - {ours_id})) if known else "none recorded"
+                theirs = ", ".join(sorted(set(identity_of(old)) - {ours_id})) if known else "none recorded"
                 raise UsageError(f"--add {run_dpath}: computed on {source} {lm} with source identity / protocol "
                                  f"{ours_id}, but {fpath} holds rows of {theirs} (other models under the same name, or "
                                  f"another protocol: give each protocol its own --dir); to replace them, add it with "
@@ -206,7 +206,7 @@ def add_runs(dpath: Path, runs: list[Path], replace: bool = False) -> None:
         write_atomic(fpath, _gzip(rows.to_csv(index=False, float_format=ROW_FORMAT, lineterminator="\n")))
 
 
-def _identity(rows: pd.DataFrame) -> pd.Series:
+def identity_of(rows: pd.DataFrame) -> pd.Series:
     """Each row's `source_id/protocol`."""
     return rows.source_id.astype(str) + "/" + rows.protocol.astype(str)
 

@@ -1,8 +1,8 @@
 """Checking a run before it is submitted to the leaderboards (`python -m benchmark check-submission
 RUN_DIR`): what a reviewer would check by hand, as one line per check.
 
-- same source: each (source, LM) of the run has the source identity of the committed rows there
-  (a new source is said so: its rows start a table of their own);
+- same source: each (source, LM) of the run has the source identity and protocol of the committed
+  rows there (a new source is said so: its rows start a table of their own);
 - rows complete: every method covers every feature of the committed rows there (of the run's own
   features for a new source), once;
 - headlines defined: no method's headline mean is NaN on any metric the run scored.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import headline_columns, read_run_scores
+from benchmark.leaderboard import IDENTITY, headline_columns, identity_of, read_run_scores
 from benchmark.registry import UsageError
 
 
@@ -26,14 +26,15 @@ def check_submission(run_dpath: Path, board_dpath: Path) -> list[tuple[bool, str
     out = []
     for (source, lm), part in scores.groupby(["source", "lm"], sort=True):
         committed_fpath = board_dpath / "rows" / f"{source}-{lm}.csv.gz"
-        committed = pd.read_csv(committed_fpath, usecols=["source_id", "feature"]) if committed_fpath.is_file() else None
-        ours = sorted(set(part.source_id.astype(str)))
+        committed = pd.read_csv(committed_fpath, usecols=[*IDENTITY, "feature"]) if committed_fpath.is_file() else None
+        ours = sorted(set(identity_of(part)))
         if committed is None:
-            out.append((True, f"same source: {source} {lm} is new to {board_dpath} (identity {', '.join(ours)})"))
+            out.append((True, f"same source: {source} {lm} is new to {board_dpath} (identity / protocol "
+                              f"{', '.join(ours)})"))
         else:
-            theirs = sorted(set(committed.source_id.astype(str)))
-            out.append((ours == theirs, f"same source: {source} {lm}: identity {', '.join(ours)}, the committed rows' "
-                        f"{', '.join(theirs)}"))
+            theirs = sorted(set(identity_of(committed)))
+            out.append((ours == theirs, f"same source: {source} {lm}: identity / protocol {', '.join(ours)}, the "
+                        f"committed rows' {', '.join(theirs)}"))
         expected = set(committed.feature) if committed is not None else set(part.feature)
         for method, rows in part.groupby("method", sort=True):
             missing, twice = expected - set(rows.feature), int(rows.feature.duplicated().sum())
