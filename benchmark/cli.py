@@ -221,6 +221,8 @@ def _findings(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import load_rows
 
     rows = pd.concat([load_rows(Path(d)) for d in args.dirs], ignore_index=True)
+    other = rows.protocol != "featurebench"  # another protocol's rows are a source of their own
+    rows.loc[other, "source"] = rows.source[other] + " [" + rows.protocol[other] + "]"
     by_source = dict(list(rows.groupby("source", sort=False)))  # the first directory's first source leads
     found, order = table(by_source), orderings(by_source)
     print(markdown(found, order))
@@ -282,6 +284,10 @@ def _sae_inspect(args: argparse.Namespace) -> int:
     from benchmark.models.sae_formats import inspect_sae
 
     info = inspect_sae(args.path)
+    info["features"] = {  # what a run's --features counts, by protocol (`benchmark.protocol`)
+        "featurebench": f"latent ids 0..{info['d_sae'] - 1}",
+        "seed": f"positions in the sorted list of alive latents (of the {info['d_sae']}, those firing on some top-k "
+                f"pool image; a run's activation pass finds them); rows still name latent ids"}
     print(json.dumps(info) if args.json else "\n".join(f"{k:<21} {v}" for k, v in info.items()))
     return 0
 

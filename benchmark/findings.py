@@ -10,7 +10,10 @@ first source (the shipped world) shows, so the question on the others is whether
 comes out again, and with what p-value. A method ordering per metric is compared as a whole: the
 four methods sorted by their mean.
 
-    python -m benchmark findings leaderboards leaderboards/seeds [--json]
+    python -m benchmark findings leaderboards leaderboards/seeds leaderboards/seed [--json]
+
+Rows scored under another protocol than the project's count as a source of their own, named
+`<source> [<protocol>]`: the same verdicts, tested on the same features scored the paper's way.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import pandas as pd
 
 from benchmark.stats import ALPHA, greater, paired_greater
 
-METRICS = ("detection_auroc", "simulation_r", "generation_auroc", "localization_iou", "oracle")
+METRICS = ("detection_auroc", "simulation_r", "clip_score", "generation_auroc", "localization_iou", "oracle")
 METHODS = ("caption-top1", "steering", "hybrid", "topk")
 CONTROLS = ("random-direction", "permuted", "no-steer", "random-words")
 FIDELITY = ("detection_auroc", "simulation_r", "generation_auroc", "localization_iou")

@@ -182,8 +182,10 @@ def test_bootstrap_ci_and_mann_whitney_known_answers():
     assert greater(range(10, 20), range(10))[1] < 0.001 and greater(range(10), range(10, 20))[1] > 0.999
 
 
-def test_committed_leaderboards_regenerate_byte_for_byte(tmp_path):
-    committed = Path(__file__).resolve().parent.parent / "leaderboards"
+@pytest.mark.parametrize("board", ["", "seeds", "seed-protocol"])
+def test_committed_leaderboards_regenerate_byte_for_byte(tmp_path, board):
+    """The project's, the two extra worlds' and the seed protocol's leaderboards."""
+    committed = Path(__file__).resolve().parent.parent / "leaderboards" / board
     shutil.copytree(committed / "rows", tmp_path / "rows")
     regenerate(tmp_path)
     for name in ("main.csv", "per_category.csv", "pairwise.csv"):

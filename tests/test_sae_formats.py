@@ -339,6 +339,7 @@ def test_cli_inspect_prints_the_json_and_exits_2_on_a_truncated_file(tmp_path, c
     info = json.loads(capsys.readouterr().out)
     assert {k: info[k] for k in ("format", "d_in", "d_sae", "k", "architecture")} == {
         "format": "featurebench", "d_in": 6, "d_sae": 10, "k": 3, "architecture": "topk"}
+    assert info["features"]["featurebench"] == "latent ids 0..9" and "alive latents" in info["features"]["seed"]
     data = (tmp_path / "mine.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[:len(data) // 2])
     assert main(["sae", "inspect", str(tmp_path / "cut.safetensors"), "--json"]) == 2
