@@ -123,7 +123,7 @@ def test_a_run_on_other_models_under_the_same_name_is_refused_until_replaced(tmp
     with pytest.raises(UsageError, match="source identity / protocol id-other/featurebench, but .*w-small.csv.gz "
                                          "holds rows of id-w/featurebench"):
         regenerate(board, [other])
-    with pytest.raises(UsageError, match="source identity id-other"):  # with a fine run first: still nothing written
+    with pytest.raises(UsageError, match="source identity / protocol id-other"):  # a fine run first: nothing written
         regenerate(board, [run_dir, other])
     assert {p.name: p.read_bytes() for p in [*board.glob("*.csv"), *board.glob("rows/*")]} == before
     regenerate(board, [other], replace=True)

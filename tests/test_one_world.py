@@ -95,8 +95,8 @@ def test_the_leaderboard_refuses_a_retrained_world_under_the_same_name(world, tm
     capsys.readouterr()
     assert main(["leaderboard", "--add", str(second), "--dir", str(board)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and re.search(r"holds rows of identity \w+ \(other models under the same name\); to "
-                                         r"replace them, add it with --replace", err)
+    assert "\n" not in err and re.search(r"holds rows of \w+/featurebench \(other models under the same name, or "
+                                         r"another protocol: .*\); to replace them, add it with --replace", err)
     assert {p: p.read_bytes() for p in board.rglob("*.csv*")} == before
     assert main(["leaderboard", "--add", str(second), "--dir", str(board), "--replace"]) == 0
     assert set(pd.read_csv(board / "rows" / "tiny-small.csv.gz").source_id) == set(rows[1].source_id)

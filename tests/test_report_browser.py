@@ -63,7 +63,7 @@ def test_leaderboard_lists_the_runs_methods_and_sorts(report, page, artefacts):
     out, _ = report
     page.goto((out / "index.html").as_uri())
     table = page.locator("table.board")
-    assert table.locator("caption").inner_text() == "tiny · small LM"
+    assert table.locator("caption").inner_text() == "tiny · small LM · featurebench protocol"
     assert table.locator("tbody th").all_inner_texts() == sorted(METHODS)
     table.locator("thead th", has_text="oracle").click()  # sort by oracle, best first
     assert table.locator("tbody th").first.inner_text() == "oracle"
