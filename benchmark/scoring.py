@@ -42,7 +42,7 @@ from benchmark.results import RowStore
 from benchmark.sources.capabilities import GroundTruth
 from benchmark.sources.source import Source
 from benchmark.stores import TOP_KEPT, ScoringActivations, TopImages
-from benchmark.top_images import STYLES, shown_top_images
+from benchmark.top_images import STYLES, ranked, shown_top_images
 
 @dataclass(frozen=True)
 class ScoringConfig:
@@ -59,7 +59,12 @@ class ScoringConfig:
     simulation_records: int = 50
     """Top-activating images per feature, and as many random ones (1:1)."""
     localization_images: int | None = None
-    """Top scoring-pool images per feature over which localization IoU is averaged."""
+    """With `localization_from = "scoring"`: top scoring-pool images per feature over which
+    localization IoU is averaged."""
+    localization_from: str | None = None
+    """Which images localization IoU segments: the feature's top held-out scoring-pool images
+    (scoring), or the top-k pool images clip-score reads (sampled: the seed paper's, its 5 sampled
+    top images)."""
     mask: str | None = None
     """What the segmenter's masks of an explanation are on an image: the union of every box's mask
     (union; an empty explanation names nothing and scores IoU 0) or the first box's alone (first: the
@@ -95,7 +100,8 @@ class ScoringConfig:
     def __post_init__(self):
         for name, value, choices in (("top_images", self.top_images, STYLES), ("mask", self.mask, MASKS),
                                      ("clip_images", self.clip_images, CLIP_IMAGES),
-                                     ("controls", self.controls, CONTROLS), ("statistic", self.statistic, STATISTICS)):
+                                     ("controls", self.controls, CONTROLS), ("statistic", self.statistic, STATISTICS),
+                                     ("localization_from", self.localization_from, LOCALIZATION_FROM)):
             if value is not None and value not in choices:
                 raise UsageError(f"[scoring] {name} {value!r}: one of {', '.join(choices)}")
         if self.generation_prompt is not None and self.generation_prompt.count("{}") != 1:
@@ -115,6 +121,7 @@ MASKS = ("union", "first")
 CLIP_IMAGES = ("shown", "sampled")
 CONTROLS = ("shared", "per-latent")
 STATISTICS = ("mean", "pooled")
+LOCALIZATION_FROM = ("scoring", "sampled")
 
 
 def sampled_ranks(k: int, among: int, seed: int) -> np.ndarray:
@@ -225,17 +232,25 @@ class ScoringContext:
     def groundtruth(self) -> GroundTruth:
         return self.source.capabilities.groundtruth
 
-    def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
-        """(I, P) bool: the source's segmenter's mask of what `text` names on scoring images `index_I`:
-        the union of its masks, or (`mask = "first"`, the seed paper's LangSAM use) its first mask
-        alone."""
+    def segment(self, text: str, index_I: np.ndarray, pool: str = "scoring") -> np.ndarray:
+        """(I, P) bool: the source's segmenter's mask of what `text` names on images `index_I` of the
+        scoring (or top-k) pool: the union of its masks, or (`mask = "first"`, the seed paper's LangSAM
+        use) its first mask alone. A segmenter whose `segment` takes no `mask` or `pool` argument
+        offers only the union on the scoring pool: asking more is a one-line UsageError."""
         segmenter = self.source.capabilities.segmenter
-        if self.config.mask == "union":
-            return segmenter.segment(text, index_I)
-        if "mask" not in inspect.signature(segmenter.segment).parameters:
-            raise UsageError(f"[scoring] mask = {self.config.mask!r}: the segmenter {type(segmenter).__name__} gives "
-                             f"only the union of its masks (its segment() takes no mask argument)")
-        return segmenter.segment(text, index_I, mask=self.config.mask)
+        asked = {"mask": self.config.mask} if self.config.mask != "union" else {}
+        asked |= {"pool": pool} if pool != "scoring" else {}
+        lacks = [k for k in asked if k not in inspect.signature(segmenter.segment).parameters]
+        if lacks:
+            raise UsageError(f"[scoring] the segmenter {type(segmenter).__name__} takes no {' or '.join(lacks)} "
+                             f"argument: it gives the union of its masks on the scoring pool only")
+        return segmenter.segment(text, index_I, **asked)
+
+    def sampled_top(self, features: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K) top-k pool ids of the images clip-score reads (`clip_ranks`; -1 none) and (B, K, P)
+        whether each feature fires on their patches."""
+        ids_BK, acts_BKP = ranked(self.top, features, self.config.top_k, self.clip_ranks(features))
+        return ids_BK, acts_BKP > 0
 
     def generated_activations(self, texts: list[str]) -> list[torch.Tensor | None]:
         """Per text, (n, F) activations (mean over patches) on the source's generator's images of

@@ -22,14 +22,22 @@ def top_images(pool: ImagePool, top: TopImages, features: list[int], k: int,
     """(B, K, H, W, C) each feature's K best images (`ranks_BK`: those ranks of its best instead, 0 the
     best, -1 none), decoded now (a missing one black), and (B, K, P) its activations on their patches
     (zero where none)."""
+    ids_BK, acts_BKP = ranked(top, features, k, ranks_BK)
+    images = pool.images(ids_BK.reshape(-1).numpy())
+    return images.reshape(*ids_BK.shape, *images.shape[1:]), acts_BKP
+
+
+def ranked(top: TopImages, features: list[int], k: int,
+           ranks_BK: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K) pool ids of each feature's K best images (or of `ranks_BK` of them; -1 where a rank is
+    -1) and (B, K, P) its activations on their patches (zero there); nothing decoded."""
     ranks_BK = np.broadcast_to(np.arange(k), (len(features), k)) if ranks_BK is None else np.asarray(ranks_BK)
     among = max(int(ranks_BK.max()) + 1, 1)
     rows_B1, at_BK = np.arange(len(features))[:, None], torch.from_numpy(np.maximum(ranks_BK, 0))
     none_BK = torch.from_numpy(ranks_BK < 0)
     ids_BK = top.ids(features, among).gather(1, at_BK).masked_fill(none_BK, -1)
     acts_BKP = top.acts_BKP(features, among)[torch.from_numpy(rows_B1), at_BK].masked_fill(none_BK[..., None], 0)
-    images = pool.images(ids_BK.reshape(-1).numpy())
-    return images.reshape(*ids_BK.shape, *images.shape[1:]), acts_BKP
+    return ids_BK, acts_BKP
 
 
 def masked(images_BKHWC: np.ndarray, acts_BKP: torch.Tensor, patch: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Localization IoU (the seed paper's segmentation IoU): does the explanation point at *where* the
 feature fires?
 
-On each of the feature's top `localization_images` scoring-pool images, the feature's binarised
+On each of the feature's top `localization_images` scoring-pool images (or, with `localization_from
+= "sampled"`, the seed paper's: the top-k pool images clip-score reads), the feature's binarised
 activation map (patches with activation > 0) is compared with the source's segmenter's mask of what
 the explanation names (the union of its masks, or the first alone: `ScoringConfig.mask`) (`benchmark.sources.capabilities.Segmenter`: in the paper a text-grounded
 segmenter, LangSAM; here Grounding DINO + SAM or CLIPSeg, `benchmark.sources.segmenters`; in the
@@ -46,9 +47,16 @@ COLUMNS = ("localization_iou", "localization_precision", "localization_recall")
 
 @metric("localization-iou", columns=COLUMNS, needs=("segmenter",), records=lambda config: config.localization_images)
 def score_localization(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
+    out = np.full((len(features), len(COLUMNS)), np.nan)
+    if ctx.config.localization_from == "sampled":  # the top-k pool images clip-score reads
+        ids_BK, active_BKP = ctx.sampled_top(features)
+        for i, text in enumerate(texts):
+            shown = (ids_BK[i] >= 0).numpy()
+            if text.strip() and shown.any():  # the seed paper leaves an empty explanation out
+                out[i] = localization(active_BKP[i][shown].numpy(), ctx.segment(text, ids_BK[i][shown].numpy(), "topk"))
+        return dict(zip(COLUMNS, out.T))
     mean_NB = ctx.image_means(features)
     k = min(ctx.config.localization_images, len(mean_NB))
-    out = np.full((len(features), len(COLUMNS)), np.nan)
     for i, (f, text) in enumerate(zip(features, texts)):
         if ctx.config.mask == "first" and not text.strip():
             continue  # the seed paper leaves an empty explanation out

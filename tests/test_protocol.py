@@ -41,6 +41,7 @@ SEED_ITEMS = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the pap
     (17, "scoring", "generation_lowercase", True),  # "A realistic image of " + explanation.lower()
     (17, "scoring", "statistic", "pooled"),  # ONE AUROC over all latents
     (18, "scoring", "localization_images", 5),
+    (18, "scoring", "localization_from", "sampled"),  # the 5 sampled top images
     (18, "scoring", "mask", "first"),
     (20, "method", "permute", "list"),  # the latent n/2 further along the evaluated list
 ]
@@ -152,7 +153,8 @@ def test_first_mask_is_the_first_named_object_union_all_of_them(world):
     from benchmark.world.truth import WorldSegmenter
 
     segmenter = WorldSegmenter(world.pool("scoring"), world.patch)
-    for i, objects in enumerate(segmenter.objects):  # an image with two objects of one shape
+    scenes, masks_NKP = segmenter.pools("scoring")
+    for i, objects in enumerate(scenes):  # an image with two objects of one shape
         shapes = [o.concepts()["shape"] for o in objects]
         twice = [s for s in set(shapes) if shapes.count(s) > 1]
         if twice:
@@ -162,7 +164,7 @@ def test_first_mask_is_the_first_named_object_union_all_of_them(world):
     first, union = (segmenter.segment(twice[0], np.array([i]), mask=m)[0] for m in ("first", "union"))
     k = shapes.index(twice[0])
     assert first.sum() > 0 and (first & ~union).sum() == 0 and union.sum() > first.sum()
-    assert (first == (segmenter.object_masks_NKP[i][k] & union)).all()
+    assert (first == (masks_NKP[i][k] & union)).all()
 
 
 def test_a_seed_run_records_its_protocol_and_computes_each_item(world, tmp_path):
@@ -187,3 +189,24 @@ def test_a_seed_run_records_its_protocol_and_computes_each_item(world, tmp_path)
     assert scores.generation_auroc_samples.notna().any()
     positives, negatives = json.loads(scores.generation_auroc_samples.dropna().iloc[0])
     assert len(positives) == len(negatives) == 3
+
+
+def test_seed_localization_segments_the_sampled_top_images(world):
+    """Under the seed protocol localization reads the top-k pool images clip-score reads: feature f's
+    IoU is the known-answer `localization` of its active patches there against the exact masks of
+    the same top-k pool images."""
+    from benchmark.scoring import ScoringContext
+    from benchmark.world.truth import WorldSegmenter
+    from metrics.localization_iou import localization, score_localization
+
+    ctx = ScoringContext(world.source("small", protocol="seed"), ScoringConfig())
+    f = int(np.flatnonzero((ctx.top.score_FK[:, :10] > 0).sum(1) == 10)[0])
+    ids_BK, active_BKP = ctx.sampled_top([f])
+    assert ids_BK[0].tolist() == ctx.top.ids([f], 10)[0][[5, 3, 7, 0, 4]].tolist()
+    segmenter = WorldSegmenter(world.pool("scoring"), world.patch, world.pool("topk"))
+    concept = world.groundtruth().set_index("feature").concept.get(f)
+    text = concept if isinstance(concept, str) else "red"
+    named = segmenter.segment(text, ids_BK[0].numpy(), mask="first", pool="topk")
+    got = score_localization(ctx, [f], [text])
+    assert got["localization_iou"][0] == pytest.approx(localization(active_BKP[0].numpy(), named)[0])
+    assert np.isnan(score_localization(ctx, [f], [""])["localization_iou"][0])  # an empty explanation is left out

@@ -67,8 +67,9 @@ class PixelSegmenter:
     checkpoints: ClassVar[dict[str, str]]
     """Settings field naming a checkpoint -> the model_type its config.json must have."""
 
-    def __init__(self, settings, images: Callable[[np.ndarray], np.ndarray], patch: int, cache_dir: Path):
-        """`images(index_I)`: scoring-pool images `index_I`, decoded on demand."""
+    def __init__(self, settings, images: Callable[..., np.ndarray], patch: int, cache_dir: Path):
+        """`images(index_I[, pool])`: images `index_I` of the scoring pool (or of `pool`: topk),
+        decoded on demand."""
         self.config, self.patch, self.cache_dir = settings, patch, Path(cache_dir)
         self.device = torch_device(settings.device)
         self.dtype = torch.float32
@@ -99,12 +100,12 @@ class PixelSegmenter:
         files = {key: content(getattr(self.config, key)) for key in self.checkpoints}
         return config_hash({**settings, "files": files, "dtype": str(self.dtype), "code": code_identity(type(self))})
 
-    def segment(self, text: str, index_I: np.ndarray, mask: str = "union") -> np.ndarray:
-        """(I, P) bool: the patches of pool images `index_I` that show what `text` names (`mask`: the
-        union of every mask found, or the first alone); all off for an empty text. The cache key
+    def segment(self, text: str, index_I: np.ndarray, mask: str = "union", pool: str = "scoring") -> np.ndarray:
+        """(I, P) bool: the patches of images `index_I` of `pool` that show what `text` names (`mask`:
+        the union of every mask found, or the first alone); all off for an empty text. The cache key
         hashes the images' pixels, so it needs no pool identity from the caller."""
         index_I = np.asarray(index_I, dtype=np.int64)
-        images_IHWC = np.ascontiguousarray(self._images(index_I))
+        images_IHWC = np.ascontiguousarray(self._images(index_I) if pool == "scoring" else self._images(index_I, pool))
         _, h, w, _ = images_IHWC.shape
         if not text.strip() or len(index_I) == 0:
             return np.zeros((len(index_I), (h // self.patch) * (w // self.patch)), bool)

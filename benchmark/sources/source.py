@@ -117,7 +117,8 @@ class Source:
             from benchmark.sources.segmenters import SEGMENTERS
 
             out["segmenter"] = open_component(SEGMENTERS, self.spec.segmenter, "[segmenter]",
-                                              images=lambda index: self.pool("scoring").images(index), patch=self.patch,
+                                              images=lambda index, pool="scoring": self.pool(pool).images(index),
+                                              patch=self.patch,
                                               cache_dir=self.root / "segmentations")
         for component in out.values():
             component.check()

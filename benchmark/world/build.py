@@ -109,7 +109,7 @@ class World:
         if lm not in self.config.lms:
             raise UsageError(f"unknown LM size {lm!r}; this world has {', '.join(self.config.lms)}")
         if capabilities is None and "groundtruth" in self.dirs:
-            capabilities = world_capabilities(self.groundtruth(), self.pool("scoring"), self.patch)
+            capabilities = world_capabilities(self.groundtruth(), self.pool("scoring"), self.patch, self.pool("topk"))
         tuned = self.metas["quality"]["steering_multiplier"][lm] if "quality" in self.metas else STEERING_MULTIPLIER
         return Source(self.models_config(lm), lm, self.name, self.root, capabilities or Capabilities(),
                       float(tuned), recipe=("world", self.spec, lm, protocol), protocol=protocol)

@@ -59,20 +59,29 @@ class WorldRenderer:
 
 
 class WorldSegmenter:
-    """The scoring pool's exact masks as a text-grounded segmenter: the patches showing an object that
-    has every attribute the text names (any one of several named values of a category), inside
-    the named quadrant(s) when positions are named; nothing named gives an empty mask."""
+    """The pools' exact masks as a text-grounded segmenter: the patches showing an object that has
+    every attribute the text names (any one of several named values of a category), inside the named
+    quadrant(s) when positions are named; nothing named gives an empty mask."""
 
-    def __init__(self, scoring: Pool, patch: int):
-        self.objects = scoring.objects
-        self.object_masks_NKP = object_patch_masks(scoring.segmentation_NHW, patch, MIN_FRACTION)
+    def __init__(self, scoring: Pool, patch: int, topk: Pool | None = None):
+        self._pools = {name: pool for name, pool in (("scoring", scoring), ("topk", topk)) if pool is not None}
+        self.patch, self._masks = patch, {}
         self.quadrant_P = quadrant_of_patch(scoring.images_NHWC.shape[1] // patch)
 
-    def segment(self, text: str, index_I: np.ndarray, mask: str = "union") -> np.ndarray:
-        """(I, P) the named objects' patches: all of them (union) or the first in the scene's order (first)."""
+    def pools(self, pool: str) -> tuple[list, np.ndarray]:
+        """(objects per image, (N, K, P) each object's patches) of `pool`, computed on first use."""
+        read = self._pools[pool]
+        if pool not in self._masks:
+            self._masks[pool] = object_patch_masks(read.segmentation_NHW, self.patch, MIN_FRACTION)
+        return read.objects, self._masks[pool]
+
+    def segment(self, text: str, index_I: np.ndarray, mask: str = "union", pool: str = "scoring") -> np.ndarray:
+        """(I, P) the named objects' patches on images `index_I` of `pool`: all of them (union) or the
+        first in the scene's order (first)."""
         concepts = mentioned_concepts(text)
-        return np.stack([named_mask(self.objects[i], self.object_masks_NKP[i], concepts, self.quadrant_P,
-                                    first=mask == "first") for i in index_I])
+        objects, masks_NKP = self.pools(pool)
+        return np.stack([named_mask(objects[i], masks_NKP[i], concepts, self.quadrant_P, first=mask == "first")
+                         for i in index_I])
 
 
 def matches(obj: ObjectSpec, wanted: dict[str, set[str]]) -> bool:
@@ -100,6 +109,6 @@ def named_mask(objects: tuple[ObjectSpec, ...], object_masks_KP: np.ndarray, con
     return mask
 
 
-def world_capabilities(groundtruth: pd.DataFrame, scoring: Pool, patch: int) -> Capabilities:
+def world_capabilities(groundtruth: pd.DataFrame, scoring: Pool, patch: int, topk: Pool | None = None) -> Capabilities:
     return Capabilities(groundtruth=WorldTruth(groundtruth), generator=WorldRenderer(scoring.images_NHWC.shape[1]),
-                        segmenter=WorldSegmenter(scoring, patch), vocabulary=tuple(c.name for c in CONCEPTS))
+                        segmenter=WorldSegmenter(scoring, patch, topk), vocabulary=tuple(c.name for c in CONCEPTS))
