@@ -16,7 +16,8 @@ from benchmark.sources.components import open_component
 from benchmark.sources.generators import GENERATORS, DiffusersGenerator, DiffusersSettings
 from benchmark.sources.segmenters import (SEGMENTERS, ClipSegSegmenter, ClipSegSettings, GroundingSamSegmenter,
                                           GroundingSamSettings, patch_masks)
-from tests.tiny_components import save_tiny_clipseg, save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam
+from tests.tiny_components import (save_tiny_clipseg, save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam,
+                                   save_tiny_sam2)
 
 SIDE, PATCH = 32, 8  # pool images of 32 px on a 4 x 4 patch grid
 
@@ -26,7 +27,7 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("checkpoints")
     return {name: str(save(root / name)) for name, save in (
         ("sd", save_tiny_diffusers), ("gdino", save_tiny_grounding_dino), ("sam", save_tiny_sam),
-        ("clipseg", save_tiny_clipseg))}
+        ("sam2", save_tiny_sam2), ("clipseg", save_tiny_clipseg))}
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,22 @@ def test_grounding_sam_masks_boxes_and_caches(checkpoints, pool_NHWC, tmp_path, 
     assert again.segment(" ", np.array([0, 1])).tolist() == [[False] * 16] * 2
 
 
+def test_grounding_sam_reads_sam2_and_the_first_mask_is_inside_the_union(checkpoints, pool_NHWC, tmp_path):
+    """LangSAM's SAM 2.1, through transformers' Sam2Model: masks of the same boxes, and the first box's
+    mask never outside the union of all of them (also on the top-k pool the images callable names)."""
+    everything = dict(box_threshold=0.0, text_threshold=0.0)
+    segmenter = grounding_sam({**checkpoints, "sam": checkpoints["sam2"]}, pool_NHWC, tmp_path, **everything)
+    union_IHW = segmenter.pixel_masks("a red cat", pool_NHWC[:3])
+    first_IHW = segmenter.pixel_masks("a red cat", pool_NHWC[:3], mask="first")
+    assert union_IHW.shape == (3, SIDE, SIDE) and union_IHW.any() and not (first_IHW & ~union_IHW).any()
+    assert segmenter.segment("a red cat", np.array([0, 1]), mask="first").shape == (2, (SIDE // PATCH) ** 2)
+    topk_NHWC = 255 - pool_NHWC
+    other = GroundingSamSegmenter(segmenter.config, lambda index, pool="scoring": (topk_NHWC if pool == "topk"
+                                                                                 else pool_NHWC)[index], PATCH, tmp_path)
+    assert np.array_equal(other.segment("a red cat", np.array([0]), pool="topk"),
+                          patch_masks(segmenter.pixel_masks("a red cat", topk_NHWC[:1]), PATCH))
+
+
 def clipseg(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> ClipSegSegmenter:
     return ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], **settings), lambda index: pool_NHWC[index], PATCH,
                             cache_dir)
@@ -137,7 +154,7 @@ def test_clipseg_masks_are_deterministic_and_cached(checkpoints, pool_NHWC, tmp_
 def test_segmenter_check_names_the_checkpoint(checkpoints, pool_NHWC, tmp_path):
     with pytest.raises(UsageError, match=r"^\[segmenter\] detector .*missing: no such directory$"):
         grounding_sam({**checkpoints, "gdino": str(tmp_path / "missing")}, pool_NHWC, tmp_path).check()
-    with pytest.raises(UsageError, match=r"^\[segmenter\] sam .*: a clipseg checkpoint; sam needs a sam one$"):
+    with pytest.raises(UsageError, match=r"^\[segmenter\] sam .*: a clipseg checkpoint; sam needs a sam or sam2 one$"):
         grounding_sam({**checkpoints, "sam": checkpoints["clipseg"]}, pool_NHWC, tmp_path).segment("a cat", [0])
     with pytest.raises(UsageError, match=r"^\[segmenter\] path .*: no transformers checkpoint there \(config.json miss"):
         clipseg({**checkpoints, "clipseg": checkpoints["sd"]}, pool_NHWC, tmp_path).check()

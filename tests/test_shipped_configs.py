@@ -23,7 +23,7 @@ from benchmark.models.scorer import Scorer
 from benchmark.sources.source import Source
 from tests.test_adapters import SIZE, save_tiny_checkpoint
 from tests.test_layer_conventions import tiny_sae, write_dictionary_learning
-from tests.tiny_components import save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam
+from tests.tiny_components import save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam2
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 SEED_OPTIONS = {"protocol": "seed", "steering_coeff": 200.0, "hybrid_coeff": 50.0, "intervention": "add",
@@ -60,7 +60,7 @@ def standins(tmp_path_factory):
     tiny_sae().save(root / "saes/llava-clip-l336-layer22")  # a SAELens folder that names no hook
     save_tiny_diffusers(root / "models/stable-diffusion-3.5-medium")
     save_tiny_grounding_dino(root / "models/grounding-dino-base")
-    save_tiny_sam(root / "models/sam-vit-huge")
+    save_tiny_sam2(root / "models/sam2.1-hiera-large")
     rng = np.random.default_rng(0)
     for split in ("imagenet-train", "imagenet-val"):
         for label in ("goldfish", "tench"):

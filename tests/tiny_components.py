@@ -102,6 +102,28 @@ def save_tiny_sam(dpath: Path) -> Path:
     return dpath
 
 
+def save_tiny_sam2(dpath: Path) -> Path:
+    """Sam2Model (a 12-block Hiera of width 8 on 64 x 64 inputs, a 16-wide mask decoder) and its
+    Sam2Processor: LangSAM's SAM 2.1 at toy size."""
+    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2ImageProcessor, Sam2MaskDecoderConfig, Sam2Model,
+                              Sam2Processor, Sam2PromptEncoderConfig, Sam2VisionConfig)
+
+    torch.manual_seed(0)
+    backbone = Sam2HieraDetConfig(hidden_size=8, image_size=64, patch_stride=4, patch_kernel_size=7, patch_padding=3,
+                                  blocks_per_stage=[1, 2, 7, 2], embed_dim_per_stage=[8, 16, 32, 64],
+                                  num_attention_heads_per_stage=[1, 1, 1, 1])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=16)
+    prompt = Sam2PromptEncoderConfig(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4)
+    decoder = Sam2MaskDecoderConfig(hidden_size=16, mlp_dim=16, num_attention_heads=2, iou_head_hidden_dim=16)
+    Sam2Model(Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder, image_size=64,
+                         memory_attention_hidden_size=16, memory_encoder_hidden_size=16, mask_downsampler_embed_dim=16,
+                         memory_fuser_embed_dim=16, memory_attention_num_layers=1,
+                         memory_attention_feed_forward_hidden_size=16)).save_pretrained(dpath)
+    Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": 64, "width": 64})).save_pretrained(dpath)
+    return dpath
+
+
 def save_tiny_clipseg(dpath: Path) -> Path:
     """CLIPSegForImageSegmentation (2-layer text and vision towers of width 16, 32 x 32 inputs) and a
     CLIPSegProcessor."""

@@ -64,8 +64,8 @@ class PixelSegmenter:
     and masks one batch of images in `pixel_masks`."""
 
     settings: ClassVar[type]
-    checkpoints: ClassVar[dict[str, str]]
-    """Settings field naming a checkpoint -> the model_type its config.json must have."""
+    checkpoints: ClassVar[dict[str, tuple[str, ...]]]
+    """Settings field naming a checkpoint -> the model_types its config.json may have."""
 
     def __init__(self, settings, images: Callable[..., np.ndarray], patch: int, cache_dir: Path):
         """`images(index_I[, pool])`: images `index_I` of the scoring pool (or of `pool`: topk),
@@ -78,7 +78,7 @@ class PixelSegmenter:
     def check(self) -> None:
         """A one-line UsageError when a checkpoint directory lacks config.json or holds another kind
         of model; reads no weights. Hub ids are checked when they load."""
-        for key, model_type in self.checkpoints.items():
+        for key, model_types in self.checkpoints.items():
             path = getattr(self.config, key)
             local = require("segmenter", key, path, "config.json", "transformers checkpoint")
             if local is None:
@@ -87,8 +87,9 @@ class PixelSegmenter:
                 found = json.loads((local / "config.json").read_text()).get("model_type")
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 raise UsageError(f"[segmenter] {key} {path}: config.json is not a JSON object") from None
-            if found != model_type:
-                raise UsageError(f"[segmenter] {key} {path}: a {found} checkpoint; {key} needs a {model_type} one")
+            if found not in model_types:
+                raise UsageError(f"[segmenter] {key} {path}: a {found} checkpoint; {key} needs a "
+                                 f"{' or '.join(model_types)} one")
 
     @cached_property
     def identity(self) -> str:
@@ -152,7 +153,8 @@ class GroundingSamSettings:
     detector: str = "IDEA-Research/grounding-dino-base"
     """Grounding DINO checkpoint with its processor (directory or hub id): boxes for the text."""
     sam: str = "facebook/sam-vit-base"
-    """SAM checkpoint with its processor: one mask inside each box."""
+    """SAM or SAM 2 checkpoint with its processor (`facebook/sam2.1-hiera-large`: LangSAM's): one mask
+    inside each box."""
     box_threshold: float = 0.3
     """A box is kept when its best text-token score exceeds this (LangSAM's default)."""
     text_threshold: float = 0.25
@@ -176,11 +178,12 @@ class GroundingSamSettings:
 class GroundingSamSegmenter(PixelSegmenter):
     """LangSAM: Grounding DINO boxes the text (lowercased, ending in a full stop, as it was trained;
     cut to the detector's `max_text_len` tokens, as its own code cuts longer texts, with a warning),
-    SAM masks each box with one mask (no multimask choice), and an image's mask is the union; an
-    image with no box gets an empty mask."""
+    SAM or SAM 2 (as LangSAM: SAM 2.1 Hiera-L; by the checkpoint's model_type) masks each box with one
+    mask (no multimask choice), and an image's mask is the union, or the first box's; an image with no
+    box gets an empty mask."""
 
     settings = GroundingSamSettings
-    checkpoints = {"detector": "grounding-dino", "sam": "sam"}
+    checkpoints = {"detector": ("grounding-dino",), "sam": ("sam", "sam2")}
 
     def __init__(self, settings: GroundingSamSettings, images: Callable[[np.ndarray], np.ndarray], patch: int,
                  cache_dir: Path):
@@ -189,12 +192,14 @@ class GroundingSamSegmenter(PixelSegmenter):
         self._cut: set[str] = set()
 
     def _load(self) -> tuple:
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection, SamModel, SamProcessor
+        from transformers import (AutoConfig, AutoProcessor, GroundingDinoForObjectDetection, Sam2Model, Sam2Processor,
+                                  SamModel, SamProcessor)
 
         detector = GroundingDinoForObjectDetection.from_pretrained(self.config.detector, dtype=self.dtype)
-        sam = SamModel.from_pretrained(self.config.sam, dtype=self.dtype)
+        sam2 = AutoConfig.from_pretrained(self.config.sam).model_type == "sam2"  # SAM 2.1, as LangSAM uses
+        sam = (Sam2Model if sam2 else SamModel).from_pretrained(self.config.sam, dtype=self.dtype)
         return (AutoProcessor.from_pretrained(self.config.detector), detector.to(self.device).eval(),
-                SamProcessor.from_pretrained(self.config.sam), sam.to(self.device).eval())
+                (Sam2Processor if sam2 else SamProcessor).from_pretrained(self.config.sam), sam.to(self.device).eval())
 
     @torch.inference_mode()
     def pixel_masks(self, text: str, images_IHWC: np.ndarray, mask: str = "union") -> np.ndarray:
@@ -225,8 +230,9 @@ class GroundingSamSegmenter(PixelSegmenter):
                                 input_boxes=[b + b[-1:] * (most - len(b)) for b in boxes.values()])
         inputs = self._inputs(prompts)
         out = sam(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=False)
-        masks = sam_processor.post_process_masks(out.pred_masks.float().cpu(), prompts["original_sizes"],
-                                                 prompts["reshaped_input_sizes"])
+        sizes = [prompts["original_sizes"]] + ([prompts["reshaped_input_sizes"]] if "reshaped_input_sizes" in prompts
+                                               else [])  # SAM's processor needs both, SAM 2's the first
+        masks = sam_processor.post_process_masks(out.pred_masks.float().cpu(), *sizes)
         for i, mask_B1HW in zip(boxes, masks):
             masks_IHW[i] = mask_B1HW.any(dim=(0, 1)).numpy()
         return masks_IHW
@@ -253,7 +259,7 @@ class ClipSegSegmenter(PixelSegmenter):
     the image's pixels and thresholded after a sigmoid. Runs in float32."""
 
     settings = ClipSegSettings
-    checkpoints = {"path": "clipseg"}
+    checkpoints = {"path": ("clipseg",)}
 
     def _load(self) -> tuple:
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
