@@ -189,6 +189,11 @@ def test_a_seed_run_records_its_protocol_and_computes_each_item(world, tmp_path)
     assert scores.generation_auroc_samples.notna().any()
     positives, negatives = json.loads(scores.generation_auroc_samples.dropna().iloc[0])
     assert len(positives) == len(negatives) == 3
+    from benchmark.report import write_report
+
+    report = write_report([run_dir], tmp_path / "report", None)  # the report names the protocol of every row
+    written = "".join(f.read_text() for f in report.rglob("*") if f.suffix in (".html", ".js", ".json"))
+    assert "steering [seed]" in written and "seed protocol" in written and ">seed<" in written
 
 
 def test_seed_localization_segments_the_sampled_top_images(world):

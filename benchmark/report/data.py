@@ -39,9 +39,10 @@ PREFERRED_METRIC = "detection_auroc"
 
 
 def metric_columns(main: pd.DataFrame) -> list[str]:
-    """The headline metric columns of a main table (not its keys, counts, CI bounds or costs)."""
+    """The headline metric columns of a main table (not its keys, counts, CI bounds, costs, or the
+    pooled statistics, which have no per-feature values to plot or test: `main.csv` has them)."""
     return [c for c in main.columns if c not in (*KEYS, "protocol", "n_features", *COST_MEDIANS)
-            and not c.endswith(("_ci_low", "_ci_high"))]
+            and not c.endswith(("_ci_low", "_ci_high", "_pooled"))]
 
 
 def cost_columns(main: pd.DataFrame) -> list[str]:
@@ -198,7 +199,8 @@ def method_labels(keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str,
 
 
 def combine_rows(runs: list[Run], scales: dict[str, pd.Series], readers: dict[str, frozenset[str]]) -> pd.DataFrame:
-    """Every run's score rows in one table with `run`, `label` (the name its method goes by),
+    """Every run's score rows in one table with `run`, `label` (the name its method goes by, with its
+    protocol in brackets when that is not featurebench),
     `multiplier` and `coefficient`. A method that reads the run's multiplier field f (`readers`:
     field -> methods) steered feature i with `run.json[f] * scales[source][i]`, or with the run's
     absolute coefficient (`method_config`'s `*_coeff`) when it set one; the others get NaN."""
@@ -216,9 +218,10 @@ def combine_rows(runs: list[Run], scales: dict[str, pd.Series], readers: dict[st
         parts.append(part)
     rows = pd.concat(parts, ignore_index=True)
     rows["explanation"] = rows.explanation.fillna("")  # an empty answer reads back from CSV as NaN
-    keys = list(dict.fromkeys(zip(rows.run, rows.source, rows.lm, rows.method)))
+    named = [m if p == "featurebench" else f"{m} [{p}]" for m, p in zip(rows.method, rows.protocol)]  # another
+    keys = list(dict.fromkeys(zip(rows.run, rows.source, rows.lm, named)))  # protocol's rows say so in their label
     label_of = method_labels(keys)
-    rows.insert(1, "label", [label_of[k] for k in zip(rows.run, rows.source, rows.lm, rows.method)])
+    rows.insert(1, "label", [label_of[k] for k in zip(rows.run, rows.source, rows.lm, named)])
     return rows
 
 
