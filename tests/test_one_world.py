@@ -64,12 +64,15 @@ def test_an_altered_shipped_file_is_refused(tmp_path, monkeypatch):
         shipped.verified(copy)
 
 
-def test_the_shipped_world_reproduces_the_committed_leaderboard_rows(default_world, tmp_path):
-    metrics = ("detection_auroc", "simulation_r", "simulation_patch_r", "clip_score")
-    run_dir = run(RunConfig(methods=("hybrid",), features="0:48", lm="large", world="default",
-                            metrics="detection,simulation,clip-score", out=str(tmp_path)))
+@pytest.mark.parametrize("protocol, board", [(None, LEADERBOARDS), ("seed", LEADERBOARDS / "seed-protocol")])
+def test_the_shipped_world_reproduces_the_committed_leaderboard_rows(default_world, tmp_path, protocol, board):
+    """Under both protocols; the seed protocol's clip-score reads its seed-42 draw, its localization
+    LangSAM's rule on those images."""
+    metrics = ("detection_auroc", "simulation_r", "simulation_patch_r", "clip_score", "localization_iou")
+    run_dir = run(RunConfig(methods=("hybrid",), features="0:48", lm="large", world="default", protocol=protocol,
+                            metrics="detection,simulation,clip-score,localization-iou", out=str(tmp_path)))
     ours = pd.read_csv(run_dir / "scores.csv").set_index("feature")
-    with gzip.open(LEADERBOARDS / "rows" / "default@1-large.csv.gz") as fh:
+    with gzip.open(board / "rows" / "default@1-large.csv.gz") as fh:
         committed = pd.read_csv(fh)
     committed = committed[committed.method == "hybrid"].set_index("feature").loc[ours.index]
     assert (ours.explanation == committed.explanation).all()
