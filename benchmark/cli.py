@@ -358,9 +358,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="directory for run directories")
     run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
     run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")
-    run.add_argument("--top-images", default="masked", choices=("masked", "heatmap"),
+    run.add_argument("--top-images", default="masked", choices=("masked", "heatmap", "viridis"),
                      help="how top-k and hybrid show each top image: masked to where the feature fires, or whole under "
-                          "a heatmap of it")
+                          "a green heatmap of it, or under the seed paper's viridis heatmap")
     run.add_argument("--empty", default="white", choices=("white", "black", "noise"), help="empty image for steering")
     run.add_argument("--intervention", default="add", choices=("add", "replace", "clamp"),
                      help="how steering writes: add the vector, replace the state by it, or clamp the latent's code")

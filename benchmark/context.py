@@ -75,7 +75,7 @@ def method_steers(fn: MethodFn) -> bool:
     return bool(getattr(fn, "steers", False))
 
 
-TOP_IMAGES = ("masked", "heatmap")
+TOP_IMAGES = ("masked", "heatmap", "viridis")
 DIRECTIONS = ("unit", "row")
 PERMUTES = ("latents", "list")
 COSTS = ("seconds", "prompt_tokens", "answer_tokens", "images")
@@ -90,8 +90,8 @@ class MethodConfig:
     """Images shown by top-k and hybrid."""
     top_images: str = "masked"
     """How top-k and hybrid show each top image: masked (patches where the feature is inactive
-    blacked out; the paper's default) or heatmap (the whole image under a green overlay as strong
-    as the activation; the paper's option)."""
+    blacked out; the paper's default), heatmap (the whole image under a green overlay as strong as
+    the activation) or viridis (the paper's heatmap option: viridis, bicubic, opacity 0.35)."""
     empty: str = "white"
     """Empty image for steering: white, black or noise."""
     intervention: str = "add"

@@ -73,10 +73,10 @@ FEATUREBENCH = Protocol(
     prompts={"describe": DESCRIBE, "shared": SHARED, "answer_prefix": ANSWER_PREFIX, "remove": (), "capitalize": False},
     pool={"resize": "crop"},
     method={"firing_only": False, "direction": "unit", "permute": "latents"},
-    scoring={"clip_images": "shown", "clip_from": 10, "clip_seed": 42, "generated_images": 32, "control_images": 256,
-             "controls": "shared", "generation_prompt": "{}", "generation_lowercase": False, "statistic": "mean",
-             "localization_images": 10, "localization_from": "scoring",
-             "mask": "union"},
+    scoring={"clip_images": "shown", "clip_from": 10, "clip_seed": 42,
+             "generated_images": 32, "control_images": 256, "controls": "shared", "generation_prompt": "{}",
+             "generation_lowercase": False, "statistic": "mean",
+             "localization_images": 10, "localization_from": "scoring", "mask": "union"},
     run={"latents": "ids"})
 """The project's own choices (README, "Protocols")."""
 
@@ -86,9 +86,9 @@ SEED = Protocol(
              "remove": PAPER_REMOVED, "capitalize": True},
     pool={"resize": "whole"},
     method={"firing_only": True, "direction": "row", "permute": "list"},
-    scoring={"clip_images": "sampled", "clip_from": 10, "clip_seed": 42, "generated_images": 3, "control_images": 3,
-             "controls": "per-latent", "generation_prompt": "A realistic image of {}", "generation_lowercase": True,
-             "statistic": "pooled",
+    scoring={"clip_images": "sampled", "clip_from": 10, "clip_seed": 42,
+             "generated_images": 3, "control_images": 3, "controls": "per-latent",
+             "generation_prompt": "A realistic image of {}", "generation_lowercase": True, "statistic": "pooled",
              "localization_images": 5, "localization_from": "sampled", "mask": "first"},
     run={"latents": "alive"})
 
@@ -100,9 +100,8 @@ SETTINGS = {
     ("method", "permute"): 20, ("scoring", "clip_images"): 16, ("scoring", "clip_from"): 16,
     ("scoring", "clip_seed"): 16, ("scoring", "generated_images"): 17, ("scoring", "control_images"): 17,
     ("scoring", "controls"): 17, ("scoring", "generation_prompt"): 17, ("scoring", "generation_lowercase"): 17,
-    ("scoring", "statistic"): 17,
-    ("scoring", "localization_images"): 18, ("scoring", "localization_from"): 18, ("scoring", "mask"): 18,
-    ("run", "latents"): 15,
+    ("scoring", "statistic"): 17, ("scoring", "localization_images"): 18, ("scoring", "localization_from"): 18,
+    ("scoring", "mask"): 18, ("run", "latents"): 15,
 }
 """Every governed setting -> the PAPER_PROTOCOL.md item it implements."""
 

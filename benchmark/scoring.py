@@ -53,7 +53,7 @@ class ScoringConfig:
     top_k: int = 5
     """Top images per feature for clip-score (the methods' own top-k)."""
     top_images: str = "masked"
-    """How clip-score shows them: masked or heatmap (the methods' own style)."""
+    """How clip-score shows them: masked, heatmap or viridis (the methods' own style)."""
     detection_k: int = 20
     """Precision@k of retrieval over the whole pool (k is capped at the feature's positives)."""
     simulation_records: int = 50

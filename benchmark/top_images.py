@@ -1,5 +1,6 @@
 """A feature's top images as a method shows them to the VLM: masked (patches where the feature is
-inactive blacked out; the seed paper's default) or under a heatmap (the paper's option). Only the
+inactive blacked out; the seed paper's default), under a green heatmap, or under the seed paper's
+heatmap option (viridis). Only the
 B x K images shown are decoded, from the pool's own files.
 
 Shape letters: B features, K top images, H, W, C pixels, P patches.
@@ -56,7 +57,30 @@ def heatmap(images_BKHWC: np.ndarray, acts_BKP: torch.Tensor, patch: int) -> np.
     return np.rint((1 - alpha) * images_BKHWC + alpha * HEATMAP_RGB).astype(np.uint8)
 
 
-STYLES = {"masked": masked, "heatmap": heatmap}
+VIRIDIS_OPACITY = 0.35
+"""The seed paper's heatmap option: viridis over the whole image at this opacity."""
+
+
+def viridis(images_BKHWC: np.ndarray, acts_BKP: torch.Tensor, patch: int) -> np.ndarray:
+    """The seed paper's heatmap option: each image's activation map min-max normalised, upsampled
+    bicubic to the image, coloured by matplotlib's viridis and laid over the whole image at opacity
+    0.35. Written in place one image at a time (at 896 px a float copy of every image would not fit)."""
+    from matplotlib import colormaps
+
+    colour_map = colormaps["viridis"]
+    side, grid = images_BKHWC.shape[2], int(round(acts_BKP.shape[-1] ** 0.5))
+    for b, k in np.ndindex(*acts_BKP.shape[:2]):
+        acts_P = acts_BKP[b, k].float()
+        low, high = acts_P.min(), acts_P.max()
+        strength_GG = ((acts_P - low) / (high - low + 1e-8)).reshape(1, 1, grid, grid)
+        strength_HW = torch.nn.functional.interpolate(strength_GG, size=(side, side), mode="bicubic",
+                                                      align_corners=False)[0, 0].clamp(0, 1).numpy()
+        colour_HWC = colour_map(strength_HW)[..., :3].astype(np.float32) * 255
+        images_BKHWC[b, k] = np.rint((1 - VIRIDIS_OPACITY) * images_BKHWC[b, k] + VIRIDIS_OPACITY * colour_HWC)
+    return images_BKHWC
+
+
+STYLES = {"masked": masked, "heatmap": heatmap, "viridis": viridis}
 
 
 def shown_top_images(pool: ImagePool, top: TopImages, features: list[int], k: int, patch: int,

@@ -8,6 +8,7 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmark.context import MethodConfig
@@ -48,7 +49,8 @@ SEED_ITEMS = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the pap
 NOT_A_PROTOCOL_SETTING = {  # items a run config sets (the shipped seed configs), or the same in both protocols
     1: "[sae] path / layer", 2: "[sae] path", 3: "steering code, both", 5: "steering-coeff / hybrid-coeff",
     6: "empty = white, both", 10: "adapters' chat template, both", 12: "top_images = masked, both",
-    13: "heatmap colours: not implemented", 14: "hybrid, both", 19: "pairwise.csv p_value, both",
+    13: "--top-images viridis, both (an option; masked is both protocols' default)", 14: "hybrid, both",
+    19: "pairwise.csv p_value, both",
 }
 UNSET = {"prompts": PromptSpec(), "pool": PoolSpec(source="pool"), "method": MethodConfig(), "scoring": ScoringConfig()}
 
@@ -215,3 +217,19 @@ def test_seed_localization_segments_the_sampled_top_images(world):
     got = score_localization(ctx, [f], [text])
     assert got["localization_iou"][0] == pytest.approx(localization(active_BKP[0].numpy(), named)[0])
     assert np.isnan(score_localization(ctx, [f], [""])["localization_iou"][0])  # an empty explanation is left out
+
+
+def test_the_papers_heatmap_option_is_viridis_bicubic_at_opacity_035():
+    from matplotlib import colormaps
+
+    from benchmark.top_images import viridis
+
+    grey = np.full((1, 2, 32, 32, 3), 100, np.uint8)  # 2 images of an 8 x 8 grid of 4 px patches
+    acts_BKP = torch.zeros(1, 2, 64)
+    acts_BKP[0, 1] = torch.tensor([0.0] * 4 + [5.0] * 4).repeat(8)  # image 2: left half off, right half 5
+    shown = viridis(grey.copy(), acts_BKP, 4)
+    low, high = (np.rint(0.65 * 100 + 0.35 * 255 * np.array(colormaps["viridis"](v)[:3])) for v in (0.0, 1.0))
+    assert (shown[0, 0] == low).all()  # a flat map normalises to 0 everywhere
+    assert (shown[0, 1, :, :8] == low).all() and (shown[0, 1, :, 24:] == high).all()  # min-max normalised
+    middle = shown[0, 1, 16, 12:20, 1].astype(int)  # bicubic: a smooth step between, no nearest jump
+    assert len(set(middle.tolist())) > 2 and (np.diff(middle) >= 0).all()
