@@ -256,10 +256,8 @@ class ScoringContext:
         """Per text, (n, F) activations (mean over patches) on the source's generator's images of
         `generation_prompt` around it, None when it draws nothing (an empty text: nothing asked). Images are keyed by their bytes, so texts drawn alike go through
         the tower once; the new ones go in one pass."""
-        generator, n, prompt = self.source.capabilities.generator, self.config.generated_images, \
-            self.config.generation_prompt
-        lower = self.config.generation_lowercase
-        drawn = {t: generator.draw(prompt.format(t.lower() if lower else t), n, self.config.seed) if t.strip() else None
+        generator, n = self.source.capabilities.generator, self.config.generated_images
+        drawn = {t: generator.draw(self.generation_text(t), n, self.config.seed) if t.strip() else None
                  for t in dict.fromkeys(texts) if t not in self._generated}
         keys = {t: None if im is None else hashlib.sha256(im.tobytes()).hexdigest() for t, im in drawn.items()}
         todo = {k: drawn[t] for t, k in keys.items() if k is not None and k not in self._generated}
@@ -268,6 +266,19 @@ class ScoringContext:
             self._generated.update({k: acts[i * n:(i + 1) * n] for i, k in enumerate(todo)})
         self._generated.update({t: None if k is None else self._generated[k] for t, k in keys.items()})
         return [self._generated[t] for t in texts]
+
+    def generation_text(self, text: str) -> str:
+        """What the generator is asked for an explanation: `generation_prompt` around it (lowercased
+        with `generation_lowercase`)."""
+        return self.config.generation_prompt.format(text.lower() if self.config.generation_lowercase else text)
+
+    def text_cut(self, need: str, text: str) -> float:
+        """1.0 when the source's `need` component (generator, segmenter) reads only part of `text`,
+        0.0 when it reads it whole (or there is nothing to read), NaN when the component cannot say."""
+        cut = getattr(getattr(self.source.capabilities, need), "cut", None)
+        if not text.strip():
+            return 0.0
+        return float("nan") if cut is None else float(cut(text))
 
     @cached_property
     def control_activations(self) -> torch.Tensor:

@@ -6,7 +6,8 @@ renderer) draws `generated_images` images of what the explanation names. The sta
 AUROC of the feature's activation (mean over patches) on those images against `control_images`
 random scoring-pool images; beside it CoSy's MAD, (mean on synthetic − mean on control) / std on
 control, NaN where the controls do not vary. An explanation the generator can draw nothing of scores
-0.5 (MAD NaN): it predicts nothing. With `statistic = "pooled"` (the seed paper's), each row also
+0.5 (MAD NaN): it predicts nothing. `generation_text_cut` is 1 where the generator's text
+encoders read only part of the prompt (the pipeline cut it), NaN where the generator cannot say. With `statistic = "pooled"` (the seed paper's), each row also
 keeps its activations, and `main.csv` reports one AUROC pooled over every feature's (`pooled_auroc`)
 beside the mean, with a bootstrap CI over features; the seed paper draws 3 images per explanation
 against 3 controls per feature seeded by its latent id (`ScoringConfig.controls`). A source without a generator is refused before anything is
@@ -41,7 +42,7 @@ def pooled_auroc(samples: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return generation_auroc(np.concatenate([s for s, _ in samples]), np.concatenate([c for _, c in samples]))
 
 
-@metric("generation-auroc", columns=("generation_auroc", "generation_mad"), needs=("generator",),
+@metric("generation-auroc", columns=("generation_auroc", "generation_mad", "generation_text_cut"), needs=("generator",),
         records=lambda config: config.control_images, pooled=pooled_auroc)
 def score_generation(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict:
     control_BM = ctx.controls_of(features).numpy()
@@ -52,5 +53,6 @@ def score_generation(ctx: ScoringContext, features: list[int], texts: list[str])
             synthetic_N, control_M = synthetic_NF[:, features[i]].numpy(), control_BM[i]
             out[i], mad[i] = generation_auroc(synthetic_N, control_M), mean_activation_difference(synthetic_N, control_M)
             samples[i] = (synthetic_N.tolist(), control_M.tolist())
-    scores = {"generation_auroc": out, "generation_mad": mad}
+    cut = np.array([ctx.text_cut("generator", ctx.generation_text(t) if t.strip() else t) for t in texts])
+    scores = {"generation_auroc": out, "generation_mad": mad, "generation_text_cut": cut}
     return {**scores, SAMPLES: samples} if ctx.config.statistic == "pooled" else scores

@@ -43,10 +43,19 @@ def localization_iou(active_IP: np.ndarray, named_IP: np.ndarray) -> float:
 
 
 COLUMNS = ("localization_iou", "localization_precision", "localization_recall")
+CUT = "localization_text_cut"
+"""1 where the segmenter read only part of the explanation (Grounding DINO's `max_text_len`), NaN
+where it cannot say."""
 
 
-@metric("localization-iou", columns=COLUMNS, needs=("segmenter",), records=lambda config: config.localization_images)
+@metric("localization-iou", columns=(*COLUMNS, CUT), needs=("segmenter",),
+        records=lambda config: config.localization_images)
 def score_localization(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
+    return {**localization_scores(ctx, features, texts), CUT: np.array([ctx.text_cut("segmenter", t) for t in texts])}
+
+
+def localization_scores(ctx: ScoringContext, features: list[int], texts: list[str]) -> dict[str, np.ndarray]:
+    """`COLUMNS` per feature, on the images `localization_from` names."""
     out = np.full((len(features), len(COLUMNS)), np.nan)
     if ctx.config.localization_from == "sampled":  # the top-k pool images clip-score reads
         ids_BK, active_BKP = ctx.sampled_top(features)

@@ -5,6 +5,7 @@ there; and the pixel-to-patch rule on hand-made masks."""
 from __future__ import annotations
 
 import ast
+import math
 import re
 from pathlib import Path
 
@@ -201,4 +202,25 @@ def test_an_explanation_longer_than_the_detectors_text_limit_is_truncated_as_its
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)
     assert tokens > 32 and warnings == [f"warning: [segmenter] Grounding DINO reads at most 32 text tokens; an "
                                         f"explanation of {tokens} tokens is cut to its first 32 (as Grounding DINO's "
-                                        f"own code cuts it)"]
+                                        f"own code cuts it; the row's localization_text_cut says so)"]
+    assert segmenter.cut(long) and not segmenter.cut("a red circle") and not segmenter.cut("")
+
+
+def test_rows_say_when_a_component_read_only_part_of_the_text(checkpoints, pool_NHWC, tmp_path):
+    """The tiny pipeline's CLIP tokenizer reads 16 tokens and the tiny detector 32: a long explanation
+    is marked cut in the generation and localization rows, a short one not; a plug-in without `cut`
+    says NaN (unknown)."""
+    from types import SimpleNamespace
+
+    from benchmark.scoring import ScoringConfig, ScoringContext
+    from benchmark.sources.capabilities import Capabilities
+
+    long, short = " ".join(["a red striped circle"] * 9), "a red circle"
+    parts = Capabilities(generator=generator(checkpoints["sd"], tmp_path),
+                         segmenter=grounding_sam(checkpoints, pool_NHWC, tmp_path))
+    ctx = ScoringContext(SimpleNamespace(capabilities=parts, protocol="featurebench"), ScoringConfig())
+    assert [ctx.text_cut(need, t) for need in ("generator", "segmenter") for t in (long, short, " ")] == [
+        1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    blind = ScoringContext(SimpleNamespace(capabilities=Capabilities(segmenter=SimpleNamespace()),
+                                           protocol="featurebench"), ScoringConfig())
+    assert math.isnan(blind.text_cut("segmenter", long))

@@ -38,10 +38,18 @@ class Generator(Protocol):
         """(n, H, W, 3) uint8 images of what `text` names, at the pools' size; None when it names
         nothing this generator can draw (a generation metric then scores chance)."""
 
+    def cut(self, text: str) -> bool:
+        """Optional: whether the generator reads only part of `text` (longer than its text encoders
+        read); a metric's row says so. Without it, rows say NaN: unknown."""
+
 
 class Segmenter(Protocol):
     def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
-        """(I, P) bool: the patches of scoring-pool images `index_I` that show what `text` names."""
+        """(I, P) bool: the patches of scoring-pool images `index_I` that show what `text` names.
+        Optional keywords: `mask` (union or first) and `pool` (scoring or topk)."""
+
+    def cut(self, text: str) -> bool:
+        """Optional: whether the segmenter reads only part of `text`, as `Generator.cut`."""
 
 
 @dataclass(frozen=True)

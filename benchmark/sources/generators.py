@@ -27,6 +27,8 @@ from benchmark.registry import Registry, UsageError, class_contract
 from benchmark.sources.components import cached_array, content, require, torch_device
 from benchmark.sources.spec import DTYPES
 
+MAX_SEQUENCE_LENGTH = 256
+"""The T5 tokens SD 3's pipelines read by default (their `max_sequence_length`)."""
 GENERATORS: Registry[type] = Registry("generator", entry_point_group="featurebench.generators", contract=class_contract(
     "a generator: a class with a `settings` dataclass, check() and draw()", ("settings", "check", "draw")))
 """Generator kinds: classes built by `open_component(GENERATORS, table, where, image_size=..., cache_dir=...)`."""
@@ -86,6 +88,21 @@ class DiffusersGenerator:
             del settings[key]
         return config_hash({**settings, "files": content(self.config.path), "dtype": str(self.dtype),
                             "code": code_identity(type(self))})
+
+    @cached_property
+    def _tokenizers(self) -> list:
+        """The pipeline's tokenizers (`tokenizer`, `tokenizer_2`, ... folders), read without its weights."""
+        from transformers import AutoTokenizer
+
+        local = Path(self.config.path)
+        names = sorted(p.name for p in local.glob("tokenizer*") if p.is_dir()) if local.is_dir() else ["tokenizer"]
+        return [AutoTokenizer.from_pretrained(self.config.path, subfolder=name) for name in names]
+
+    def cut(self, text: str) -> bool:
+        """Whether a text encoder of the pipeline reads only part of `text`: more tokens than its
+        tokenizer's `model_max_length` (77 for CLIP), or than `MAX_SEQUENCE_LENGTH` (T5 in SD 3); the
+        pipeline cuts it with its own warning."""
+        return any(len(t(text)["input_ids"]) > min(t.model_max_length, MAX_SEQUENCE_LENGTH) for t in self._tokenizers)
 
     def draw(self, text: str, n: int, seed: int) -> np.ndarray | None:
         """(n, S, S, 3) uint8 images of `text` at the pools' side S; None for an empty text."""

@@ -201,18 +201,41 @@ class GroundingSamSegmenter(PixelSegmenter):
         return (AutoProcessor.from_pretrained(self.config.detector), detector.to(self.device).eval(),
                 (Sam2Processor if sam2 else SamProcessor).from_pretrained(self.config.sam), sam.to(self.device).eval())
 
+    @staticmethod
+    def prompt(text: str) -> str:
+        """The text as Grounding DINO was trained to read it: lowercased, ending in a full stop."""
+        prompt = text.strip().lower()
+        return prompt if prompt.endswith(".") else f"{prompt}."
+
+    @cached_property
+    def _reader(self) -> tuple:
+        """(tokenizer, max_text_len) of the detector, read without its weights."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = self.config.detector
+        return AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path).max_text_len
+
+    def tokens(self, text: str) -> tuple[int, int]:
+        """(text tokens of the detector's prompt for `text`, the most it reads: 256 for Grounding DINO base)."""
+        tokenizer, limit = self._reader
+        return len(tokenizer(self.prompt(text))["input_ids"]), limit
+
+    def cut(self, text: str) -> bool:
+        """Whether the detector reads only the first `max_text_len` tokens of `text`."""
+        tokens, limit = self.tokens(text)
+        return bool(text.strip()) and tokens > limit
+
     @torch.inference_mode()
     def pixel_masks(self, text: str, images_IHWC: np.ndarray, mask: str = "union") -> np.ndarray:
         detector_processor, detector, sam_processor, sam = self.models()
         n, h, w, _ = images_IHWC.shape
-        prompt = text.strip().lower()
-        prompt = prompt if prompt.endswith(".") else f"{prompt}."
-        limit = detector.config.max_text_len  # the text tokens it reads (256 for Grounding DINO base)
-        tokens = len(detector_processor.tokenizer(prompt)["input_ids"])
+        prompt = self.prompt(text)
+        tokens, limit = self.tokens(text)
         if tokens > limit and prompt not in self._cut:  # once per text, not per batch of its images
             self._cut.add(prompt)
             warn(f"[segmenter] Grounding DINO reads at most {limit} text tokens; an explanation of {tokens} tokens is "
-                 f"cut to its first {limit} (as Grounding DINO's own code cuts it)")
+                 f"cut to its first {limit} (as Grounding DINO's own code cuts it; the row's localization_text_cut "
+                 f"says so)")
         batch = detector_processor(images=_pil(images_IHWC), text=[prompt] * n, truncation=True, max_length=limit,
                                    return_tensors="pt")
         found = detector_processor.post_process_grounded_object_detection(
@@ -266,6 +289,16 @@ class ClipSegSegmenter(PixelSegmenter):
 
         model = CLIPSegForImageSegmentation.from_pretrained(self.config.path)
         return CLIPSegProcessor.from_pretrained(self.config.path), model.to(self.device).eval()
+
+    @cached_property
+    def _tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.config.path)
+
+    def cut(self, text: str) -> bool:
+        """Whether CLIPSeg's text encoder reads only the first of `text`'s tokens (77 for CLIP)."""
+        return len(self._tokenizer(text)["input_ids"]) > self._tokenizer.model_max_length
 
     @torch.inference_mode()
     def pixel_masks(self, text: str, images_IHWC: np.ndarray, mask: str = "union") -> np.ndarray:

@@ -57,6 +57,10 @@ class WorldRenderer:
         key = int(hashlib.sha256(" ".join(sorted(concepts)).encode()).hexdigest()[:8], 16)
         return render_concepts(concepts, n, self.image_size, key + seed)
 
+    def cut(self, text: str) -> bool:
+        """The renderer reads the whole text."""
+        return False
+
 
 class WorldSegmenter:
     """The pools' exact masks as a text-grounded segmenter: the patches showing an object that has
@@ -74,6 +78,10 @@ class WorldSegmenter:
         if pool not in self._masks:
             self._masks[pool] = object_patch_masks(read.segmentation_NHW, self.patch, MIN_FRACTION)
         return read.objects, self._masks[pool]
+
+    def cut(self, text: str) -> bool:
+        """The exact masks are looked up from the whole text."""
+        return False
 
     def segment(self, text: str, index_I: np.ndarray, mask: str = "union", pool: str = "scoring") -> np.ndarray:
         """(I, P) the named objects' patches on images `index_I` of `pool`: all of them (union) or the
