@@ -77,6 +77,7 @@ def method_steers(fn: MethodFn) -> bool:
 
 TOP_IMAGES = ("masked", "heatmap", "viridis")
 DIRECTIONS = ("unit", "row")
+VECTOR_DTYPES = ("float32", "model")
 PERMUTES = ("latents", "list")
 COSTS = ("seconds", "prompt_tokens", "answer_tokens", "images")
 """What `Context.usage` counts, and each explanation row records as `cost`."""
@@ -123,6 +124,11 @@ class MethodConfig:
     """What an absolute coefficient multiplies: the decoder row as a unit direction (unit: the
     coefficient is the vector's norm) or as stored (row: the seed paper's arithmetic, the same for
     its unit-norm rows). None: the run's protocol's."""
+    vector_dtype: str | None = None
+    """Where a steering vector is formed: in float32, then cast once to the tower's dtype (float32),
+    or in the model's dtype, the decoder row cast to it first and every product rounded there (model:
+    the seed paper's code, whose SAE is cast to bf16 with the model; states then differ from
+    float32's by up to a bf16 ulp of the vector). The same under a float32 model. None: the run's protocol's."""
     permute: str | None = None
     """The permuted control's partner of a feature: the latent d_sae / 2 further on (latents) or the
     feature half the evaluated list further on (list: the seed paper's). None: the run's protocol's."""
@@ -136,6 +142,7 @@ class MethodConfig:
         for name, value, choices in (("intervention", self.intervention, INTERVENTIONS),
                                      ("top_images", self.top_images, TOP_IMAGES),
                                      ("direction", self.direction, (None, *DIRECTIONS)),
+                                     ("vector_dtype", self.vector_dtype, (None, *VECTOR_DTYPES)),
                                      ("permute", self.permute, (None, *PERMUTES))):
             if value not in choices:
                 raise UsageError(f"{name} {value!r}; choose {', '.join(c for c in choices if c)}")
@@ -188,10 +195,14 @@ class Context:
     def steering_vectors(self, features: list[int], which: str = "steering") -> torch.Tensor:
         """(B, D) what `which` (steering or hybrid) writes for each feature: its absolute coefficient
         times the unit decoder direction (times the decoder row as stored for clamp, whose coefficient
-        is a code, and under `direction = "row"`), else its multiplier times the feature's scale times the decoder row."""
+        is a code, and under `direction = "row"`), else its multiplier times the feature's scale times the decoder row;
+        in float32 or the model's dtype (`vector_dtype`)."""
         coeff, rows_BD = getattr(self.config, f"{which}_coeff"), self.sae.W_dec[features]
+        if self.config.vector_dtype == "model":
+            rows_BD = rows_BD.to(self.source.dtype)
         if coeff is None:
-            return (getattr(self.config, f"{which}_multiplier") * self.scales(features))[:, None] * rows_BD
+            factor_B = getattr(self.config, f"{which}_multiplier") * self.scales(features)
+            return factor_B.to(rows_BD.dtype)[:, None] * rows_BD
         if self.config.intervention == "clamp" or self.config.direction == "row":
             return coeff * rows_BD
         return coeff * rows_BD / rows_BD.norm(dim=1, keepdim=True).clamp(min=1e-12)

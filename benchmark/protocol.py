@@ -66,18 +66,21 @@ class Protocol:
     """`benchmark.scoring.ScoringConfig`: the metrics' images, statistics and masks."""
     run: dict
     """`benchmark.pipeline.RunConfig`: what `--features` counts."""
+    vlm: dict
+    """`benchmark.sources.source.Source`: how the VLM takes its dtype (`cast`)."""
 
 
 FEATUREBENCH = Protocol(
     "featurebench",
     prompts={"describe": DESCRIBE, "shared": SHARED, "answer_prefix": ANSWER_PREFIX, "remove": (), "capitalize": False},
     pool={"resize": "crop"},
-    method={"firing_only": False, "direction": "unit", "permute": "latents"},
+    method={"firing_only": False, "direction": "unit", "vector_dtype": "float32", "permute": "latents"},
     scoring={"clip_images": "shown", "clip_from": 10, "clip_seed": 42,
              "generated_images": 32, "control_images": 256, "controls": "shared", "generation_prompt": "{}",
              "generation_lowercase": False, "statistic": "mean",
              "localization_images": 10, "localization_from": "scoring", "mask": "union"},
-    run={"latents": "ids"})
+    run={"latents": "ids"},
+    vlm={"cast": "load"})
 """The project's own choices (README, "Protocols")."""
 
 SEED = Protocol(
@@ -85,18 +88,20 @@ SEED = Protocol(
     prompts={"describe": PAPER_STEERING_PROMPT, "shared": PAPER_TOPK_PROMPT, "answer_prefix": "",
              "remove": PAPER_REMOVED, "capitalize": True},
     pool={"resize": "whole"},
-    method={"firing_only": True, "direction": "row", "permute": "list"},
+    method={"firing_only": True, "direction": "row", "vector_dtype": "model", "permute": "list"},
     scoring={"clip_images": "sampled", "clip_from": 10, "clip_seed": 42,
              "generated_images": 3, "control_images": 3, "controls": "per-latent",
              "generation_prompt": "A realistic image of {}", "generation_lowercase": True, "statistic": "pooled",
              "localization_images": 5, "localization_from": "sampled", "mask": "first"},
-    run={"latents": "alive"})
+    run={"latents": "alive"},
+    vlm={"cast": "whole"})
 
 PROTOCOLS = {p.name: p for p in (FEATUREBENCH, SEED)}
 
 SETTINGS = {
     ("prompts", "describe"): 7, ("prompts", "shared"): 8, ("prompts", "answer_prefix"): 9, ("prompts", "remove"): 9,
     ("prompts", "capitalize"): 9, ("pool", "resize"): 11, ("method", "firing_only"): 11, ("method", "direction"): 4,
+    ("method", "vector_dtype"): 4, ("vlm", "cast"): 4,
     ("method", "permute"): 20, ("scoring", "clip_images"): 16, ("scoring", "clip_from"): 16,
     ("scoring", "clip_seed"): 16, ("scoring", "generated_images"): 17, ("scoring", "control_images"): 17,
     ("scoring", "controls"): 17, ("scoring", "generation_prompt"): 17, ("scoring", "generation_lowercase"): 17,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.image_pools import load_image_pool, square
+from benchmark.image_pools import ProcessorResize, load_image_pool, processor_resize, square, to_square
 from benchmark.registry import UsageError
 
 
@@ -66,3 +66,26 @@ def test_bad_pools_are_one_line_usage_errors(tmp_path, monkeypatch, source, colu
     with pytest.raises(UsageError, match=message) as e:
         load_image_pool(source, size=4, label_column=column)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "pil"])
+def test_whole_resize_is_the_processors_own_on_a_non_square_image(tmp_path, backend):
+    """A pool image resized whole, then handed to the processor, gives the pixel values the processor
+    gives for the original file (the seed paper's path): its filter (Gemma 3: bilinear) and its
+    backend's kernels, which PIL's bicubic, and even PIL's bilinear for torchvision, miss."""
+    import torch
+    from transformers import Gemma3ImageProcessor
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    processor = (Gemma3ImageProcessor if backend == "torchvision" else Gemma3ImageProcessorPil)(
+        size={"height": 28, "width": 28})
+    processor.save_pretrained(tmp_path)  # as a checkpoint carries it
+    if backend == "torchvision":
+        assert type(processor_resize(str(tmp_path)).image_processor) is Gemma3ImageProcessor  # what loading picks
+    original = Image.fromarray(np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8))
+    resized = to_square(original, 28, "whole", ProcessorResize(processor))
+    expected = processor([original], return_tensors="pt")["pixel_values"]
+    assert torch.equal(processor([Image.fromarray(resized)], return_tensors="pt")["pixel_values"], expected)
+    bicubic = processor([Image.fromarray(to_square(original, 28, "whole"))], return_tensors="pt")["pixel_values"]
+    assert not torch.equal(bicubic, expected)
+    assert ProcessorResize(processor).name == f"{type(processor).__name__}:bilinear"

@@ -24,6 +24,8 @@ from metrics.generation_auroc import pooled_auroc
 
 SEED_ITEMS = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the paper's value
     (4, "method", "direction", "row"),  # vector = coeff x decoder column as stored
+    (4, "method", "vector_dtype", "model"),  # ... formed in bf16: its SAE is cast with the model
+    (4, "vlm", "cast", "whole"),  # model.to(bfloat16) after loading, rotary buffers included
     (7, "prompts", "describe", PAPER_STEERING_PROMPT),
     (8, "prompts", "shared", PAPER_TOPK_PROMPT),
     (9, "prompts", "answer_prefix", ""),  # no forced prefix
@@ -59,13 +61,13 @@ def test_the_tables_cover_every_item_and_every_governed_setting():
     assert sorted({item for item, *_ in SEED_ITEMS} | set(NOT_A_PROTOCOL_SETTING)) == list(range(1, 21))
     assert {(part, name) for _, part, name, _ in SEED_ITEMS} == set(SETTINGS)
     assert all(set(getattr(p, part)) == {n for q, n in SETTINGS if q == part} for p in (FEATUREBENCH, SEED)
-               for part in ("prompts", "pool", "method", "scoring", "run"))
+               for part in ("prompts", "pool", "method", "scoring", "run", "vlm"))
 
 
 @pytest.mark.parametrize("item, part, name, value", SEED_ITEMS)
 def test_seed_sets_the_papers_value(item, part, name, value):
-    if part == "run":
-        assert SEED.run[name] == value
+    if part in ("run", "vlm"):  # read from the protocol where they act (the pipeline, the source)
+        assert getattr(SEED, part)[name] == value
         return
     assert getattr(resolve(UNSET[part], part, "seed"), name) == value
     assert getattr(resolve(UNSET[part], part, None), name) == FEATUREBENCH.__dict__[part][name]
@@ -81,7 +83,7 @@ def test_explicit_keys_override_the_protocol():
 
 def test_every_governed_field_is_unset_until_resolved():
     for part, name in SETTINGS:
-        if part != "run":
+        if part not in ("run", "vlm"):
             assert getattr(UNSET[part], name) is None, (part, name)
     assert {f.name for f in fields(PromptSpec)} >= {"remove", "capitalize"}
 
@@ -178,6 +180,7 @@ def test_a_seed_run_records_its_protocol_and_computes_each_item(world, tmp_path)
     assert meta["config"]["latents"] == "alive"
     assert {k: meta["scoring_config"][k] for k in SEED.scoring} == SEED.scoring
     assert {k: meta["method_config"][k] for k in SEED.method} == SEED.method
+    assert meta["source"]["cast"] == SEED.vlm["cast"] and meta["source"]["resize_filter"].endswith(":bicubic")
     rows = [json.loads(line) for line in (run_dir / "explanations.jsonl").read_text().splitlines()]
     assert {r["protocol"] for r in rows} == {"seed"} and all("answer" in r for r in rows)
     top = world.source("small", protocol="seed").activations("topk")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.models.adapters.base import VLMAdapter
+from benchmark.models.adapters.base import CASTS, VLMAdapter, cast_whole, default_dtype
 from benchmark.registry import Registry, UsageError, class_contract
 
 ADAPTERS: Registry[type[VLMAdapter]] = Registry("VLM family", entry_point_group="featurebench.adapters",
@@ -23,11 +23,17 @@ ADAPTERS.register_lazy("internvl", "benchmark.models.adapters.internvl:InternVLA
 
 
 def load_vlm(family: str, path: str, device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None) -> VLMAdapter:
+             dtype: torch.dtype | None = None, cast: str = "load") -> VLMAdapter:
     """The checkpoint at `path` (directory or hub id) with its processor, through the family's
-    adapter; dtype None: bf16 on an accelerator, fp32 on the CPU."""
+    adapter; dtype None: bf16 on an accelerator, fp32 on the CPU. `cast` (`CASTS`): whole casts the
+    loaded model again, buffers included, after the family's own `load` (plug-ins' too)."""
+    if cast not in CASTS:
+        raise ValueError(f"cast {cast!r}; choose {', '.join(CASTS)}")
     adapter = ADAPTERS.get(family)
     try:
-        return adapter.load(path, device, dtype)
+        vlm = adapter.load(path, device, dtype)
     except OSError as e:
         raise UsageError(f"cannot load a {family} checkpoint from {path}: {str(e).splitlines()[0]}") from e
+    if cast == "whole":
+        cast_whole(vlm.model, dtype or default_dtype(device))
+    return vlm

@@ -29,6 +29,18 @@ ImageLike = Image.Image | np.ndarray
 """A PIL image or an (H, W, 3) uint8 array."""
 
 
+CASTS = ("load", "whole")
+"""How a loaded VLM takes its dtype: load (`from_pretrained(dtype=...)`, which keeps the buffers
+transformers computes in float32, the rotary inverse frequencies among them, in float32) or whole
+(then `model.to(dtype)`, every floating parameter and buffer cast: the seed paper's code, whose
+bf16 language model therefore rotates positions with bf16 frequencies). The same in float32."""
+
+
+def cast_whole(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
+    """`model` with every floating parameter and buffer in `dtype` (`CASTS`: whole)."""
+    return model.to(dtype)
+
+
 def default_dtype(device: str | torch.device) -> torch.dtype:
     """bf16 on an accelerator, fp32 on the CPU (bf16 matmuls there are slow and inexact)."""
     return torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
