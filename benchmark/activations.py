@@ -24,6 +24,7 @@ from benchmark.cache import cached_stage
 from benchmark.image_pools import ImagePool
 from benchmark.models.adapters.base import VLMAdapter
 from benchmark.models.sae import SAE
+from benchmark.numerics import near_tie_tolerance
 from benchmark.steering.engine import SteeringEngine
 from benchmark.stores import Codes, ScoringActivations, ScoringPass, TopImages, TopImagesPass, image_statistic
 
@@ -34,34 +35,44 @@ ENCODE_ELEMENTS = 2 ** 25
 
 
 @torch.no_grad()
-def encode_codes(sae: SAE, states_NPD: torch.Tensor) -> Codes:
-    """The SAE's activations on (N, P, D) states as sparse codes on the CPU, encoded
-    `ENCODE_ELEMENTS` at a time so a wide SAE's dense activations never fill memory."""
+def encode_codes(sae: SAE, states_NPD: torch.Tensor, near_tie: float | None = None) -> Codes:
+    """The SAE's activations on (N, P, D) states as sparse codes on the CPU, encoded in the SAE's
+    dtype, `ENCODE_ELEMENTS` at a time so a wide SAE's dense activations never fill memory; with each
+    latent's near-ties (`SAE.near_ties`) at relative tolerance `near_tie` (default: the SAE dtype's,
+    `benchmark.numerics`; the states' own when they were computed coarser)."""
     n, p, d = states_NPD.shape
-    flat_TD = states_NPD.reshape(-1, d)
+    dtype = sae.W_enc.dtype
+    flat_TD = states_NPD.reshape(-1, d).to(dtype)
     rows = max(1, ENCODE_ELEMENTS // sae.d_sae)
     tokens, latents, values = [], [], []
+    near_ties_F = torch.zeros(sae.d_sae, dtype=torch.long)
     for start in range(0, len(flat_TD), rows):
-        acts = sae.encode(flat_TD[start:start + rows])
+        pre = sae.pre_activations(flat_TD[start:start + rows])
+        acts = sae.activate(pre)
+        near_ties_F += sae.near_ties(pre, near_tie or near_tie_tolerance(dtype))
         token, latent = acts.nonzero(as_tuple=True)
         tokens.append((start + token).cpu()), latents.append(latent.cpu()), values.append(acts[token, latent].float().cpu())
     token = torch.cat(tokens)
-    return Codes(token // p, token % p, torch.cat(latents), torch.cat(values), n, p, sae.d_sae)
+    return Codes(token // p, token % p, torch.cat(latents), torch.cat(values), n, p, sae.d_sae, near_ties_F)
 
 
 class TowerCodes:
     """The SAE's codes on images' patch tokens through the steering engine's tower pass (a token
-    that is no patch, like CLS, is dropped), `TOKENS_PER_BATCH` tokens a batch."""
+    that is no patch, like CLS, is dropped), `TOKENS_PER_BATCH` tokens a batch. `vlm` runs the tower
+    in the dtype measurements take (`benchmark.numerics`: float64 on a CPU); the SAE encodes in it, or
+    in float32 where the tower runs coarser (bf16 on an accelerator), and counts near-ties at the
+    tower dtype's tolerance."""
 
     def __init__(self, vlm: VLMAdapter, hidden_state: int, sae: SAE):
         self.engine = SteeringEngine(vlm, hidden_state)
         self.patches_T = (vlm.token_patches()[:, 0] >= 0).to(vlm.device)
-        self.sae = copy.deepcopy(sae).to(vlm.device)
+        self.sae = copy.deepcopy(sae).to(vlm.device, torch.promote_types(vlm.dtype, torch.float32))
+        self.near_tie = near_tie_tolerance(vlm.dtype)
         self.batch = max(1, TOKENS_PER_BATCH // int(self.patches_T.sum()))
 
     def __call__(self, images_NHWC: np.ndarray) -> Codes:
         states = torch.cat(list(self.engine.tower_states(images_NHWC, len(images_NHWC))))[:, self.patches_T]
-        return encode_codes(self.sae, states.float())
+        return encode_codes(self.sae, states, self.near_tie)
 
     def of_pool(self, pool: ImagePool, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Codes]]:
         """(first image, codes) batch by batch over pool images [start, stop), decoded as they go."""

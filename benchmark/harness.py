@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 """Where project modules are read from: the checkout the `benchmark` package was imported from."""
 
-ACTIVATIONS = ("benchmark.activations", "benchmark.stores", "benchmark.image_pools", "benchmark.sources.source",
+ACTIVATIONS = ("benchmark.activations", "benchmark.stores", "benchmark.numerics", "benchmark.image_pools", "benchmark.sources.source",
                "benchmark.steering.engine", "benchmark.steering.hook", "benchmark.models.sae",
                "benchmark.models.sae_formats", "benchmark.models.adapters", "benchmark.models.adapters.base")
 ANSWERING = (*ACTIVATIONS, "benchmark.context", "benchmark.steering.inputs", "benchmark.steering.interventions",

@@ -300,10 +300,10 @@ def split_validation(features: list[int], spec: str | None, d_sae: int,
 
 
 def score_rows(sctx: ScoringContext, metrics: list[Metric], rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (source, source_id, lm, method, feature, explanation) with the feature's ground truth and every
-    metric's columns added."""
+    """`rows` (source, source_id, lm, method, feature, explanation) with the feature's ground truth, its
+    near-ties (`ScoringContext.near_ties`) and every metric's columns added."""
     truth = sctx.source.groundtruth().set_index("feature")[["concept", "category", "level", "aligned"]]
-    table = rows.join(truth, on="feature")
+    table = rows.join(truth, on="feature").join(sctx.near_ties(), on="feature")
     for m in metrics:
         scores = score(sctx, m, table.feature.tolist(), table.explanation.tolist())
         table[list(m.columns)] = scores[list(m.columns)].to_numpy()

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from benchmark import numerics
 from benchmark.cache import config_hash
 from benchmark.embeddings import pool_embeddings
 from benchmark.grids import resample
@@ -171,25 +172,28 @@ class ScoringContext:
         return self.activations.patch_acts(f, images_R)
 
     def _embeddings(self, kind: str) -> np.ndarray:
-        key = {"scorer": self.source.identity["scorer"], "pools": self.source.identity["pools"], "split": "scoring"}
+        key = {"scorer": self.source.identity["scorer"], "pools": self.source.identity["pools"], "split": "scoring",
+               "numerics": str(numerics.measure_dtype("cpu", torch.float32))}
         return pool_embeddings(self.source.root / "embeddings", key, lambda: self.scorer, self.pool, kind)
 
     @cached_property
     def image_emb_ND(self) -> torch.Tensor:
-        return torch.from_numpy(np.array(self._embeddings("images")))  # read into memory: N x D is small
+        """(N, D) in float64, as every similarity is computed (`benchmark.numerics`); read into memory:
+        N x D is small."""
+        return torch.from_numpy(np.array(self._embeddings("images"), np.float64))
 
     def patch_similarity(self, text_D: torch.Tensor, images_R: np.ndarray) -> torch.Tensor:
         """(R, P) cosine of a text and each scorer patch token of images `images_R`, resampled from the
         scorer's patch grid onto the tower's (`benchmark.grids`: area-weighted)."""
-        patches_RXD = torch.from_numpy(np.asarray(self._embeddings("patches")[np.asarray(images_R)]))
-        similarity_RX = patches_RXD @ text_D
+        patches_RXD = torch.from_numpy(np.asarray(self._embeddings("patches")[np.asarray(images_R)], np.float64))
+        similarity_RX = patches_RXD @ text_D.double()
         return resample(similarity_RX, int(round(self.source.patches ** 0.5)))
 
     def text_emb(self, texts: list[str]) -> torch.Tensor:
         todo = sorted({t for t in texts if t not in self._texts})
         if todo:
             self._texts.update(zip(todo, self.scorer.encode_texts(todo)))
-        return torch.stack([self._texts[t] for t in texts])
+        return torch.stack([self._texts[t] for t in texts]).double()
 
     @cached_property
     def topk_pool(self) -> ImagePool:
@@ -198,6 +202,20 @@ class ScoringContext:
     @cached_property
     def top(self) -> TopImages:
         return self.source.activations("topk", keep=max(TOP_KEPT, self.config.top_k, self.config.clip_from))
+
+    def near_ties(self) -> pd.DataFrame:
+        """Per feature, how many of its discrete choices rest on a margin another machine's rounding
+        may flip (`benchmark.numerics`), by stage: `near_ties_topk`, top-k pool tokens whose firing is
+        a near-tie plus near-tied neighbours among the top images shown (and the next one: which
+        images are shown), and `near_ties_scoring`, scoring-pool tokens whose firing is a near-tie.
+        A feature with none reproduces on any CPU to the contract's tolerance; exact ties are broken
+        by image order everywhere, so they do not count."""
+        relative = numerics.near_tie_tolerance(self.source.measure_dtype)
+        score_FK = self.top.score_FK[:, :self.config.top_k + 1].double()
+        gap_FK = score_FK[:, :-1] - score_FK[:, 1:]
+        tied_FK = (gap_FK > 0) & (gap_FK < relative * score_FK[:, :-1].abs().clamp(min=1)) & (score_FK[:, 1:] > 0)
+        return pd.DataFrame({"near_ties_topk": self.top.near_ties_F + tied_FK.sum(1).numpy(),
+                             "near_ties_scoring": self.activations.near_ties_F}).rename_axis("feature")
 
     def clip_ranks(self, features: list[int]) -> np.ndarray:
         """(B, K) the top-image ranks clip-score reads per feature, -1 where none: its k best (shown),

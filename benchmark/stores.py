@@ -34,6 +34,8 @@ class Codes:
     images: int
     patches: int
     d_sae: int
+    near_ties_F: torch.Tensor | None = None
+    """Per latent, the batch's tokens whose firing rests on a near-tie (`SAE.near_ties`); None: not counted."""
 
 
 RANKS = ("mean", "max")
@@ -65,9 +67,11 @@ class TopImagesPass:
         self.score_FK = torch.full((d_sae, keep), -torch.inf)
         self.image_FK = torch.full((d_sae, keep), -1, dtype=torch.long)
         self.acts_FKP = torch.zeros(d_sae, keep, patches)
+        self.near_ties_F = torch.zeros(d_sae, dtype=torch.long)
 
     def add(self, start: int, codes: Codes) -> None:
         """Folds in the codes of pool images start .. start + codes.images - 1."""
+        self.near_ties_F += _near_ties(codes)
         f_count, keep = self.score_FK.shape
         stat_BF = image_statistic(codes, self.rank)
         images_B = torch.arange(start, start + codes.images)
@@ -94,6 +98,7 @@ class TopImagesPass:
         order = by_image.gather(1, self.score_FK.gather(1, by_image).argsort(dim=1, descending=True, stable=True))
         np.save(dpath / "top_image_FK.npy", self.image_FK.gather(1, order).numpy())
         np.save(dpath / "top_score_FK.npy", self.score_FK.gather(1, order).numpy())
+        np.save(dpath / "near_ties_F.npy", self.near_ties_F.numpy())
         f_count, keep = order.shape
         writer = LatentIndexWriter(dpath / "top_acts", f_count, keep * self.patches)
         for start in range(0, f_count, 256):  # a block of latents at a time: no second F x K x P copy
@@ -113,6 +118,8 @@ class TopImages:
         self.rank, self.patches = meta["rank"], meta["patches"]
         self.image_FK = torch.from_numpy(np.load(dpath / "top_image_FK.npy"))
         self.score_FK = torch.from_numpy(np.load(dpath / "top_score_FK.npy"))
+        self.near_ties_F = np.load(dpath / "near_ties_F.npy")
+        """Per latent, the pool's tokens whose firing rests on a near-tie (`Codes.near_ties_F`)."""
         self.acts = LatentIndex(dpath / "top_acts")
         self.d_sae, self.keep = self.image_FK.shape
 
@@ -229,9 +236,11 @@ class ScoringPass:
         self.patch_index = LatentIndexWriter(dpath / "patches", d_sae, n_images * patches)
         self.mean_index = LatentIndexWriter(dpath / "means", d_sae, n_images)
         self.top_FS = torch.zeros(d_sae, SCALE_TOP)
+        self.near_ties_F = torch.zeros(d_sae, dtype=torch.long)
         self.images = 0
 
     def add(self, start: int, codes: Codes) -> None:
+        self.near_ties_F += _near_ties(codes)
         self.patch_index.add(codes.latent_E, (start + codes.image_E) * self.patches + codes.patch_E, codes.value_E)
         mean_BF = image_statistic(codes, "mean")
         image_E, latent_E = mean_BF.nonzero(as_tuple=True)
@@ -242,7 +251,13 @@ class ScoringPass:
     def save(self) -> None:
         self.patch_index.close(), self.mean_index.close()
         np.save(self.dpath / "scales.npy", (self.top_FS.clamp(min=0).sum(1) / SCALE_TOP).numpy())
+        np.save(self.dpath / "near_ties_F.npy", self.near_ties_F.numpy())
         (self.dpath / "scoring.json").write_text(json.dumps({"images": self.images, "patches": self.patches}))
+
+
+def _near_ties(codes: Codes) -> torch.Tensor:
+    """(F,) the batch's near-tie counts; zeros for codes that were not counted (made by hand)."""
+    return torch.zeros(codes.d_sae, dtype=torch.long) if codes.near_ties_F is None else codes.near_ties_F.long()
 
 
 def largest_per_latent(values_FX: torch.Tensor, k: int) -> torch.Tensor:
@@ -272,6 +287,8 @@ class ScoringActivations:
         self.n_images, self.patches = meta["images"], meta["patches"]
         self.patch_index, self.mean_index = LatentIndex(dpath / "patches"), LatentIndex(dpath / "means")
         self.scales_F = np.load(dpath / "scales.npy")
+        self.near_ties_F = np.load(dpath / "near_ties_F.npy")
+        """Per latent, the pool's tokens whose firing rests on a near-tie (`Codes.near_ties_F`)."""
         self.d_sae = len(self.mean_index)
 
     @property

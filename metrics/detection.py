@@ -2,7 +2,9 @@
 
 The scorer CLIP ranks the held-out scoring pool by cosine similarity to the explanation. Positives
 are the images where the feature is active on at least one patch (activation > 0; a TopK SAE is
-exactly sparse); negatives are as many inactive images, drawn at random (seeded per feature).
+exactly sparse); negatives are as many inactive images, drawn at random (seeded per feature) by
+per-image keys (`metrics.functional.keyed_choice`), so an image that changes side moves the sample
+by the images at the cut, not wholesale.
 Reported: AUROC of similarity for positive vs negative; balanced accuracy on one half of those
 images at the threshold that maximises it on the other half; precision@k of retrieval over the
 whole pool, k = min(detection_k, number of positives), so a perfect ranking scores 1.
@@ -13,7 +15,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from benchmark.scoring import ScoringContext, metric
-from metrics.functional import auroc
+from metrics.functional import auroc, image_keys, keyed_choice
 
 
 def detection(similarity_N: np.ndarray, active_N: np.ndarray, k: int, seed: int) -> tuple[float, float, float]:
@@ -22,15 +24,14 @@ def detection(similarity_N: np.ndarray, active_N: np.ndarray, k: int, seed: int)
     inactive = np.flatnonzero(~active_N)
     if len(positives) == 0 or len(inactive) == 0:
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    negatives = rng.choice(inactive, size=min(len(positives), len(inactive)), replace=False)
+    negatives = keyed_choice(inactive, min(len(positives), len(inactive)), seed)
     index = np.concatenate([positives, negatives])
     labels = np.concatenate([np.ones(len(positives), bool), np.zeros(len(negatives), bool)])
     area = auroc(similarity_N[index], labels)
     half = np.zeros(len(index), bool)
     for cls in (True, False):  # split each class in two, so both halves hold both classes
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        half[members[: len(members) // 2]] = True
+        members = np.flatnonzero(labels == cls)
+        half[members[np.argsort(image_keys(index[members], seed + 1), kind="stable")[: len(members) // 2]]] = True
     accuracy = _held_out_balanced_accuracy(similarity_N[index], labels, half)
     return area, accuracy, precision_at_k(similarity_N, active_N, min(k, len(positives)))
 

@@ -41,6 +41,33 @@ def affine_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def keyed_choice(eligible_I: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The `n` of the pool indices `eligible_I` whose keys (`image_keys`) are lowest, lowest first.
+
+    A random draw that one changed label cannot redraw: an image's key depends on its index and the
+    seed alone, so an image that joins or leaves `eligible_I` changes at most the images at the cut,
+    where `rng.choice` over the new set would have drawn a different sample altogether."""
+    eligible_I = np.asarray(eligible_I)
+    order = np.argsort(image_keys(eligible_I, seed), kind="stable")
+    return eligible_I[order[:n]]
+
+
+def image_keys(index_I: np.ndarray, seed: int) -> np.ndarray:
+    """(I,) uint64 pseudo-random keys of pool indices under `seed`: splitmix64 of the seed's own
+    splitmix64 plus the index (a bijection of 64-bit integers with good mixing)."""
+    with np.errstate(over="ignore"):
+        base = _splitmix64(np.array([seed], np.uint64))
+        return _splitmix64(base + np.asarray(index_I).astype(np.uint64))
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks; NaN when both are empty."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)

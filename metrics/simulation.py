@@ -20,13 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.scoring import ScoringContext, metric
-from metrics.functional import affine_fit, pearson, spearman
+from metrics.functional import affine_fit, keyed_choice, pearson, spearman
 
 
 def calibrated_correlation(predicted: np.ndarray, actual: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
     """(Pearson r, Spearman rho) on the records outside `fit` of the prediction affinely calibrated on
     the records in `fit` (slope >= 0). A constant prediction gives NaN; one whose fitted slope is not
     positive gives 0 (the calibrated prediction is the constant mean, which explains nothing)."""
+    predicted, actual = np.asarray(predicted, np.float64), np.asarray(actual, np.float64)
     if len(predicted) == 0 or np.ptp(predicted) == 0:
         return float("nan"), float("nan")
     slope, intercept = affine_fit(predicted[fit], actual[fit])
@@ -37,13 +38,13 @@ def calibrated_correlation(predicted: np.ndarray, actual: np.ndarray, fit: np.nd
 
 
 def simulation_records(mean_N: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of the `n` top images by activation and `n` random others, interleaved (top, random, ...);
-    a pool of fewer than 2n images gives half of it to each side."""
+    """Indices of the `n` top images by activation and `n` random others (drawn by per-image keys,
+    `keyed_choice`), interleaved (top, random, ...); a pool of fewer than 2n images gives half of it
+    to each side."""
     n = min(n, len(mean_N) // 2)
     order = np.argsort(-mean_N, kind="stable")
     top, rest = order[:n], order[n:]
-    rng = np.random.default_rng(seed)
-    random = rng.choice(rest, size=min(n, len(rest)), replace=False)
+    random = keyed_choice(rest, min(n, len(rest)), seed)
     m = min(len(top), len(random))
     return np.stack([top[:m], random[:m]], 1).reshape(-1)
 

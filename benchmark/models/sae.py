@@ -50,7 +50,10 @@ class SAE(nn.Module):
         return x_ND @ self.W_enc + self.b_enc
 
     def encode(self, x_ND: torch.Tensor) -> torch.Tensor:
-        pre_NF = self.pre_activations(x_ND)
+        return self.activate(self.pre_activations(x_ND))
+
+    def activate(self, pre_NF: torch.Tensor) -> torch.Tensor:
+        """Pre-activations to activations, by the architecture's rule."""
         if self.architecture == "topk":
             top = pre_NF.topk(self.k, dim=-1)
             return torch.zeros_like(pre_NF).scatter_(-1, top.indices, top.values.relu())
@@ -59,6 +62,25 @@ class SAE(nn.Module):
         # ReLU(pre) * (pre > t) is both libraries' rule: for t >= 0 it is pre * (pre > t), and an unset
         # (negative) BatchTopK threshold falls back to a plain ReLU.
         return pre_NF.relu() * (pre_NF > self.threshold)
+
+    def near_ties(self, pre_NF: torch.Tensor, relative: float) -> torch.Tensor:
+        """(F,) for each latent, the rows whose firing or not rests on a margin below `relative` times
+        the compared values' magnitude (at least 1): the choices another machine's rounding may flip.
+        TopK: the k-th and (k+1)-th pre-activations that close (both latents count, when either would
+        fire), or a kept one that close to 0; the thresholded kinds: a pre-activation that close to
+        its threshold (0 for a ReLU)."""
+        if self.architecture == "topk":
+            top = pre_NF.topk(min(self.k + 1, self.d_sae), dim=-1)
+            near_NX = top.values[:, :self.k].abs() < relative
+            if self.k < self.d_sae:
+                kth, next_ = top.values[:, self.k - 1], top.values[:, self.k]
+                tie_N = (kth - next_ < relative * kth.abs().clamp(min=1)) & (kth > 0)
+                near_NX = torch.cat([near_NX[:, :-1], (near_NX[:, -1] | tie_N)[:, None], tie_N[:, None]], 1)
+            latents = top.indices[near_NX]
+        else:
+            threshold = torch.zeros(()) if self.architecture == "relu" else self.threshold.clamp(min=0)
+            latents = ((pre_NF - threshold).abs() < relative * threshold.abs().clamp(min=1)).nonzero()[:, 1]
+        return torch.bincount(latents.cpu(), minlength=self.d_sae)
 
     def decode(self, acts_NF: torch.Tensor) -> torch.Tensor:
         return acts_NF @ self.W_dec + self.b_dec

@@ -40,14 +40,19 @@ class Scorer:
         self.mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     def pixels(self, images_NHWC: np.ndarray) -> torch.Tensor:
         """Normalised pixels at the model's input size (images of another size are resized)."""
-        x = torch.from_numpy(np.array(images_NHWC, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255  # copy: inputs may be read-only views
+        x = torch.from_numpy(np.array(images_NHWC, dtype=np.uint8)).permute(0, 3, 1, 2)  # copy: inputs may be read-only views
+        x = x.to(torch.promote_types(self.dtype, torch.float32)) / 255  # resized in the scorer's dtype too
         size = self.model.visual.image_size
         size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
         if tuple(x.shape[-2:]) != size:
             x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True).clamp(0, 1)
-        return (x - self.mean) / self.std
+        return ((x - self.mean) / self.std).to(self.dtype)
 
     @torch.no_grad()
     def encode_images(self, images_NHWC: np.ndarray, batch: int | None = None) -> torch.Tensor:
@@ -110,15 +115,19 @@ class Scorer:
             raise UsageError(f"{model}: pretrained {pretrained!r} is neither a file nor a known tag (tags: {tags})")
 
     @classmethod
-    def open(cls, model: str, pretrained: str | None = None) -> "Scorer":
+    def open(cls, model: str, pretrained: str | None = None, dtype: torch.dtype = torch.float32) -> "Scorer":
         """Any open_clip scorer: a directory in this module's format, or an open_clip model name with
         a pretrained tag (fetched by open_clip from its hub; the paper's is ViT-L-14 / openai) or a
-        local checkpoint file (.pt, .bin or .safetensors)."""
+        local checkpoint file (.pt, .bin or .safetensors); cast to `dtype` (a run measures in
+        `benchmark.numerics`' dtype)."""
         cls.check(model, pretrained)
         if Path(model).is_dir():
-            return cls.load(Path(model))
-        return cls(open_clip.create_model(model, pretrained=pretrained, output_dict=True), open_clip.get_tokenizer(model),
-                   model)
+            scorer = cls.load(Path(model))
+        else:
+            scorer = cls(open_clip.create_model(model, pretrained=pretrained, output_dict=True),
+                         open_clip.get_tokenizer(model), model)
+        scorer.model.to(dtype)
+        return scorer
 
     @classmethod
     def load(cls, dpath: Path) -> "Scorer":

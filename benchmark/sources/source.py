@@ -36,10 +36,11 @@ import torch
 from transformers import AutoConfig
 
 from benchmark.activations import TowerCodes, cached_store, write_store
+from benchmark import numerics
 from benchmark.cache import cache_root, config_hash
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
-from benchmark.image_pools import ImagePool, load_image_pool, open_dataset
+from benchmark.image_pools import ImagePool, ProcessorResize, load_image_pool, open_dataset, processor_resize
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE
@@ -91,11 +92,13 @@ class Source:
                              f"states 1..{blocks} (L = the output of block L - 1)")
         pool, scorer = spec.pool, spec.scorer
         self.identity = {
-            "vlm": config_hash({"family": spec.vlm.family, "files": _content(spec.vlm.path), "dtype": self.dtype_name}),
+            "vlm": config_hash({"family": spec.vlm.family, "files": _content(spec.vlm.path), "dtype": self.dtype_name,
+                                **({"cast": self.cast} if self.cast != "load" and self.dtype != torch.float32 else {})}),
             "sae": config_hash({"files": _content(spec.sae.path), "layer": self.layer}),
             "pools": config_hash({"files": _content(pool.source), "scoring": pool.scoring_source and
                                   _content(pool.scoring_source), **asdict(pool) | {"source": None, "scoring_source": None},
-                                  "size": self.image_size, "seed": SPLIT_SEED}),
+                                  "size": self.image_size, "seed": SPLIT_SEED,
+                                  **({"filter": self.whole_resize.name} if pool.resize == "whole" else {})}),
             "scorer": config_hash({"model": _content(scorer.model), "pretrained": None if Path(scorer.model).is_dir()
                                    else scorer.pretrained and _content(scorer.pretrained)}),
             "prompts": config_hash({**asdict(spec.prompts), "max_new_tokens": spec.vlm.max_new_tokens}),
@@ -160,13 +163,25 @@ class Source:
 
     @cached_property
     def vlm(self) -> VLMAdapter:
-        """Loaded on first use: a run served from the caches never loads it."""
-        vlm = load_vlm(self.spec.vlm.family, self.spec.vlm.path, self.device, self.dtype)
+        """Loaded on first use: a run served from the caches never loads it. Cast as the protocol
+        says (`cast`)."""
+        vlm = load_vlm(self.spec.vlm.family, self.spec.vlm.path, self.device, self.dtype, self.cast)
         try:
             vlm.layer(self.layer)
         except ValueError as e:
             raise UsageError(f"[sae] layer {self.layer}: {e}") from None
         return vlm
+
+    @property
+    def cast(self) -> str:
+        """How the VLM takes its dtype (`benchmark.models.adapters.base.CASTS`): the protocol's."""
+        return resolve_protocol(self.protocol).vlm["cast"]
+
+    @cached_property
+    def whole_resize(self) -> ProcessorResize:
+        """How `[pool] resize = "whole"` resizes an image: the checkpoint's own image processor
+        (`benchmark.image_pools.ProcessorResize`), read without the weights."""
+        return processor_resize(self.spec.vlm.path)
 
     def max_new_tokens(self, shared: bool) -> int:
         """Greedy tokens per answer to the shared (several images) or the describe prompt."""
@@ -178,7 +193,8 @@ class Source:
         return self._sae
 
     def scorer(self) -> Scorer:
-        return Scorer.open(self.spec.scorer.model, self.spec.scorer.pretrained)
+        """The scorer, in the dtype measurements take (`benchmark.numerics`: it runs on the CPU)."""
+        return Scorer.open(self.spec.scorer.model, self.spec.scorer.pretrained, numerics.measure_dtype("cpu", torch.float32))
 
     def check_scorer(self) -> None:
         """A one-line UsageError unless the scorer can be opened; reads no weights (`Scorer.check`)."""
@@ -196,7 +212,8 @@ class Source:
         p = self.spec.pool
 
         def read(source: str, limit: int | None, split: str) -> ImagePool:
-            return load_image_pool(source, self.image_size, split, p.image_column, p.label_column, limit, p.resize)
+            return load_image_pool(source, self.image_size, split, p.image_column, p.label_column, limit, p.resize,
+                                   self.whole_resize if p.resize == "whole" else None)
 
         if p.scoring_source is not None:
             return {"topk": read(p.source, p.limit, p.split),
@@ -241,6 +258,7 @@ class Source:
         activation path (`benchmark.harness`) and, for top images, how many are kept and how ranked."""
         return {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split,
                 "harness": path_identity("activations", self.spec.vlm.family),
+                "numerics": numerics.describe(self.device, self.dtype),
                 **({"keep": keep, "rank": self.spec.pool.rank} if split == "topk" else {})}
 
     def codes_of(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Codes]]:
@@ -249,7 +267,17 @@ class Source:
 
     @cached_property
     def tower_codes(self) -> TowerCodes:
-        return TowerCodes(self.vlm, self.layer, self._sae)
+        """The activation pass, on a copy of the VLM cast whole to the dtype measurements take
+        (`benchmark.numerics`: float64 on a CPU), or on the VLM itself where that is its own dtype."""
+        vlm = self.vlm
+        if self.measure_dtype != self.dtype:
+            vlm = load_vlm(self.spec.vlm.family, self.spec.vlm.path, self.device, self.measure_dtype, "whole")
+        return TowerCodes(vlm, self.layer, self._sae)
+
+    @property
+    def measure_dtype(self) -> torch.dtype:
+        """The dtype of the activation pass (`benchmark.numerics`)."""
+        return numerics.measure_dtype(self.device, self.dtype)
 
     @cached_property
     def patches(self) -> int:
@@ -282,6 +310,9 @@ class Source:
                 "layer": self.layer,
                 "layer_from": self.layer_from,
                 "models": models, "default_steering_multiplier": self.default_multiplier,
+                "cast": self.cast,  # the protocol's, beside models: run.json's models are read back as tables
+                "resize_filter": self.whole_resize.name if self.spec.pool.resize == "whole" else "bicubic",
+                "numerics": numerics.describe(self.device, self.dtype),
                 "capabilities": [n for n in NEEDS if self.has(n)]}
 
 
