@@ -60,13 +60,15 @@ class TowerCodes:
     """The SAE's codes on images' patch tokens through the steering engine's tower pass (a token
     that is no patch, like CLS, is dropped), `TOKENS_PER_BATCH` tokens a batch. `vlm` runs the tower
     in the dtype measurements take (`benchmark.numerics`: float64 on a CPU); the SAE encodes in it, or
-    in float32 where the tower runs coarser (bf16 on an accelerator), and counts near-ties at the
-    tower dtype's tolerance."""
+    in float32 where the tower runs coarser (bf16 on an accelerator) unless `sae_dtype` is "model"
+    (the seed paper's code encodes in bf16 with its SAE cast to the model's dtype), and counts
+    near-ties at the tower dtype's tolerance."""
 
-    def __init__(self, vlm: VLMAdapter, hidden_state: int, sae: SAE):
+    def __init__(self, vlm: VLMAdapter, hidden_state: int, sae: SAE, sae_dtype: str = "float32"):
         self.engine = SteeringEngine(vlm, hidden_state)
         self.patches_T = (vlm.token_patches()[:, 0] >= 0).to(vlm.device)
-        self.sae = copy.deepcopy(sae).to(vlm.device, torch.promote_types(vlm.dtype, torch.float32))
+        dtype = vlm.dtype if sae_dtype == "model" else torch.promote_types(vlm.dtype, torch.float32)
+        self.sae = copy.deepcopy(sae).to(vlm.device, dtype)
         self.near_tie = near_tie_tolerance(vlm.dtype)
         self.batch = max(1, TOKENS_PER_BATCH // int(self.patches_T.sum()))
 

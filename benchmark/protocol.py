@@ -67,7 +67,9 @@ class Protocol:
     run: dict
     """`benchmark.pipeline.RunConfig`: what `--features` counts."""
     vlm: dict
-    """`benchmark.sources.source.Source`: how the VLM takes its dtype (`cast`)."""
+    """`benchmark.sources.source.Source`: how the VLM takes its dtype (`cast`) and the dtype the
+    SAE encodes the activation pass in (`sae_dtype`: float32, or a wider measuring dtype; or the
+    model's, as the seed paper's code casts its SAE with the model)."""
 
 
 FEATUREBENCH = Protocol(
@@ -80,7 +82,7 @@ FEATUREBENCH = Protocol(
              "generation_lowercase": False, "statistic": "mean",
              "localization_images": 10, "localization_from": "scoring", "mask": "union"},
     run={"latents": "ids"},
-    vlm={"cast": "load"})
+    vlm={"cast": "load", "sae_dtype": "float32"})
 """The project's own choices (README, "Protocols")."""
 
 SEED = Protocol(
@@ -94,14 +96,14 @@ SEED = Protocol(
              "generation_prompt": "A realistic image of {}", "generation_lowercase": True, "statistic": "pooled",
              "localization_images": 5, "localization_from": "sampled", "mask": "first"},
     run={"latents": "alive"},
-    vlm={"cast": "whole"})
+    vlm={"cast": "whole", "sae_dtype": "model"})
 
 PROTOCOLS = {p.name: p for p in (FEATUREBENCH, SEED)}
 
 SETTINGS = {
     ("prompts", "describe"): 7, ("prompts", "shared"): 8, ("prompts", "answer_prefix"): 9, ("prompts", "remove"): 9,
     ("prompts", "capitalize"): 9, ("pool", "resize"): 11, ("method", "firing_only"): 11, ("method", "direction"): 4,
-    ("method", "vector_dtype"): 4, ("vlm", "cast"): 4,
+    ("method", "vector_dtype"): 4, ("vlm", "cast"): 4, ("vlm", "sae_dtype"): 11,
     ("method", "permute"): 20, ("scoring", "clip_images"): 16, ("scoring", "clip_from"): 16,
     ("scoring", "clip_seed"): 16, ("scoring", "generated_images"): 17, ("scoring", "control_images"): 17,
     ("scoring", "controls"): 17, ("scoring", "generation_prompt"): 17, ("scoring", "generation_lowercase"): 17,

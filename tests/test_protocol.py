@@ -33,6 +33,7 @@ SEED_ITEMS = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the pap
     (9, "prompts", "capitalize", True),
     (11, "pool", "resize", "whole"),  # the full image resized, no crop
     (11, "method", "firing_only", True),  # only images with mean activation > 0
+    (11, "vlm", "sae_dtype", "model"),  # its top-k pass encodes with the SAE cast with the model
     (15, "run", "latents", "alive"),  # slices index the sorted alive latents
     (16, "scoring", "clip_images", "sampled"),
     (16, "scoring", "clip_from", 10),

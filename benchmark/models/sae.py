@@ -46,17 +46,19 @@ class SAE(nn.Module):
             self.threshold = nn.Parameter(torch.zeros(() if architecture == "batchtopk" else (d_sae,)))
 
     def pre_activations(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """The encoder's affine map, as one fused `linear` (the bias added before rounding, as
+        `nn.Linear` encoders compute it: in bf16 a separate add rounds twice)."""
         x_ND = x_ND - self.b_dec if self.apply_b_dec_to_input else x_ND
-        return x_ND @ self.W_enc + self.b_enc
+        return torch.nn.functional.linear(x_ND, self.W_enc.T, self.b_enc)
 
     def encode(self, x_ND: torch.Tensor) -> torch.Tensor:
         return self.activate(self.pre_activations(x_ND))
 
     def activate(self, pre_NF: torch.Tensor) -> torch.Tensor:
         """Pre-activations to activations, by the architecture's rule."""
-        if self.architecture == "topk":
-            top = pre_NF.topk(self.k, dim=-1)
-            return torch.zeros_like(pre_NF).scatter_(-1, top.indices, top.values.relu())
+        if self.architecture == "topk":  # dictionary_learning's order: ReLU, then the k largest (unsorted)
+            top = pre_NF.relu().topk(self.k, dim=-1, sorted=False)  # exact ties (bf16) fall as its kernel picks
+            return torch.zeros_like(pre_NF).scatter_(-1, top.indices, top.values)
         if self.architecture == "relu":
             return pre_NF.relu()
         # ReLU(pre) * (pre > t) is both libraries' rule: for t >= 0 it is pre * (pre > t), and an unset
@@ -108,6 +110,29 @@ class SAE(nn.Module):
         (dpath / "cfg.json").write_text(json.dumps(cfg, indent=1))
         save_file({n: p.detach().contiguous() for n, p in self.state_dict().items()},
                   str(dpath / "sae_weights.safetensors"))
+
+
+def random_like(sae: SAE, seed: int) -> SAE:
+    """A random SAE of the same kind, shape and sparsity as `sae`: the sanity control that asks
+    whether a metric can tell a trained SAE's features from directions that mean nothing (Korznikov
+    et al. 2026 found automated interpretability barely can). Decoder rows are random unit vectors
+    drawn on the CPU from `seed` (the same seed gives the same SAE on every machine); the encoder is
+    tied to them (W_enc = W_dec^T) with a zero b_enc, as a random SAE is built in that paper; b_dec
+    is the trained one's, so inputs are centred alike; a TopK SAE keeps its k, a threshold kind
+    (batchtopk, jumprelu) its architecture and threshold, and `apply_b_dec_to_input` is kept."""
+    generator = torch.Generator().manual_seed(seed)
+    W_dec_FD = torch.randn(sae.d_sae, sae.d_in, generator=generator, dtype=torch.float64)
+    W_dec_FD = W_dec_FD / W_dec_FD.norm(dim=-1, keepdim=True)
+    out = SAE(sae.d_in, sae.d_sae, sae.k, sae.architecture, sae.apply_b_dec_to_input)
+    with torch.no_grad():
+        dtype = sae.W_dec.dtype
+        out.W_dec.copy_(W_dec_FD.to(dtype))
+        out.W_enc.copy_(W_dec_FD.T.to(dtype))
+        out.b_enc.zero_()
+        out.b_dec.copy_(sae.b_dec)
+        if sae.architecture in ("batchtopk", "jumprelu"):
+            out.threshold.copy_(sae.threshold)
+    return out.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype).eval().requires_grad_(sae.W_dec.requires_grad)
 
 
 TopKSAE = SAE  # the world's name for it: `TopKSAE(d_in, d_sae, k)` is a topk SAE

@@ -13,6 +13,10 @@ change what it computes (layer, dtype, columns, prompts). Every cache key (activ
 explanations, scores) is built from these, never from a path, so a checkpoint or SAE rewritten in
 place is recomputed. A hub id or dataset name stands for itself.
 
+`[sae] random = <seed>` (`--sae random:<seed>`) replaces the SAE by a random one of its kind, shape
+and sparsity (`benchmark.models.sae.random_like`), the sanity control: the source is then named
+`<name>+random-sae-<seed>`, and its SAE identity is the trained SAE's files plus the seed.
+
 Derived and cached:
 - pools: read from their own files, decoded at the tower's input size when asked for; one pool is
   split by a seeded permutation into `topk` and `scoring`, or `[pool] scoring_source` names the
@@ -43,7 +47,7 @@ from benchmark.identity import code_identity
 from benchmark.image_pools import ImagePool, ProcessorResize, load_image_pool, open_dataset, processor_resize
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
-from benchmark.models.sae import SAE
+from benchmark.models.sae import SAE, random_like
 from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
 from benchmark.protocol import protocol as resolve_protocol
@@ -52,7 +56,7 @@ from benchmark.registry import UsageError
 from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilities
 from benchmark.sources.components import content as _content
 from benchmark.sources.components import open_component
-from benchmark.sources.spec import ModelsConfig
+from benchmark.sources.spec import ModelsConfig, random_sae_name, trained_source_of
 from benchmark.stores import TOP_KEPT, Codes
 
 STEERING_MULTIPLIER = 8.0
@@ -72,6 +76,8 @@ class Source:
         self.protocol = resolve_protocol(protocol).name
         spec = replace(spec, prompts=resolve(spec.prompts, "prompts", protocol), pool=resolve(spec.pool, "pool", protocol))
         self.spec, self.lm, self.name = spec, lm or spec.vlm_name, name or spec.sae_name
+        if spec.sae.random is not None and trained_source_of(self.name) is None:  # a recorded name has it already
+            self.name = random_sae_name(self.name, spec.sae.random)
         self.root = root or cache_root()
         self.capabilities, self.default_multiplier = capabilities, default_multiplier
         self.recipe = recipe or ("models", spec.resolved(), self.lm, self.protocol)
@@ -79,6 +85,8 @@ class Source:
         self.dtype = getattr(torch, spec.vlm.dtype) if spec.vlm.dtype else default_dtype(self.device)
         self.image_size, self.patch, width, blocks = _tower_geometry(spec.vlm.family, spec.vlm.path)
         self._sae, info = load_sae(spec.sae.path)
+        if spec.sae.random is not None:  # the control: the trained SAE's kind and shape, random directions
+            self._sae = random_like(self._sae, spec.sae.random)
         if self._sae.d_in != width:
             raise UsageError(f"[sae] {spec.sae.path} reads {self._sae.d_in}-wide states; the {spec.vlm.path} tower is "
                              f"{width} wide")
@@ -94,7 +102,9 @@ class Source:
         self.identity = {
             "vlm": config_hash({"family": spec.vlm.family, "files": _content(spec.vlm.path), "dtype": self.dtype_name,
                                 **({"cast": self.cast} if self.cast != "load" and self.dtype != torch.float32 else {})}),
-            "sae": config_hash({"files": _content(spec.sae.path), "layer": self.layer}),
+            "sae": config_hash({"files": _content(spec.sae.path), "layer": self.layer,
+                                **({"random": {"seed": spec.sae.random, "code": code_identity(random_like)}}
+                                   if spec.sae.random is not None else {})}),
             "pools": config_hash({"files": _content(pool.source), "scoring": pool.scoring_source and
                                   _content(pool.scoring_source), **asdict(pool) | {"source": None, "scoring_source": None},
                                   "size": self.image_size, "seed": SPLIT_SEED,
@@ -258,7 +268,7 @@ class Source:
         activation path (`benchmark.harness`) and, for top images, how many are kept and how ranked."""
         return {"vlm": self.identity["vlm"], "sae": self.identity["sae"], "pools": self.identity["pools"], "split": split,
                 "harness": path_identity("activations", self.spec.vlm.family),
-                "numerics": numerics.describe(self.device, self.dtype),
+                "numerics": numerics.describe(self.device, self.dtype), "sae_dtype": self.sae_dtype,
                 **({"keep": keep, "rank": self.spec.pool.rank} if split == "topk" else {})}
 
     def codes_of(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Codes]]:
@@ -272,7 +282,12 @@ class Source:
         vlm = self.vlm
         if self.measure_dtype != self.dtype:
             vlm = load_vlm(self.spec.vlm.family, self.spec.vlm.path, self.device, self.measure_dtype, "whole")
-        return TowerCodes(vlm, self.layer, self._sae)
+        return TowerCodes(vlm, self.layer, self._sae, self.sae_dtype)
+
+    @property
+    def sae_dtype(self) -> str:
+        """The dtype the SAE encodes the activation pass in (`benchmark.protocol`, `vlm.sae_dtype`)."""
+        return resolve_protocol(self.protocol).vlm["sae_dtype"]
 
     @property
     def measure_dtype(self) -> torch.dtype:
@@ -313,7 +328,15 @@ class Source:
                 "cast": self.cast,  # the protocol's, beside models: run.json's models are read back as tables
                 "resize_filter": self.whole_resize.name if self.spec.pool.resize == "whole" else "bicubic",
                 "numerics": numerics.describe(self.device, self.dtype),
-                "capabilities": [n for n in NEEDS if self.has(n)]}
+                "capabilities": [n for n in NEEDS if self.has(n)],
+                **({"random_sae": self.random_sae()} if self.spec.sae.random is not None else {})}
+
+    def random_sae(self) -> dict:
+        """What run.json records of a random SAE (`[sae] random`): its seed, the trained SAE it stands
+        in for (name and files), and the kind and sparsity it kept."""
+        return {"seed": self.spec.sae.random, "replaces": trained_source_of(self.name), "trained_sae": self.spec.sae.path,
+                "trained_sae_files": _content(self.spec.sae.path), "architecture": self._sae.architecture,
+                "k": self._sae.k, "d_in": self._sae.d_in, "d_sae": self._sae.d_sae}
 
 
 def open_models(spec: ModelsConfig, lm: str | None = None, protocol: str | None = None) -> Source:
