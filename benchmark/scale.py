@@ -11,6 +11,16 @@ pass, explaining, scoring. Each child's peak resident memory is read from the ke
 cache is measured on disk after each. The scorer is a tiny open_clip ViT at 224 px with 16 px
 patches (a 14 x 14 grid: never the tower's).
 
+`--one-process` runs the whole pipeline as a user runs it instead: one `python -m benchmark --config`
+child over every method and metric, so what one stage keeps into the next counts. Its peak resident
+memory comes from the kernel (`wait4`: VmHWM, exact); its peak anonymous memory (RssAnon: heap and
+tensors, not the stores' memory-mapped pages, which the kernel may drop and reread) has no kernel
+high-water mark, so the parent polls `/proc/<pid>/status` every `POLL_SECONDS` and keeps the maximum
+(`AnonSampler`). Polling from outside perturbs nothing in the child (no thread competing for its GIL,
+no code of its own) and reads the same counters `smaps_rollup` sums; it can only miss a peak shorter
+than the interval, and a memory that grows with the pool is held for as long as its pass over the
+pool takes, which is far longer.
+
 `--python-path DIR` runs the children on another checkout's code (e.g. the code before a change),
 with the same stand-in, images and config.
 """
@@ -195,12 +205,64 @@ def _child(args: list[str], env: dict, cwd: Path) -> tuple[float, int]:
     return time.perf_counter() - start, usage.ru_maxrss
 
 
+POLL_SECONDS = 0.005
+"""How often the one-process mode reads the child's /proc/<pid>/status."""
+
+
+class AnonSampler:
+    """The largest RssAnon (and RssFile and VmRSS, each its own maximum) a process reached, polled
+    from its /proc/<pid>/status, and the RssFile beside the anonymous peak (the stores' mapped pages
+    then)."""
+
+    FIELDS = ("RssAnon", "RssFile", "VmRSS")
+
+    def __init__(self, pid: int):
+        self.path = Path(f"/proc/{pid}/status")
+        self.peak_kb = dict.fromkeys(self.FIELDS, 0)
+        self.file_at_anon_peak_kb = 0
+        self.samples = 0
+
+    def sample(self) -> None:
+        """One read; nothing once the process has exited (a zombie's status has no Rss lines)."""
+        try:
+            text = self.path.read_text()
+        except OSError:
+            return
+        now = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in text.splitlines())
+               if k in self.FIELDS}
+        if len(now) < len(self.FIELDS):
+            return
+        self.samples += 1
+        if now["RssAnon"] > self.peak_kb["RssAnon"]:
+            self.file_at_anon_peak_kb = now["RssFile"]
+        self.peak_kb = {k: max(v, now[k]) for k, v in self.peak_kb.items()}
+
+
+def _child_polled(args: list[str], env: dict, cwd: Path) -> tuple[float, int, AnonSampler]:
+    """(wall seconds, peak resident KB from the kernel, the polled sampler) of one child process."""
+    start = time.perf_counter()
+    with open(cwd / "log.txt", "a") as log:
+        process = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        sampler = AnonSampler(process.pid)
+        while True:
+            sampler.sample()
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # reaps, with the rusage, once it exits
+            if pid:
+                break
+            time.sleep(POLL_SECONDS)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{args[:3]} exited {process.returncode}; see {cwd / 'log.txt'}")
+    return time.perf_counter() - start, usage.ru_maxrss, sampler
+
+
 def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def measure(shape: ScaleShape, n: int, work: Path, python_path: str | None = None) -> dict:
-    """One pool size: the three stages on an empty cache, their memory, time and the cache they leave."""
+def _prepare(shape: ScaleShape, n: int, work: Path, python_path: str | None, mode: str) -> tuple[Path, Path, dict]:
+    """(run directory, its config, the children's environment) on an empty cache: the stand-in and
+    the n images are built once per work directory, the run directory afresh."""
     models = work / f"standin-{config_hash(shape.__dict__)}"
     if not (models / "done").exists():
         build_standin(shape, models)
@@ -208,7 +270,8 @@ def measure(shape: ScaleShape, n: int, work: Path, python_path: str | None = Non
     images = work / f"images-{n}"
     if not images.exists():
         write_images(images, n)
-    run = work / f"run-{config_hash(shape.__dict__)}-{n}-{'other' if python_path else 'this'}"
+    suffix = f"{'other' if python_path else 'this'}{'-one' if mode == 'one' else ''}"
+    run = work / f"run-{config_hash(shape.__dict__)}-{n}-{suffix}"
     subprocess.run(["rm", "-rf", str(run)], check=True)
     run.mkdir(parents=True)
     config = run / "run.toml"
@@ -217,6 +280,13 @@ def measure(shape: ScaleShape, n: int, work: Path, python_path: str | None = Non
            "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     if python_path:
         env["PYTHONPATH"] = python_path
+    return run, config, env
+
+
+def measure(shape: ScaleShape, n: int, work: Path, python_path: str | None = None) -> dict:
+    """One pool size: the three stages on an empty cache, their memory, time and the cache they leave."""
+    run, config, env = _prepare(shape, n, work, python_path, "stages")
+    images = work / f"images-{n}"
     report = {"n_images": n, "source_image_bytes": disk_bytes(images), "seconds": {}, "peak_rss_bytes": {},
               "cache_bytes": {}}
     for stage, args in STAGES.items():
@@ -229,6 +299,22 @@ def measure(shape: ScaleShape, n: int, work: Path, python_path: str | None = Non
     report["cache_bytes"]["final"] = disk_bytes(run / "cache")
     report["datasets_cache_bytes"] = disk_bytes(run / "datasets") if (run / "datasets").exists() else 0
     return report
+
+
+def measure_one_process(shape: ScaleShape, n: int, work: Path, python_path: str | None = None) -> dict:
+    """One pool size: the whole run (activations, explaining, scoring) in one `python -m benchmark
+    --config` process on an empty cache, as a user runs it: its peak resident and peak anonymous
+    memory, the mapped file pages beside the anonymous peak, its time and the cache it leaves."""
+    run, config, env = _prepare(shape, n, work, python_path, "one")
+    seconds, peak_kb, sampler = _child_polled(["-m", "benchmark", "--config", str(config), "--out",
+                                               str(run / "results")], env, run)
+    return {"n_images": n, "source_image_bytes": disk_bytes(work / f"images-{n}"), "seconds": round(seconds, 1),
+            "peak_rss_bytes": {"max": peak_kb * 1024},
+            "peak_anon_bytes": {"max": sampler.peak_kb["RssAnon"] * 1024},
+            "peak_file_bytes": sampler.peak_kb["RssFile"] * 1024,
+            "file_bytes_at_anon_peak": sampler.file_at_anon_peak_kb * 1024, "samples": sampler.samples,
+            "cache_bytes": {"final": disk_bytes(run / "cache")},
+            "datasets_cache_bytes": disk_bytes(run / "datasets") if (run / "datasets").exists() else 0}
 
 
 def growth(reports: list[dict], field: str) -> dict:
@@ -249,12 +335,17 @@ def _get(report: dict, field: str) -> float:
     return out
 
 
-def scale_bench(shape: str, sizes: list[int], work: Path, python_path: str | None = None) -> dict:
+def scale_bench(shape: str, sizes: list[int], work: Path, python_path: str | None = None,
+                one_process: bool = False) -> dict:
+    """The report of every pool size and the lines through them: three stage processes each, or
+    (`one_process`) the whole run in one, with its peak anonymous memory too."""
     if shape not in SHAPES:
         from benchmark.registry import UsageError
 
         raise UsageError(f"--scale-shape {shape!r}; choose {', '.join(SHAPES)}")
-    reports = [measure(SHAPES[shape], n, work, python_path) for n in sizes]
+    run_one = measure_one_process if one_process else measure
+    reports = [run_one(SHAPES[shape], n, work, python_path) for n in sizes]
+    fields = ("peak_rss_bytes.max", *(("peak_anon_bytes.max",) if one_process else ()), "cache_bytes.final")
     return {"shape": shape, **SHAPES[shape].__dict__, "features": FEATURES, "methods": METHODS, "metrics": METRICS,
-            "code": python_path or "this checkout", "runs": reports,
-            "growth": {f: growth(reports, f) for f in ("peak_rss_bytes.max", "cache_bytes.final")}}
+            "code": python_path or "this checkout", "mode": "one process" if one_process else "a process per stage",
+            "runs": reports, "growth": {f: growth(reports, f) for f in fields}}

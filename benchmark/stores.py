@@ -45,8 +45,11 @@ TOP_KEPT = 10
 """Top images a pass keeps per latent unless more are asked for (the seed paper samples 5 of its top 10)."""
 SCALE_TOP = 16
 """A latent's scale is the mean of its this many largest token activations over the scoring pool."""
-CHUNK_ENTRIES = 2 ** 24
-"""Sparse entries a `LatentIndex` buffers in memory before it writes them out as one sorted chunk."""
+CHUNK_ENTRIES = 2 ** 22
+"""Sparse entries a `LatentIndex` buffers in memory before it writes them out as one sorted chunk:
+at most about 40 bytes each while a chunk is sorted (160 MB), whatever the pool. Larger chunks only
+move the pass's peak up with the pool until they fill (2 ** 24 filled at 820 images of 4,096 tokens,
+k = 25, and held 0.9 GB at the flush); the merge reads one chunk at a time."""
 
 
 def image_statistic(codes: Codes, rank: str = "mean") -> torch.Tensor:
@@ -192,12 +195,13 @@ class LatentIndexWriter:
         if not self.buffered:
             return
         latent, row, value = (torch.cat(parts) for parts in zip(*self.buffer))
-        order = latent.argsort(stable=True)  # rows stay ascending within each latent
+        self.buffer, self.buffered = [], 0  # the parts go before the sort: one copy of the chunk at a time
+        order = latent.argsort(stable=True).numpy()  # rows stay ascending within each latent
         i = len(self.chunks)
-        np.save(self.dpath / f"chunk{i}.rows.npy", row[order].numpy().astype(self.row_dtype))
-        np.save(self.dpath / f"chunk{i}.values.npy", value[order].numpy())
+        np.save(self.dpath / f"chunk{i}.rows.npy", row.numpy().astype(self.row_dtype)[order])
+        del row  # narrowed before it is gathered: no second int64 copy
+        np.save(self.dpath / f"chunk{i}.values.npy", value.numpy()[order])
         self.chunks.append(torch.bincount(latent, minlength=self.d_sae).numpy())
-        self.buffer, self.buffered = [], 0
 
     def close(self) -> None:
         self._flush()
