@@ -14,6 +14,8 @@ generator, a segmenter, a vocabulary) is refused before anything is computed."""
 from __future__ import annotations
 
 import csv
+import ctypes
+import gc
 import importlib.metadata
 import json
 import subprocess
@@ -27,6 +29,7 @@ from benchmark.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
 from benchmark.context import COSTS, Context, MethodConfig, method_needs, method_steers
 from benchmark.explanations import explain_rows
+from benchmark.leaderboard import CONSTANT_METHOD, constant_name
 from benchmark.protocol import protocol, resolve
 from benchmark.registry import METHODS, UsageError, warn
 from benchmark.results import write_atomic
@@ -36,7 +39,7 @@ from benchmark.sources.capabilities import NEEDS
 from benchmark.sources.source import Source
 from benchmark.sources.spec import COMPONENTS, ModelsConfig
 from benchmark.stores import TOP_KEPT
-from benchmark.tuning import parse_sweep, tune
+from benchmark.tuning import constant_labels, parse_sweep, tune
 
 LATENTS = ("ids", "alive")
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
@@ -78,6 +81,10 @@ class RunConfig:
     """What `features` and `tune_features` count: latent ids (ids) or positions in the sorted list of
     alive latents, those that fire on some top-k pool image (alive: the seed paper's slices). None:
     the protocol's."""
+    random_sae: int | None = None
+    """A seed: explain a random SAE of the trained one's kind, shape and sparsity instead of it, the
+    sanity control (`--sae random:<seed>`; with real models, the same as `[sae] random`). Its rows are
+    a source of their own (`default@1+random-sae-0`). None: the trained SAE."""
 
     def __post_init__(self):
         protocol(self.protocol)  # an unknown name fails here, before anything is opened
@@ -154,6 +161,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     what: it is recorded in run.json but is no part of the run's key, since every backend gives the
     same results."""
     import methods  # noqa: F401  (registers the built-in methods)
+    from methods.baselines import candidate_labels
     from metrics import resolve
 
     fns = dict(METHODS.resolve(spec) for spec in config.methods)
@@ -166,6 +174,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     if sweep and tune_metric is None:
         raise UsageError("--sweep names what --tune sweeps; give --tune METRIC too")
     refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
+    constant = fns.pop(CONSTANT_METHOD, None) is not None  # chosen per metric below, not explained
+    if constant and not metrics:
+        raise UsageError(f"{CONSTANT_METHOD}: the label is chosen by the run's metrics; run it without --metrics none")
     if metrics or tune_metric:
         source.check_scorer()  # a misnamed scorer fails now, not after every explanation
     sctx = ScoringContext(source, config.scoring)  # the protocol's scoring settings filled in
@@ -174,15 +185,17 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     backend.start(source)
     # run.json and the run's key record the LM and what the protocol set, not None
     config = replace(config, lm=source.lm, protocol=source.protocol,
-                     latents=config.latents or protocol(source.protocol).run["latents"])
+                     latents=config.latents or protocol(source.protocol).run["latents"],
+                     random_sae=source.spec.sae.random)  # set by the flag or by [sae] random
     ctx = Context(source, config.method)
     # here, before any worker needs them (the scoring pass gives the scales; the top-k pass, alive latents)
     top = source.activations("topk", backend.activation_pass(source, "topk"), keep=max(TOP_KEPT, config.method.top_k))
     source.activations("scoring", backend.activation_pass(source, "scoring"))
+    release_freed_memory()  # what the passes freed, before the stages that follow start on top of it
     counted = np.flatnonzero(top.alive_F).tolist() if config.latents == "alive" else None
     features = counted_features(config.features, ctx.sae.d_sae, counted)
     submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
-    tuning = None
+    tuning, validation = None, None
     if tune_metric is not None:
         validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae, counted)
         method_config, tuning = tune(source, replace(ctx.config, evaluated=tuple(validation)), fns, tune_metric, sctx,
@@ -196,15 +209,24 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         for f, row in explain_rows(ctx, name, fn, features, backend).items():
             rows.append({**made_on, "method": name, "feature": f, "explanation": row["explanation"],
                          "answer": row["answer"], **cost_columns(row["cost"])})
+    constants = None
+    if constant:
+        if validation is None:
+            validation = split_validation(features, config.tune_features, ctx.sae.d_sae, counted)[0]
+        constants = constant_labels(sctx, metrics, validation, candidate_labels(source.vocabulary()))
+        rows += constant_rows(made_on, constants, features)
     if submission is not None:
         name = f"submission:{Path(config.explanations).stem}"
         wanted = set(features)
         rows += [{**made_on, "method": name, "feature": f, "explanation": e, "answer": e, **cost_columns({})}
                  for f, e in sorted(submission.items()) if f in wanted]
     settings = asdict(config)
+    if settings["random_sae"] is None:  # a trained SAE's run keeps the settings (and run directory) it had
+        del settings["random_sae"]
     run_dir = Path(config.out) / f"{source.name}-{source.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if metrics:
+        release_freed_memory()
         table = score_rows(sctx, metrics, pd.DataFrame(rows).drop(columns="answer"))
         write_atomic(run_dir / "scores.csv", table.to_csv(index=False, lineterminator="\n"))
     write_atomic(run_dir / "run.json", json.dumps({
@@ -212,9 +234,33 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         "protocol": source.protocol, "source": source.describe(), "method_config": asdict(ctx.config),
         "scoring_config": asdict(sctx.config),
         "steering_multiplier": ctx.config.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
-        "tuning": tuning, "backend": backend.describe(),
+        "tuning": tuning, "constant_labels": constants, "backend": backend.describe(),
     }, indent=1))
     return run_dir
+
+
+def constant_rows(made_on: dict, constants: dict[str, dict], features: list[int]) -> list[dict]:
+    """The best-constant-label control's rows: per metric, `constant-label[METRIC]` giving its chosen
+    label to every reported feature, at no explaining cost. With --tune the validation slice it was chosen
+    on is not among them; without, it is (every method covers the same features): that can only favour
+    the control, so a method that beats it still beats it fairly."""
+    free = cost_columns({k: 0.0 for k in COSTS})
+    return [{**made_on, "method": constant_name(metric), "feature": f, "explanation": c["label"],
+             "answer": c["label"], **free} for metric, c in constants.items() for f in features]
+
+
+def release_freed_memory() -> None:
+    """Hands the heap memory a finished stage freed back to the kernel (glibc's `malloc_trim`; nothing
+    where the C library has none). glibc keeps freed blocks below its mmap threshold, which the first
+    large free raises to 32 MB, in its heaps: the activation pass's sparse batches (a few MB each,
+    buffered up to a chunk of the scoring store) stay resident after they are freed, about 2.5 KB per
+    scoring-pool token, and every later stage of the same process would start on top of them, so its
+    peak anonymous memory would grow with the pool (`python -m benchmark bench --scale --one-process`)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # no glibc (macOS, musl): nothing to hand back this way
+        pass
 
 
 def cost_columns(cost: dict) -> dict[str, float]:
@@ -234,8 +280,12 @@ def refuse_unsteerable(config: RunConfig, methods: dict) -> None:
 def source_recipe(config: RunConfig) -> tuple:
     """How to open the run's source: the config's real models, or the world preset, under its protocol."""
     if config.models is not None:
-        return ("models", config.models, config.lm, config.protocol)
-    return ("world", config.world, config.lm, config.protocol)
+        models = config.models
+        if config.random_sae is not None:
+            models = replace(models, sae=replace(models.sae, random=config.random_sae))
+        return ("models", models, config.lm, config.protocol)
+    return ("world", config.world, config.lm, config.protocol,
+            *((config.random_sae,) if config.random_sae is not None else ()))
 
 
 def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:

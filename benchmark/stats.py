@@ -75,3 +75,36 @@ def pooled_ci(samples: list, statistic, confidence: float = 0.95) -> tuple[float
     draws = [statistic([samples[i] for i in rng.integers(0, len(samples), len(samples))]) for _ in range(RESAMPLES)]
     low, high = np.nanpercentile(draws, [50 * (1 - confidence), 100 - 50 * (1 - confidence)])
     return value, float(low), float(high)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of `a - b` over the positions where both are finite (the same features under
+    both methods), with `mean_ci`'s bootstrap interval: the difference a verdict rests on, and how far
+    resampling the features moves it."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    return mean_ci(a[both] - b[both])
+
+
+def reseed_spread(differences_SP: np.ndarray) -> float:
+    """The typical spread of a method pair's difference across world seeds: per pair (column), the range
+    (max - min) of its difference of means over the seeds (rows) where it is known, then the median over
+    the pairs known on at least two seeds. Range, because with three seeds it is the whole observed
+    disagreement; median over pairs, because one pair's large swing (a control whose mean moves with the
+    world) should not silence every other comparison. NaN when no pair is known on two seeds."""
+    d = np.asarray(differences_SP, np.float64).reshape(len(differences_SP), -1)
+    known = np.isfinite(d).sum(axis=0) >= 2
+    if not known.any():
+        return float("nan")
+    d = d[:, known]
+    return float(np.median(np.nanmax(d, axis=0) - np.nanmin(d, axis=0)))
+
+
+def min_reliable_difference(spread: float, half_widths: np.ndarray) -> float:
+    """The smallest difference of method means that exceeds both the reseed spread and the bootstrap
+    CI of a difference (the median half-width over the method pairs): below it a difference can come
+    from the world's seed or from the features sampled alone. Without seeds (`spread` NaN) it is the CI
+    part alone; NaN when neither is known."""
+    half = np.asarray(half_widths, np.float64)
+    parts = [spread, float(np.median(half[np.isfinite(half)])) if np.isfinite(half).any() else float("nan")]
+    return float(np.nanmax(parts)) if np.isfinite(parts).any() else float("nan")

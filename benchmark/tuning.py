@@ -10,6 +10,9 @@ the values chosen before it. Each is picked by the score of the method that decl
 (the first such requested method, else the registered one) and then used by every method that reads
 it, so a control runs at the setting of the method it controls for (random-direction at steering's,
 permuted at hybrid's) rather than at one tuned for itself.
+
+The best-constant-label control is chosen on the same validation slice (`constant_labels`): per
+metric, the one label that scores best when given to every validation feature.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 
 import numpy as np
+import pandas as pd
 
 from benchmark.backends import Backend
 from benchmark.context import TOP_IMAGES, Context, MethodConfig, method_reads, method_tunes
@@ -119,3 +123,20 @@ def tune(source: Source, config: MethodConfig, methods: dict[str, Callable], met
                                    "chosen": chosen}
     record["config"] = asdict(config)
     return config, record
+
+
+def constant_labels(sctx: ScoringContext, metrics: list[Metric], validation: list[int],
+                    candidates: list[str]) -> dict[str, dict]:
+    """Per metric (by name): the best constant label (`methods.baselines.best_label`) among `candidates`,
+    each given to every validation feature and scored by the metric's headline, with every candidate's
+    mean: chosen per metric, because a label that games one metric need not game another."""
+    from methods.baselines import best_label
+
+    out = {}
+    for m in metrics:
+        table = pd.DataFrame({label: score(sctx, m, validation, [label] * len(validation))[m.headline].to_numpy()
+                              for label in candidates}, index=validation).T
+        label, means = best_label(table, m.higher_is_better)
+        out[m.name] = {"label": label, "column": m.headline, "validation_features": list(validation),
+                       "means": {k: round(v, 4) if np.isfinite(v) else None for k, v in means.items()}}
+    return out

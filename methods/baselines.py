@@ -1,5 +1,8 @@
 """Controls and baselines: what a method must beat to mean anything."""
+from __future__ import annotations
+
 import numpy as np
+import pandas as pd
 
 from benchmark.context import Context, method
 from benchmark.steering.inputs import random_directions
@@ -65,3 +68,35 @@ def oracle(ctx: Context, features: list[int]) -> list[str]:
     """The ground truth's phrase for the feature (the world: its concept with its position tag)."""
     truth = ctx.source.capabilities.groundtruth
     return [truth.phrase(f) or "" for f in features]
+
+
+GENERIC_LABELS = ("an image", "a photo", "objects", "nothing", "a shape", "a pattern", "a colour", "depictions")
+"""Labels that fit any feature: a constant label that scores well (Describe-and-Dissect's "depictions"
+beat every real method on MILANNOTATIONS) says the metric rewards something other than the feature."""
+
+
+@method("constant-label", needs=("vocabulary",))
+def constant_label(ctx: Context, features: list[int]) -> list[str]:
+    """The best constant label: one label for every feature, the candidate (`candidate_labels`) that
+    scores best on the validation features, chosen per metric by the run (rows `constant-label[METRIC]`,
+    the choice in run.json). Called outside a run, with no metric to choose by: the first generic label."""
+    return [candidate_labels(ctx.source.vocabulary())[0]] * len(features)
+
+
+def candidate_labels(vocabulary: list[str], generic: tuple[str, ...] = GENERIC_LABELS) -> list[str]:
+    """The constant labels searched: the generic ones, then the source's vocabulary (the pool's caption
+    words and short phrases: the world's concept names, a real pool's label names), each once, in that
+    order, so a tie goes to the more generic label."""
+    return list(dict.fromkeys([*generic, *(w.strip() for w in vocabulary if w.strip())]))
+
+
+def best_label(scores_LF: pd.DataFrame, higher_is_better: bool = True) -> tuple[str, dict[str, float]]:
+    """(label, means): the row label of `scores_LF` (candidate label x validation feature, one metric's
+    headline; NaN for dead features) with the best mean over features, and every candidate's mean. A
+    tie goes to the first in row order; a label with no finite score never wins; with none finite, the
+    first label."""
+    means = scores_LF.mean(axis=1, skipna=True)
+    sign = 1.0 if higher_is_better else -1.0
+    finite = means[np.isfinite(means.to_numpy(np.float64))]
+    label = str(scores_LF.index[0]) if finite.empty else str((sign * finite).idxmax())
+    return label, {str(k): float(v) for k, v in means.items()}

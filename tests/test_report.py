@@ -339,3 +339,16 @@ def test_heat_ramp_reads_in_order_for_colour_blind_viewers(vision):
     assert l_star[0] - l_star[-1] > 30
     grey = np.array([[255, 255, 255], [119, 119, 119], [0, 0, 0]], np.float32)  # known L*: 100, 50, 0
     assert lightness(grey, vision) == pytest.approx([100, 50.0, 0], abs=0.1)  # dichromats see greys unchanged
+
+
+def test_pairwise_table_shows_the_mrd_beside_every_comparison():
+    from benchmark.report.data import pairwise_noise
+
+    pairwise = pd.DataFrame([{"source": "s", "lm": "large", "metric": "m", "method_a": a, "method_b": b, "diff": d,
+                              "mrd": 0.05} for a, b, d in (("x", "y", 0.1), ("y", "x", -0.1))])
+    mrd, diff = pairwise_noise(pairwise, "s", "large", "m", ["x", "y"])
+    assert mrd == 0.05 and diff[0][1] == 0.1 and math.isnan(diff[0][0])
+    table = html.pairwise_table("large", ["x", "y"], [[math.nan, 0.01], [0.99, math.nan]], mrd, diff)
+    assert "MRD 0.05</caption>" in table and "difference +0.1 (beyond the MRD)" in table
+    assert "difference -0.1 (within the MRD)" in table
+    assert math.isnan(pairwise_noise(pairwise.drop(columns="mrd"), "s", "large", "m", ["x"])[0])

@@ -100,6 +100,17 @@ def pairwise_matrix(pairwise: pd.DataFrame, source: str, lm: str, metric: str) -
     return methods, [[p.get((a, b), math.nan) for b in methods] for a in methods]
 
 
+def pairwise_noise(pairwise: pd.DataFrame, source: str, lm: str, metric: str,
+                   methods: list[str]) -> tuple[float, list[list[float]]]:
+    """The (source, LM, metric)'s minimum reliable difference and d[i][j], method i's mean advantage over
+    method j (`diff`); NaN where the table has no such columns (tables from before the MRD)."""
+    part = pairwise[(pairwise.source == source) & (pairwise.lm == lm) & (pairwise.metric == metric)]
+    if "mrd" not in part or part.empty:
+        return math.nan, [[math.nan] * len(methods) for _ in methods]
+    d = part.set_index(["method_a", "method_b"])["diff"].to_dict()
+    return float(part.mrd.iloc[0]), [[d.get((a, b), math.nan) for b in methods] for a in methods]
+
+
 def group_order(levels: list[str], categories: list[str], level_of: dict[str, str]) -> list[str]:
     """Levels in `LEVELS`' order, others sorted; then categories under their level (`level_of`:
     category -> level, as the rows give it) in that order, alphabetically within a level; categories

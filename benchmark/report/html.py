@@ -9,7 +9,7 @@ from html import escape
 import pandas as pd
 
 from benchmark.report.data import (SHARD, by_level, by_lm, by_method, category_pivot, cost_columns, default_metric,
-                                   metric_columns, pairwise_matrix, quality_cost)
+                                   metric_columns, pairwise_matrix, pairwise_noise, quality_cost)
 from benchmark.report.inputs import Leaderboard
 from benchmark.report.svg import dot_plot, line_plot, scatter_plot
 from benchmark.stats import ALPHA
@@ -131,9 +131,14 @@ def metric_views(board: Leaderboard, source: str, metric: str, lms: list[str], l
     per_category = board.per_category[board.per_category.source == source]
     if len(per_category):
         out.append(category_table(category_pivot(per_category, metric, level_of), name))
-    matrices = [pairwise_table(lm, *pairwise_matrix(board.pairwise, source, lm, metric)) for lm in lms]
+    matrices = []
+    for lm in lms:
+        methods, p = pairwise_matrix(board.pairwise, source, lm, metric)
+        matrices.append(pairwise_table(lm, methods, p, *pairwise_noise(board.pairwise, source, lm, metric, methods)))
     out.append(f"<p class=note>Pairwise tests on {escape(name)}: ✓ where the row's method scores significantly "
-               f"better than the column's (higher, or lower where the metric says so; one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p).</p>"
+               f"better than the column's (higher, or lower where the metric says so; one-sided Mann–Whitney, p &lt; {ALPHA}; hover a cell for p "
+               f"and the difference of means). Beside each matrix its minimum reliable difference (MRD): a difference "
+               f"below it is within the reseed spread or the bootstrap CI, whatever p says.</p>"
                f"<div class=matrices>{''.join(matrices)}</div>")
     return "".join(out)
 
@@ -150,23 +155,30 @@ def category_table(pivot: pd.DataFrame, name: str) -> str:
             f'</thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def pairwise_table(lm: str, methods: list[str], p: list[list[float]]) -> str:
-    """Row method a, column method b: ✓ where a scores significantly better than b."""
+def pairwise_table(lm: str, methods: list[str], p: list[list[float]], mrd: float = float("nan"),
+                   diff: list[list[float]] | None = None) -> str:
+    """Row method a, column method b: ✓ where a scores significantly better than b; the MRD in the
+    caption and each cell's difference of means in its tooltip (where the table has them)."""
     if not methods:
         return ""
     head = "".join(f"<th class=vertical><span>{escape(m)}</span></th>" for m in methods)
     rows = []
     for a, ps in zip(methods, p):
         tds = []
-        for b, value in zip(methods, ps):
+        for j, (b, value) in enumerate(zip(methods, ps)):
             if a == b or not _finite(value):
                 tds.append("<td class=na></td>")
             else:
                 sig = value < ALPHA
                 tip = f"{escape(a)} &gt; {escape(b)}: p = {value:.3g}"
+                gap = diff[methods.index(a)][j] if diff is not None else float("nan")
+                if _finite(gap):
+                    tip += f", difference {gap:+.3g}" + (f" ({'beyond' if gap > mrd else 'within'} the MRD)"
+                                                         if _finite(mrd) else "")
                 tds.append(f'<td class="{"sig" if sig else "ns"}" title="{tip}">{"✓" if sig else ""}</td>')
         rows.append(f"<tr><th scope=row>{escape(a)}</th>{''.join(tds)}</tr>")
-    return (f'<table class=pairwise><caption>{escape(lm)} LM: row beats column</caption><thead><tr><th></th>{head}'
+    noise = f" · MRD {mrd:.3g}" if _finite(mrd) else ""
+    return (f'<table class=pairwise><caption>{escape(lm)} LM: row beats column{noise}</caption><thead><tr><th></th>{head}'
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 

@@ -63,6 +63,15 @@ class SAESpec:
     embeddings; L: the output of block L - 1; LLaVA-1.5 reads 23 of CLIP-L's 24 blocks); None: derived
     from the SAE's files by their format's convention (`sae inspect` shows it: dictionary_learning's
     `layer` L is hidden state L + 1, SAELens' `blocks.N.hook_resid_post` is N + 1)."""
+    random: int | None = None
+    """A seed: explain a random SAE of the same kind, shape and sparsity instead of the one at `path`
+    (`benchmark.models.sae.random_like`), the sanity control a trained SAE should beat; its source is
+    named `<name>+random-sae-<seed>` (`random_sae_name`). None: the SAE at `path` itself."""
+
+    def __post_init__(self):
+        if self.random is not None and (isinstance(self.random, bool) or not isinstance(self.random, int)
+                                        or self.random < 0):
+            raise UsageError(f"[sae] random must be a seed, an integer >= 0, not {self.random!r}")
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,33 @@ class ModelsConfig:
                        scorer=replace(self.scorer, model=_where(self.scorer.model),
                                       pretrained=self.scorer.pretrained and _where(self.scorer.pretrained)),
                        **{name: _paths(getattr(self, name), _where) for name in COMPONENTS})
+
+
+RANDOM_SAE_TAG = "+random-sae-"
+"""What a random SAE's source name adds to the trained one's (`default@1+random-sae-0`): a name that
+is also a file name (`leaderboards/rows/<source>-<lm>.csv.gz`), so no colon."""
+
+
+def random_sae_name(name: str, seed: int) -> str:
+    """The source name of a random SAE (seed `seed`) standing in for source `name`'s trained SAE."""
+    return f"{name}{RANDOM_SAE_TAG}{seed}"
+
+
+def trained_source_of(name: str) -> str | None:
+    """The trained source a random SAE's source name stands in for (`default@1+random-sae-0 [seed]`
+    -> `default@1 [seed]`), or None when `name` is no random SAE's. Findings pair the two by it."""
+    match = re.fullmatch(rf"(.*){re.escape(RANDOM_SAE_TAG)}\d+(.*)", name)
+    return match and match[1] + match[2]
+
+
+def parse_random_sae(value: str) -> int:
+    """The seed of `--sae random:<seed>`; anything else is a one-line UsageError (a trained SAE is
+    named by the run config's [sae] table, not by this flag)."""
+    kind, _, seed = value.partition(":")
+    if kind != "random" or not seed.isdigit():
+        raise UsageError(f"--sae {value!r}: expected random:<seed> (a random SAE of the trained one's kind and "
+                         f"shape, e.g. random:0); a trained SAE is named in the run config's [sae] table")
+    return int(seed)
 
 
 RESIZES = ("crop", "whole")
