@@ -1,12 +1,13 @@
 """Command line.
 
     python -m benchmark [--config run.toml] --method hybrid [--features 0:512] [--lm large] [--world default] [--out results]
-                        [--protocol featurebench|seed] [--latents ids|alive]
+                        [--protocol featurebench|seed] [--latents ids|alive] [--sae random:SEED]
                         [--metrics all] [--tune METRIC [--tune-features 0:128]]
                         [--backend local|ray [--address auto|ray://...] [--workers N]]
     python -m benchmark methods | metrics
-    python -m benchmark validate-metrics [--lm large] [--json]
-    python -m benchmark leaderboard [--add RUN_DIR ... [--replace]] [--dir leaderboards]
+    python -m benchmark validate-metrics [--lm large] [--board leaderboards] [--json]
+    python -m benchmark leaderboard [--add RUN_DIR ... [--replace]] [--dir leaderboards] [--seeds DIR ...]
+    python -m benchmark leaderboard --readme [--dir leaderboards] [--validation FILE]
     python -m benchmark check-submission RUN_DIR [--leaderboards leaderboards]
     python -m benchmark findings DIR [DIR ...] [--json]
     python -m benchmark report [--run RUN_DIR ...] [--leaderboards leaderboards] [--out report]
@@ -113,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
                        world=args.world, out=args.out, explanations=args.explanations, metrics=args.metrics,
                        tune=args.tune, tune_features=args.tune_features, sweep=tuple(args.sweep or ()),
                        method=method, scoring=scoring_config(args), models=args.models, protocol=args.protocol,
-                       latents=args.latents)
+                       latents=args.latents, random_sae=random_sae(args.sae))
     backend = make_backend(args.backend, args.address, args.workers)
     try:
         run_dir = run(config, backend)
@@ -172,13 +173,23 @@ def _metrics(args: argparse.Namespace) -> int:
 def _validate_metrics(args: argparse.Namespace) -> int:
     from benchmark.scoring import ScoringContext
     from benchmark.sources import open_source
-    from benchmark.validation import validate
+    from benchmark.validation import validate, with_board_checks
     from metrics import resolve
 
     source = open_source(("world", args.world, args.lm))
-    report = validate(source, resolve(args.metrics), ScoringContext(source))
+    metrics = resolve(args.metrics)
+    report = validate(source, metrics, ScoringContext(source))
+    board = None if args.board in ("", "none") else Path(args.board)
+    report = with_board_checks(report, board, source.name, source.lm, metrics, getattr(source, "protocol", None))
     for name, r in report.items():
         print(f"{name:<20} pairwise AUROC {_fmt(r['pairwise_auroc'])}   Spearman with oracle {_fmt(r['spearman_oracle'])}")
+        separation = r["separation"] or {}
+        print(f"{'':<20} vs random SAE, AUROC " + "   ".join(
+            f"{m} {_fmt((separation.get(m) or {}).get('auroc'))}" for m in ("topk", "steering", "hybrid"))
+            + f"   margin over constant label {_fmt((r['constant'] or {}).get('margin'))}"
+            + (f" ({r['constant']['method']})" if r["constant"] else ""))
+        for note in r["notes"]:
+            print(f"{'':<20} note: {note}")
     if args.json:
         print(json.dumps(report, separators=(",", ":")))
     return 0
@@ -194,11 +205,37 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import markdown, regenerate
     from benchmark.registry import UsageError
 
+    if args.readme:
+        return _board_readme(args)
+    if args.validation:
+        raise UsageError("--validation: only with --readme")
     if args.replace and not args.add:
         raise UsageError("--replace: give the runs whose rows replace the old ones with --add RUN_DIR")
-    tables = regenerate(Path(args.dir), [Path(p) for p in args.add], args.replace)
+    seeds = None if args.seeds is None else [Path(d) for d in args.seeds]
+    tables = regenerate(Path(args.dir), [Path(p) for p in args.add], args.replace, seeds)
     print(markdown(tables["main"]))
     print(f"wrote {', '.join(str(Path(args.dir) / f'{n}.csv') for n in tables)}")
+    return 0
+
+
+def _board_readme(args: argparse.Namespace) -> int:
+    """Writes DIR/README.md from DIR's rows, nothing else (`benchmark.board_readme`)."""
+    from benchmark.board_readme import write_readme
+    from benchmark.registry import UsageError
+
+    if args.add or args.replace or args.seeds is not None:
+        raise UsageError("--readme writes the README from the rows as they are: run --add/--replace/--seeds first, "
+                         "without it")
+    agreement = None
+    if args.validation:
+        try:
+            lines = Path(args.validation).read_text().strip().splitlines()
+            agreement = json.loads(lines[-1]) if lines else None
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"--validation {args.validation}: not validate-metrics --json output ({e})") from None
+        if not isinstance(agreement, dict):
+            raise UsageError(f"--validation {args.validation}: not validate-metrics --json output")
+    print(f"wrote {write_readme(Path(args.dir), agreement)}")
     return 0
 
 
@@ -218,14 +255,20 @@ def _findings(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from benchmark.findings import CONTROLS, FIDELITY, METHODS, control_comparisons, markdown, orderings, table
-    from benchmark.leaderboard import load_rows
+    from benchmark.findings import separation_markdown, separation_table, without_random_saes
+    from benchmark.leaderboard import headline_columns, load_rows
 
     rows = pd.concat([load_rows(Path(d)) for d in args.dirs], ignore_index=True)
     other = rows.protocol != "featurebench"  # another protocol's rows are a source of their own
     rows.loc[other, "source"] = rows.source[other] + " [" + rows.protocol[other] + "]"
     by_source = dict(list(rows.groupby("source", sort=False)))  # the first directory's first source leads
+    separation = separation_table(by_source, headline_columns(rows))  # random SAEs: a control, not a source
+    by_source = without_random_saes(by_source)
     found, order = table(by_source), orderings(by_source)
     print(markdown(found, order))
+    if len(separation):
+        print("\ntrained SAE vs random SAE: how well each metric tells their features apart (AUROC 0.5: not at all)")
+        print(separation_markdown(separation))
     for source, rows in by_source.items():
         weak = control_comparisons(rows, "large")
         weak = weak[weak.p >= 0.05]
@@ -233,8 +276,8 @@ def _findings(args: argparse.Namespace) -> int:
               f"significant" + "".join(f"; {r.method} > {r.control} on {r.metric} p = {r.p:.2g}"
                                        for r in weak.itertuples()))
     if args.json:
-        print(json.dumps({"findings": found.to_dict("records"), "orderings": order.to_dict("records")},
-                         separators=(",", ":")))
+        print(json.dumps({"findings": found.to_dict("records"), "orderings": order.to_dict("records"),
+                          "separation": separation.to_dict("records")}, separators=(",", ":")))
     return 0
 
 
@@ -302,12 +345,20 @@ def _scale_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--images {args.images!r}: a comma list of pool sizes, e.g. 500,1000,2000") from None
     work = Path(args.work) if args.work else cache_root() / "scale-bench"
-    report = scale_bench(args.scale_shape, sizes, work, args.python_path)
-    print(f"{'N':>6} {'peak RSS MB':>12} {'cache MB':>9} {'images MB':>10}   seconds: activations / explaining / scoring")
-    for r in report["runs"]:
-        s = r["seconds"]
-        print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
-              f"{r['source_image_bytes'] / 1e6:>10.1f}   {s['activations']} / {s['explaining']} / {s['scoring']}")
+    report = scale_bench(args.scale_shape, sizes, work, args.python_path, args.one_process)
+    if args.one_process:
+        print(f"{'N':>6} {'peak RSS MB':>12} {'peak anon MB':>13} {'cache MB':>9} {'images MB':>10}   seconds")
+        for r in report["runs"]:
+            print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} "
+                  f"{r['peak_anon_bytes']['max'] / 1e6:>13.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
+                  f"{r['source_image_bytes'] / 1e6:>10.1f}   {r['seconds']}")
+    else:
+        print(f"{'N':>6} {'peak RSS MB':>12} {'cache MB':>9} {'images MB':>10}   seconds: activations / explaining / "
+              f"scoring")
+        for r in report["runs"]:
+            s = r["seconds"]
+            print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
+                  f"{r['source_image_bytes'] / 1e6:>10.1f}   {s['activations']} / {s['explaining']} / {s['scoring']}")
     for field, g in report["growth"].items():
         if g["per_image"] is None:
             continue
@@ -355,6 +406,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--world", default="default", help="world: default (its shipped version, default@1), "
                      "default@train or default@seedN (trained here), tiny, or a registered plug-in; unused when the "
                      "config file has [vlm], [sae], [pool] tables")
+    run.add_argument("--sae", metavar="random:SEED", help="explain a random SAE of the trained one's kind, shape and "
+                     "sparsity instead (the sanity control; its rows are the source <name>+random-sae-SEED); with "
+                     "real models the same as [sae] random = SEED")
     run.add_argument("--out", default="results", help="directory for run directories")
     run.add_argument("--explanations", help="CSV (feature,explanation) of explanations made elsewhere")
     run.add_argument("--top-k", type=int, default=5, help="images shown by top-k and hybrid")
@@ -388,6 +442,9 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("--world", default="default")
     validate.add_argument("--lm", default="large", help="LM size whose methods' explanations are correlated with oracle")
     validate.add_argument("--metrics", default="all", help="all or a comma list")
+    validate.add_argument("--board", default="leaderboards", metavar="DIR", help="leaderboard directory whose rows "
+                          "give each metric's trained-vs-random-SAE separation and margin over the best constant "
+                          "label for this (source, LM); none: skip (default: leaderboards)")
     validate.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     validate.set_defaults(run=_validate_metrics)
     board = commands.add_parser("leaderboard", help="regenerate leaderboards/*.csv from score rows (no model runs)")
@@ -395,6 +452,13 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--dir", default="leaderboards", help="leaderboard directory (rows/ inside)")
     board.add_argument("--replace", action="store_true", help="with --add: the runs' rows replace every row of their "
                        "(source, LM), e.g. after the source's models changed")
+    board.add_argument("--seeds", nargs="*", default=None, metavar="DIR", help="leaderboard directories of the same "
+                       "worlds at other seeds, read for pairwise.csv's reseed spread (mrd); default: DIR/seeds when it "
+                       "has rows; --seeds with no DIR: none")
+    board.add_argument("--readme", action="store_true", help="write DIR/README.md (what each metric column measures, "
+                       "from the random-SAE and constant-label rows) from DIR's rows; no table is rewritten")
+    board.add_argument("--validation", metavar="FILE", help="with --readme: validate-metrics --json output whose "
+                       "ground-truth agreement joins the README's table")
     board.set_defaults(run=_leaderboard)
     submission = commands.add_parser("check-submission", help="check a run before it is added to the leaderboards: "
                                      "rows complete, the committed rows' source identity, no NaN headline")
@@ -432,6 +496,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--images", default="500,1000,2000", help="with --scale: comma list of pool sizes")
     bench.add_argument("--work", help="with --scale: where the stand-in, images and runs go (default: the cache)")
     bench.add_argument("--python-path", help="with --scale: run the stages on another checkout's code")
+    bench.add_argument("--one-process", action="store_true", help="with --scale: the whole run in one process, as a "
+                       "user runs it; reports peak anonymous memory too")
     bench.add_argument("--json", action="store_true", help="also print the report as one JSON line (last line)")
     bench.set_defaults(run=_bench)
     world = commands.add_parser("world", help="the embedded default world").add_subparsers(dest="action", required=True)
@@ -501,8 +567,9 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     out: list[str] = []
     for key, value in read_config(fpath).items():
         dest = str(key).replace("-", "_")
-        if dest in TABLES or dest in ("explainer", "scoring", "explaining"):
-            continue
+        if (dest in TABLES and not (dest == "sae" and isinstance(value, str))) or dest in ("explainer", "scoring",
+                                                                                             "explaining"):
+            continue  # a top-level sae = "random:0" is the --sae flag; an [sae] table, config_models'
         if dest not in flags:
             close = difflib.get_close_matches(dest, [*flags, *TABLES], n=1)
             raise UsageError(f"--config {fpath}: unknown option {key!r}; " + (f"did you mean {close[0]!r}? " if close else "")
@@ -528,8 +595,15 @@ def config_models(fpath: str) -> ModelsConfig | None:
     from benchmark.sources.spec import ALL_TABLES as TABLES, models_config
 
     names = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}
-    tables = {k: v for k, v in names.items() if k in TABLES}
+    tables = {k: v for k, v in names.items() if k in TABLES and not (k == "sae" and isinstance(v, str))}  # --sae
     return models_config(tables, f"--config {fpath}").relative_to(Path(fpath).parent) if tables else None
+
+
+def random_sae(value: str | None) -> int | None:
+    """`--sae random:<seed>`'s seed (None: the trained SAE); a malformed value is a one-line UsageError."""
+    from benchmark.sources.spec import parse_random_sae
+
+    return None if value is None else parse_random_sae(value)
 
 
 def scoring_config(args: argparse.Namespace):

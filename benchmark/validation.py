@@ -6,11 +6,18 @@ Two numbers per metric, over the aligned features:
   over every (feature, wrong phrase) pair, ties counting one half;
 - `spearman_oracle`: Spearman correlation of the metric's headline column with `oracle` over every
   method's explanations of those features (all built-in methods, one LM size).
+
+`with_board_checks` adds the two sanity numbers a leaderboard's rows hold for the validated (source,
+LM) (`benchmark.board_readme.sanity`): how well the metric tells the trained SAE's features from a
+random SAE's (`separation`, per top-k, steering and hybrid) and the best real method's margin over the
+best constant label (`constant`); None, with a note, where the board lacks those rows.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from pathlib import Path
 
 from benchmark.context import Context, MethodConfig
 from benchmark.metric import METRICS, Metric
@@ -42,13 +49,14 @@ def pairwise_auroc(right: np.ndarray, wrong: np.ndarray) -> float:
 
 
 def method_explanations(source: Source, features: list[int]) -> pd.DataFrame:
-    """Every built-in method's explanation of `features` (cached like any run's)."""
+    """Every built-in method's explanation of `features` (cached like any run's), but the constant
+    label's: a run chooses it per metric, so outside one it is no method of its own."""
     import methods  # noqa: F401
     from benchmark.explanations import explain
 
     ctx = Context(source, MethodConfig())
     rows = []
-    for name in METHODS.names():
+    for name in (n for n in METHODS.names() if n != "constant-label"):
         for f, text in explain(ctx, name, METHODS.get(name), features).items():
             rows.append({"method": name, "feature": f, "explanation": text})
     return pd.DataFrame(rows)
@@ -70,6 +78,37 @@ def validate(source: Source, metrics: list[Metric], sctx: ScoringContext) -> dic
         report[m.name] = {"pairwise_auroc": _round(pairwise_auroc(right, wrong)),
                           "spearman_oracle": _round(spearman(values[keep], oracle[keep]))}
     return report
+
+
+def with_board_checks(report: dict[str, dict], board: Path | None, source: str, lm: str,
+                      metrics: list[Metric], protocol: str | None = None) -> dict[str, dict]:
+    """`report` (`validate`'s) with, per metric, `separation`, `random_sae`, `constant` and `notes`
+    (`benchmark.board_readme.sanity` on `board`'s rows of `source` on `lm`) and the board read (`board`).
+    No board, or one without rows: every new number None, and the notes say why. Rows of another
+    protocol than `protocol` are read, with a note saying so."""
+    from benchmark.board_readme import sanity
+    from benchmark.leaderboard import load_rows
+
+    rows, why = None, None
+    if board is None:
+        why = "no leaderboard directory given (--board DIR): separation and constant-label margin not measured"
+    elif not any((Path(board) / "rows").glob("*.csv.gz")):
+        why = f"{Path(board) / 'rows'}: no score rows: separation and constant-label margin not measured"
+    else:
+        rows = load_rows(Path(board))
+    checks = sanity(rows, source, lm, metrics) if rows is not None else {}
+    protocols = sorted(set(rows[rows.source == source].protocol.astype(str))) if rows is not None else []
+    out = {}
+    for m in metrics:
+        entry = checks.get(m.name) or {"random_sae": None, "separation": None, "constant": None,
+                                       "notes": [why or f"{board}: no {m.headline} column in the rows"]}
+        notes = list(entry["notes"])
+        if protocol is not None and protocols and protocols != [protocol]:
+            notes.append(f"the board's rows were scored under protocol {', '.join(protocols)}, not {protocol}")
+        out[m.name] = {**report.get(m.name, {}), "board": None if board is None else str(board),
+                       "random_sae": entry["random_sae"], "separation": entry["separation"],
+                       "constant": entry["constant"], "notes": notes}
+    return out
 
 
 def _headline(sctx: ScoringContext, m: Metric, rows: pd.DataFrame) -> np.ndarray:

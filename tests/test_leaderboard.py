@@ -184,9 +184,12 @@ def test_bootstrap_ci_and_mann_whitney_known_answers():
 
 @pytest.mark.parametrize("board", ["", "seeds", "seed-protocol"])
 def test_committed_leaderboards_regenerate_byte_for_byte(tmp_path, board):
-    """The project's, the two extra worlds' and the seed protocol's leaderboards."""
+    """The project's, the two extra worlds' and the seed protocol's leaderboards (the project's reads the
+    extra worlds' rows beside it, `seeds/`, for the reseed spread)."""
     committed = Path(__file__).resolve().parent.parent / "leaderboards" / board
     shutil.copytree(committed / "rows", tmp_path / "rows")
+    if (committed / "seeds" / "rows").is_dir():
+        shutil.copytree(committed / "seeds" / "rows", tmp_path / "seeds" / "rows")
     regenerate(tmp_path)
     for name in ("main.csv", "per_category.csv", "pairwise.csv"):
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
@@ -217,3 +220,44 @@ def test_paired_wilcoxon_and_holm_known_answers(tmp_path, run_dir):
     ab, ba = pairs.loc[("detection_auroc", "a", "b")], pairs.loc[("detection_auroc", "b", "a")]
     assert ab.p_paired == 1 / 16 and ba.p_paired == 1.0
     assert ab.p_paired_holm == 2 / 16 and ab.p_holm == min(1.0, 2 * ab.p_value)
+
+
+def seeded_rows(delta_b: dict[str, float], delta_c: float = 0.3) -> pd.DataFrame:
+    """Three reseeds of one world (w@1..w@3), 50 features: b scores a's plus `delta_b[source]` (a little
+    jitter per feature), c a's plus `delta_c` on every seed."""
+    out = []
+    for source, shift in delta_b.items():
+        for f in range(50):
+            base = 0.5 + 0.01 * np.sin(f)
+            for method, value in (("a", base), ("b", base + shift + 0.001 * (f % 5 - 2)), ("c", base + delta_c)):
+                out.append({"source": source, "protocol": "featurebench", "lm": "large", "method": method,
+                            "feature": f, "score": value})
+    return pd.DataFrame(out)
+
+
+def test_a_difference_inside_the_reseed_spread_is_not_beyond_noise():
+    """b - a is +0.02, -0.01, +0.03 on the three seeds: range 0.04 (c - b's too; c - a's is 0), so the
+    MRD is the median 0.04. On w@1, b beats a by 0.02 with a tiny paired p, yet within the MRD; c beats
+    a by 0.3, beyond it."""
+    rows = seeded_rows({"w@1": 0.02, "w@2": -0.01, "w@3": 0.03})
+    board, seeds = rows[rows.source == "w@1"], rows[rows.source != "w@1"]
+    pair = pairwise_table(board, ["score"], {"score": True}, seed_rows=seeds).set_index(["method_a", "method_b"])
+    assert pair.mrd.round(6).unique().tolist() == [0.04] and (pair.n_seeds == 3).all()
+    assert abs(pair.loc[("b", "a"), "diff"] - 0.02) < 1e-9 and pair.loc[("b", "a"), "p_paired_holm"] < 1e-6
+    assert not pair.loc[("b", "a"), "beyond_noise"] and not pair.loc[("a", "b"), "beyond_noise"]
+    assert pair.loc[("c", "a"), "beyond_noise"] and not pair.loc[("a", "c"), "beyond_noise"]
+    alone = pairwise_table(board, ["score"], {"score": True}).set_index(["method_a", "method_b"])
+    assert (alone.n_seeds == 1).all() and alone.loc[("b", "a"), "beyond_noise"]  # the bootstrap CI alone
+
+
+def test_the_seed_directory_beside_a_board_is_read_for_the_spread(tmp_path):
+    rows = seeded_rows({"w@1": 0.02, "w@2": -0.01, "w@3": 0.03}).rename(columns={"score": "detection_auroc"})
+    for source, dpath in (("w@1", tmp_path / "rows"), ("w@2", tmp_path / "seeds" / "rows"),
+                          ("w@3", tmp_path / "seeds" / "rows")):
+        dpath.mkdir(parents=True, exist_ok=True)
+        part = rows[rows.source == source].assign(source_id=f"id-{source}", explanation="x", concept="red",
+                                                  category="colour", level="low", aligned=True)
+        part.to_csv(dpath / f"{source}-large.csv.gz", index=False)
+    pair = regenerate(tmp_path)["pairwise"]
+    assert (pair.n_seeds == 3).all() and round(pair.mrd.iloc[0], 6) == 0.04
+    assert (regenerate(tmp_path, seeds=[])["pairwise"].n_seeds == 1).all()
