@@ -266,7 +266,7 @@ def constant_flags(main: pd.DataFrame, pairwise: pd.DataFrame) -> pd.DataFrame:
         flags = [verdict.get((r.source, r.lm, m.headline, r.method, control), None)
                  if not r.method.startswith(f"{CONSTANT_METHOD}[") else None for r in main.itertuples()]
         if any(f is not None for f in flags):
-            main[f"{m.headline}_beats_constant"] = pd.Series([None if f is None else bool(f) for f in flags],
+            main[f"{m.headline}{BEATS_CONSTANT}"] = pd.Series([None if f is None else bool(f) for f in flags],
                                                              index=main.index, dtype=object)
     return main
 
@@ -369,18 +369,26 @@ def default_seeds(dpath: Path) -> list[Path]:
     return [seeds] if any((seeds / "rows").glob("*.csv.gz")) else []
 
 
+BEATS_CONSTANT = "_beats_constant"
+"""The suffix of `main.csv`'s flag columns: whether a method beats its metric's constant label."""
+
+
 def markdown(main: pd.DataFrame) -> str:
     """The main table's means as a Markdown table (for the README), and the median seconds per
     feature where the table has costs."""
     headlines = [c for c in main.columns if c not in (*KEYS, "protocol", "n_features", *COST_MEDIANS)
-                 and not c.endswith(("_ci_low", "_ci_high"))]
+                 and not c.endswith(("_ci_low", "_ci_high", BEATS_CONSTANT))]
+    beats = [c for c in main.columns if c.endswith(BEATS_CONSTANT)]
     seconds = [c for c in ("cost_seconds_median",) if c in main.columns]
-    names = [*KEYS, "n", *headlines, *(["s / feature"] if seconds else [])]
+    names = [*KEYS, "n", *headlines, *(["s / feature"] if seconds else []), *(["beats the constant label on"] if beats else [])]
     lines = ["| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
     for r in main.itertuples(index=False):
         cells = [r.source, r.lm, r.method, str(r.n_features)]
         cells += [f"{getattr(r, c):.3f}" if not np.isnan(getattr(r, c)) else "–" for c in headlines]
         cells += [f"{getattr(r, c):.3g}" if not np.isnan(getattr(r, c)) else "–" for c in seconds]
+        if beats:  # the headlines a method fails to beat its constant label on are the news
+            held = [c.removesuffix(BEATS_CONSTANT) for c in beats if getattr(r, c) is True or getattr(r, c) == True]  # noqa: E712
+            cells.append(", ".join(held) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
