@@ -28,9 +28,9 @@ def dump(out_dpath: Path) -> None:
     """Writes `<dtype>-states.npy` (N x P x D) and `<dtype>-top.npy` (tokens x k, sorted latents)."""
     from benchmark.activations import TowerCodes
     from benchmark.models.adapters import load_vlm
-    from benchmark.world.build import build_world
+    from benchmark.sources import open_source
 
-    source = build_world("default").source("large")
+    source = open_source(("world", "default", "large"))
     images = np.concatenate([b for _, b in source.pool("scoring").batches(500, 0, IMAGES)])
     for dtype in DTYPES:
         vlm = load_vlm(source.spec.vlm.family, source.spec.vlm.path, "cpu", dtype, "whole")
@@ -62,9 +62,9 @@ def cost() -> None:
     from benchmark.activations import TowerCodes
     from benchmark.models.adapters import load_vlm
     from benchmark.models.scorer import Scorer
-    from benchmark.world.build import build_world
+    from benchmark.sources import open_source
 
-    source = build_world("default").source("large")
+    source = open_source(("world", "default", "large"))
     for split in ("topk", "scoring"):
         for dtype in DTYPES:
             codes = TowerCodes(load_vlm(source.spec.vlm.family, source.spec.vlm.path, "cpu", dtype, "whole"),

@@ -136,8 +136,9 @@ def test_steer_adds_exactly_the_vector_at_the_chosen_positions():
 
 
 def test_scorer_round_trip_and_independence(world):
-    scorer = world.source("small").scorer()
+    scorer = world.source("small").scorer()  # in the dtype measurements take (`benchmark.numerics`)
     again = Scorer.load(world.dirs["scorer"])
+    again.model.to(scorer.dtype)
     assert torch.equal(scorer.encode_texts(["red", "a small cross"]), again.encode_texts(["red", "a small cross"]))
     tower_weights = {tuple(p.shape): p for p in world.tower().parameters()}
     for p in scorer.model.visual.parameters():  # no weight is shared with the explained tower
