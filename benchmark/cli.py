@@ -101,8 +101,8 @@ def _human(report: dict) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     _check_names(args)
-    from benchmark.backends import make_backend
-    from benchmark.context import MethodConfig
+    from benchmark.explaining.backends import make_backend
+    from benchmark.explaining.context import MethodConfig
     from benchmark.pipeline import RunConfig, run
 
     method = MethodConfig(top_k=args.top_k, top_images=args.top_images, empty=args.empty,
@@ -139,7 +139,7 @@ def _check_names(args: argparse.Namespace) -> None:
     of a second, not the seconds torch takes to import."""
     import methods  # noqa: F401  (built-ins by name)
     import metrics  # noqa: F401
-    from benchmark.metric import METRICS
+    from benchmark.scoring.metric import METRICS
     from benchmark.registry import METHODS
 
     for name in args.method.split(","):
@@ -171,9 +171,9 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _validate_metrics(args: argparse.Namespace) -> int:
-    from benchmark.scoring import ScoringContext
+    from benchmark.scoring.context import ScoringContext
     from benchmark.sources import open_source
-    from benchmark.validation import validate, with_board_checks
+    from benchmark.scoring.validation import validate, with_board_checks
     from metrics import resolve
 
     source = open_source(("world", args.world, args.lm))
@@ -202,7 +202,7 @@ def _fmt(x: float | None) -> str:
 def _leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.leaderboard import markdown, regenerate
+    from benchmark.results.leaderboard import markdown, regenerate
     from benchmark.registry import UsageError
 
     if args.readme:
@@ -219,8 +219,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _board_readme(args: argparse.Namespace) -> int:
-    """Writes DIR/README.md from DIR's rows, nothing else (`benchmark.board_readme`)."""
-    from benchmark.board_readme import write_readme
+    """Writes DIR/README.md from DIR's rows, nothing else (`benchmark.results.board_readme`)."""
+    from benchmark.results.board_readme import write_readme
     from benchmark.registry import UsageError
 
     if args.add or args.replace or args.seeds is not None:
@@ -240,7 +240,7 @@ def _board_readme(args: argparse.Namespace) -> int:
 
 
 def _check_submission(args: argparse.Namespace) -> int:
-    from benchmark.submission import check_submission
+    from benchmark.results.submission import check_submission
 
     checks = check_submission(Path(args.run_dir), Path(args.leaderboards))
     for passed, line in checks:
@@ -254,9 +254,9 @@ def _check_submission(args: argparse.Namespace) -> int:
 def _findings(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from benchmark.findings import CONTROLS, FIDELITY, METHODS, control_comparisons, markdown, orderings, table
-    from benchmark.findings import separation_markdown, separation_table, without_random_saes
-    from benchmark.leaderboard import headline_columns, load_rows
+    from benchmark.results.findings import CONTROLS, FIDELITY, METHODS, control_comparisons, markdown, orderings, table
+    from benchmark.results.findings import separation_markdown, separation_table, without_random_saes
+    from benchmark.results.leaderboard import headline_columns, load_rows
 
     rows = pd.concat([load_rows(Path(d)) for d in args.dirs], ignore_index=True)
     other = rows.protocol != "featurebench"  # another protocol's rows are a source of their own
@@ -286,7 +286,7 @@ def _bench(args: argparse.Namespace) -> int:
         return _scale_bench(args)
     if args.shape:
         return _shape_bench(args)
-    from benchmark.bench import bench
+    from benchmark.bench.engine import bench
 
     report = bench(("world", args.world, args.lm), args.features, args.loop_features, args.batch_size)
     for name in ("steering", "hybrid"):
@@ -327,7 +327,7 @@ def _sae_inspect(args: argparse.Namespace) -> int:
     from benchmark.models.sae_formats import inspect_sae
 
     info = inspect_sae(args.path)
-    info["features"] = {  # what a run's --features counts, by protocol (`benchmark.protocol`)
+    info["features"] = {  # what a run's --features counts, by protocol (`benchmark.config.protocol`)
         "featurebench": f"latent ids 0..{info['d_sae'] - 1}",
         "seed": f"positions in the sorted list of alive latents (of the {info['d_sae']}, those firing on some top-k "
                 f"pool image; a run's activation pass finds them); rows still name latent ids"}
@@ -338,7 +338,7 @@ def _sae_inspect(args: argparse.Namespace) -> int:
 def _scale_bench(args: argparse.Namespace) -> int:
     from benchmark.cache import cache_root
     from benchmark.registry import UsageError
-    from benchmark.scale import scale_bench
+    from benchmark.bench.scale import scale_bench
 
     try:
         sizes = [int(n) for n in args.images.split(",")]
@@ -370,7 +370,7 @@ def _scale_bench(args: argparse.Namespace) -> int:
 
 
 def _shape_bench(args: argparse.Namespace) -> int:
-    from benchmark.gpu_bench import run_shape_bench
+    from benchmark.bench.shapes import run_shape_bench
 
     report = run_shape_bench(args.shape, args.device, random_weights=args.random_weights, path=args.checkpoint,
                              static_cache=args.static_cache)
@@ -388,7 +388,7 @@ COMMANDS = ("run", "methods", "metrics", "validate-metrics", "leaderboard", "che
 
 
 def parser() -> argparse.ArgumentParser:
-    from benchmark.protocol import PROTOCOLS
+    from benchmark.config.protocol import PROTOCOLS
 
     top = argparse.ArgumentParser(prog="python -m benchmark", description="featurebench: explain SAE features, score the explanations")
     commands = top.add_subparsers(dest="command", required=True)
@@ -607,9 +607,9 @@ def random_sae(value: str | None) -> int | None:
 
 
 def scoring_config(args: argparse.Namespace):
-    """The metrics' settings (`benchmark.scoring.ScoringConfig`): the config file's `[scoring]` table,
+    """The metrics' settings (`benchmark.scoring.context.ScoringConfig`): the config file's `[scoring]` table,
     checked key by key, over `top_k` and `top_images` taken from the methods' flags."""
-    from benchmark.scoring import ScoringConfig
+    from benchmark.scoring.context import ScoringConfig
     from benchmark.sources.spec import read_table
 
     table = args.scoring or {}
@@ -620,8 +620,8 @@ def scoring_config(args: argparse.Namespace):
 def explaining_config(args: argparse.Namespace) -> dict:
     """The config file's `[explaining]` table: the method settings a protocol governs and no flag sets
     (`firing_only`, `direction`, `permute`), checked key by key; what it leaves out, the protocol sets."""
-    from benchmark.context import MethodConfig
-    from benchmark.protocol import FEATUREBENCH
+    from benchmark.explaining.context import MethodConfig
+    from benchmark.config.protocol import FEATUREBENCH
     from benchmark.registry import UsageError
     from benchmark.sources.spec import read_table
 

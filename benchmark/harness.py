@@ -27,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 """Where project modules are read from: the checkout the `benchmark` package was imported from."""
 
-ACTIVATIONS = ("benchmark.activations", "benchmark.stores", "benchmark.numerics", "benchmark.image_pools", "benchmark.sources.source",
+ACTIVATIONS = ("benchmark.activations.passes", "benchmark.activations.stores", "benchmark.numerics", "benchmark.sources.image_pools", "benchmark.sources.source",
                "benchmark.steering.engine", "benchmark.steering.hook", "benchmark.models.sae",
                "benchmark.models.sae_formats", "benchmark.models.adapters", "benchmark.models.adapters.base")
-ANSWERING = (*ACTIVATIONS, "benchmark.context", "benchmark.steering.inputs", "benchmark.steering.interventions",
-             "benchmark.top_images", "benchmark.explainers", "benchmark.explainers.endpoint")
-SCORING = (*ACTIVATIONS, "benchmark.scoring", "benchmark.metric", "benchmark.grids", "benchmark.embeddings",
-           "benchmark.models.scorer", "benchmark.top_images", "benchmark.sources.capabilities")
+ANSWERING = (*ACTIVATIONS, "benchmark.explaining.context", "benchmark.steering.inputs", "benchmark.steering.interventions",
+             "benchmark.activations.top_images", "benchmark.explainers", "benchmark.explainers.endpoint")
+SCORING = (*ACTIVATIONS, "benchmark.scoring.context", "benchmark.scoring.metric", "benchmark.activations.grids", "benchmark.activations.embeddings",
+           "benchmark.models.scorer", "benchmark.activations.top_images", "benchmark.sources.capabilities")
 PATHS = {"activations": ACTIVATIONS, "answering": ANSWERING, "scoring": SCORING}
 
 

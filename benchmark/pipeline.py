@@ -1,6 +1,6 @@
 """Running explanation methods over SAE features.
 
-Explanations and scores are cached (`benchmark.explanations`, `benchmark.scoring`), so a run
+Explanations and scores are cached (`benchmark.explaining.explain`, `benchmark.scoring.context`), so a run
 killed at any moment and started again redoes nothing it finished. The run directory gets
 `explanations.jsonl` (one row per method and feature, with what each explanation cost:
 `cost_seconds`, `cost_prompt_tokens`, `cost_answer_tokens`, `cost_images`), `scores.csv` (those rows
@@ -25,21 +25,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.backends import Backend, LocalBackend
+from benchmark.explaining.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
-from benchmark.context import COSTS, Context, MethodConfig, method_needs, method_steers
-from benchmark.explanations import explain_rows
-from benchmark.leaderboard import CONSTANT_METHOD, constant_name
-from benchmark.protocol import protocol, resolve
+from benchmark.explaining.context import COSTS, Context, MethodConfig, method_needs, method_steers
+from benchmark.explaining.explain import explain_rows
+from benchmark.results.leaderboard import CONSTANT_METHOD, constant_name
+from benchmark.config.protocol import protocol, resolve
 from benchmark.registry import METHODS, UsageError, warn
-from benchmark.results import write_atomic
-from benchmark.scoring import Metric, ScoringConfig, ScoringContext, score
+from benchmark.results.rows import write_atomic
+from benchmark.scoring.context import Metric, ScoringConfig, ScoringContext, score
 from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS
 from benchmark.sources.source import Source
 from benchmark.sources.spec import COMPONENTS, ModelsConfig
-from benchmark.stores import TOP_KEPT
-from benchmark.tuning import constant_labels, parse_sweep, tune
+from benchmark.activations.stores import TOP_KEPT
+from benchmark.explaining.tuning import constant_labels, parse_sweep, tune
 
 LATENTS = ("ids", "alive")
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
@@ -68,14 +68,14 @@ class RunConfig:
     tune_features: str | None = None
     """Validation features for --tune (start:stop or a comma list); default: the first quarter of `features`."""
     sweep: tuple[str, ...] = ()
-    """`FIELD=V1,V2` settings --tune sweeps besides each steering coefficient (`benchmark.tuning.TUNABLE`), for
+    """`FIELD=V1,V2` settings --tune sweeps besides each steering coefficient (`benchmark.explaining.tuning.TUNABLE`), for
     the methods that declare they read them."""
     method: MethodConfig = field(default_factory=MethodConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     models: ModelsConfig | None = None
     """Real models to explain instead of the world (the config file's [vlm], [sae], [scorer], [pool], [prompts])."""
     protocol: str | None = None
-    """The named set of settings every one left unset takes (`benchmark.protocol`): featurebench
+    """The named set of settings every one left unset takes (`benchmark.config.protocol`): featurebench
     (None) or seed. Recorded in run.json and every row."""
     latents: str | None = None
     """What `features` and `tune_features` count: latent ids (ids) or positions in the sorted list of

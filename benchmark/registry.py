@@ -1,5 +1,5 @@
 """One registry type for every kind of pluggable component: methods (here) and metrics
-(`benchmark.metric.METRICS`), both light so that names are checked before any model library is
+(`benchmark.scoring.metric.METRICS`), both light so that names are checked before any model library is
 imported; sources
 (`benchmark.sources.SOURCES`), VLM adapters (`benchmark.models.adapters.ADAPTERS`), world presets
 (`benchmark.world.presets.WORLDS`).
@@ -222,4 +222,4 @@ def _as_method(obj: object) -> Callable[..., list[str]]:
 METHODS: Registry[Callable[..., list[str]]] = Registry("method", entry_point_group="featurebench.methods",
                                                       contract=_as_method)
 """Explanation methods: `method(ctx: Context, features: list[int]) -> list[str]`, batched over features
-(`benchmark.context.method` registers one with the capabilities it needs)."""
+(`benchmark.explaining.context.method` registers one with the capabilities it needs)."""

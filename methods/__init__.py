@@ -1,5 +1,5 @@
 """Explanation methods, one per file, each registered with `@method(name, needs=...)`
-(`benchmark.context`), `@method(name="...")` or `@METHODS.register(name)`.
+(`benchmark.explaining.context`), `@method(name="...")` or `@METHODS.register(name)`.
 
 A method is `explain(ctx: Context, features: list[int]) -> list[str]`: batched over features, so
 that the steering engine can put many features in one generate call. Importing this package

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.context import Context, method
+from benchmark.explaining.context import Context, method
 from benchmark.steering.inputs import random_directions
 from methods.hybrid import hybrid
 

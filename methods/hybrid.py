@@ -1,6 +1,6 @@
 """Steering-informed top-k (the paper's hybrid): top-k's images (masked by default) and prompt, plus
 the decoder direction added only at the patch tokens where the feature fires. No extra forward passes."""
-from benchmark.context import Context, method
+from benchmark.explaining.context import Context, method
 
 
 @method("hybrid", steers=True, tunes=("hybrid_multiplier", "hybrid_coeff"), reads=("intervention", "top_images", "firing_only", "direction"))

@@ -1,7 +1,7 @@
 """Steering (the paper's method): the empty image, the feature's decoder direction added (or
 written, or its latent clamped: `MethodConfig.intervention`) at every tower token of the SAE layer,
 and the describe prompt."""
-from benchmark.context import Context, method
+from benchmark.explaining.context import Context, method
 
 
 @method("steering", steers=True, tunes=("steering_multiplier", "steering_coeff", "intervention"))

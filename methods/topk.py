@@ -1,7 +1,7 @@
 """Top-k: the feature's top images by mean activation over patches, each masked to the patches
 where it fires (or under a heatmap: `MethodConfig.top_images`), as separate images in one prompt
 asking what they share."""
-from benchmark.context import Context, method
+from benchmark.explaining.context import Context, method
 
 
 @method("topk", tunes=("top_images",))

@@ -7,7 +7,7 @@ that feeds it from the run's source. Importing this package registers the built-
 and `all_metrics` import what they return."""
 from __future__ import annotations
 
-from benchmark.metric import METRICS, Metric
+from benchmark.scoring.metric import METRICS, Metric
 
 METRICS.register_package("metrics", "metric", "METRICS")
 

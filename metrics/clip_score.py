@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.scoring import ScoringContext, metric
+from benchmark.scoring.context import ScoringContext, metric
 
 
 def clip_score(text_D: torch.Tensor, images_KD: torch.Tensor) -> float:

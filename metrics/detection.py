@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from benchmark.scoring import ScoringContext, metric
+from benchmark.scoring.context import ScoringContext, metric
 from metrics.functional import auroc, image_keys, keyed_choice
 
 

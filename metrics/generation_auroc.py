@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.scoring import SAMPLES, ScoringContext, metric
+from benchmark.scoring.context import SAMPLES, ScoringContext, metric
 from metrics.functional import auroc
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.scoring import ScoringContext, metric
+from benchmark.scoring.context import ScoringContext, metric
 from metrics.functional import iou
 
 

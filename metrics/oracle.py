@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.scoring import ScoringContext, metric
+from benchmark.scoring.context import ScoringContext, metric
 
 
 @metric("oracle", columns=("oracle",), needs=("groundtruth",))

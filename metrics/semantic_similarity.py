@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.scoring import ScoringContext, metric
+from benchmark.scoring.context import ScoringContext, metric
 
 
 def cosine(a_BD: torch.Tensor, b_BD: torch.Tensor) -> torch.Tensor:

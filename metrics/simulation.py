@@ -12,14 +12,14 @@ mean activation and scores 0 (an unconstrained fit would flip its sign and rewar
 
 `simulation_patch_r` is the same at patch level: each patch's projected CLIP token against the
 text (`Scorer.encode_patches`) predicts that patch's activation, over every patch of the records.
-The scorer's patch grid is resampled onto the tower's by area (`benchmark.grids`), so the two may
+The scorer's patch grid is resampled onto the tower's by area (`benchmark.activations.grids`), so the two may
 differ (16 x 16 for ViT-L/14 against 24 x 24 for LLaVA's CLIP-L/336).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from benchmark.scoring import ScoringContext, metric
+from benchmark.scoring.context import ScoringContext, metric
 from metrics.functional import affine_fit, keyed_choice, pearson, spearman
 
 

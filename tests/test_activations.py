@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.activations import TowerCodes, cached_store, encode_codes, write_store
+from benchmark.activations.passes import TowerCodes, cached_store, encode_codes, write_store
 from benchmark.models.sae import SAE
-from benchmark.stores import Codes, LatentIndex, LatentIndexWriter, ScoringActivations, TopImages
-from benchmark.top_images import HEATMAP_OPACITY, heatmap, masked
+from benchmark.activations.stores import Codes, LatentIndex, LatentIndexWriter, ScoringActivations, TopImages
+from benchmark.activations.top_images import HEATMAP_OPACITY, heatmap, masked
 from benchmark.world.vlm import tower_states
 
 
@@ -29,8 +29,8 @@ def batches(states_NPD: torch.Tensor, sae: SAE, size: int):
 
 
 def test_a_relu_sae_with_hundreds_of_active_latents_is_stored_exactly(tmp_path, monkeypatch):
-    import benchmark.activations as activations
-    import benchmark.stores as stores
+    import benchmark.activations.passes as activations
+    import benchmark.activations.stores as stores
 
     sae = relu_sae().double()  # the numeric contract's dtype on a CPU (`benchmark.numerics`)
     states = torch.randn(30, 9, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

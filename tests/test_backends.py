@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.backends import RayBackend, make_backend, shard_size
-from benchmark.context import MethodConfig
+from benchmark.explaining.backends import RayBackend, make_backend, shard_size
+from benchmark.explaining.context import MethodConfig
 from benchmark.pipeline import RunConfig, run
 from benchmark.registry import UsageError
 from tests.slow_plugin import logged, write_slow_plugin

@@ -212,7 +212,7 @@ def test_rows_say_when_a_component_read_only_part_of_the_text(checkpoints, pool_
     says NaN (unknown)."""
     from types import SimpleNamespace
 
-    from benchmark.scoring import ScoringConfig, ScoringContext
+    from benchmark.scoring.context import ScoringConfig, ScoringContext
     from benchmark.sources.capabilities import Capabilities
 
     long, short = " ".join(["a red striped circle"] * 9), "a red circle"

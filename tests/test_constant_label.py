@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import constant_flags, constant_name, main_table, pairwise_table
+from benchmark.results.leaderboard import constant_flags, constant_name, main_table, pairwise_table
 from methods.baselines import GENERIC_LABELS, best_label, candidate_labels
 
 POOL = {  # label -> its score on validation features 0..3 (one metric's headline; NaN: a dead feature)
@@ -34,7 +34,7 @@ def test_best_label_is_the_best_mean_in_the_metrics_direction():
 
 def test_constant_labels_are_chosen_per_metric_on_the_validation_features(monkeypatch):
     """The run's search scores every candidate on the validation features with each metric."""
-    from benchmark import tuning
+    from benchmark.explaining import tuning
 
     second = {label: [1 - v for v in values] for label, values in POOL.items()}  # the order reversed
     tables = {"detection": POOL, "simulation": second}

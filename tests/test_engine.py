@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmark.steering.engine import SteeringEngine
-from benchmark.gpu_bench import run_shape_bench
+from benchmark.bench.shapes import run_shape_bench
 from benchmark.models.adapters import load_vlm
 from benchmark.steering.hook import steered_generate
 from tests.test_adapters import FAMILIES, PROMPT, STEERED, planted_image, save_tiny_checkpoint

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.context import MethodConfig
+from benchmark.explaining.context import MethodConfig
 from benchmark.explainers import ExplainerSpec
 from benchmark.explainers.serve import Refused, make_server, subject_answerer
 from benchmark.pipeline import RunConfig, run

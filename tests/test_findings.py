@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from benchmark.findings import METRICS, orderings, table
+from benchmark.results.findings import METRICS, orderings, table
 
 MEANS = {"caption-top1": 0.9, "steering": 0.7, "hybrid": 0.5, "topk": 0.3,
          "random-direction": 0.1, "permuted": 0.1, "no-steer": 0.1, "random-words": 0.1}
@@ -45,7 +45,7 @@ def test_orderings_compare_the_whole_order():
 
 
 def test_separation_auroc_known_answers():
-    from benchmark.findings import auroc, separation
+    from benchmark.results.findings import auroc, separation
 
     perfect = separation(np.arange(20.0) + 100, np.arange(20.0))
     assert perfect["auroc"] == perfect["low"] == perfect["high"] == 1.0 and perfect["difference"] == 100.0
@@ -64,7 +64,7 @@ def test_separation_auroc_known_answers():
 
 
 def test_random_sae_rows_are_a_control_paired_with_their_trained_source():
-    from benchmark.findings import separation_table, without_random_saes
+    from benchmark.results.findings import separation_table, without_random_saes
 
     trained, random = rows(), rows()
     random["detection_auroc"] = random.detection_auroc - 1.0  # every trained feature above every random one

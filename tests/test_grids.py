@@ -4,7 +4,7 @@ front or not, and the identity when the grids agree."""
 import pytest
 import torch
 
-from benchmark.grids import grid_of, overlap, resample
+from benchmark.activations.grids import grid_of, overlap, resample
 
 
 def test_grid_of_reads_a_square_with_or_without_a_cls_token():

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from benchmark import harness
-from benchmark.context import Context, MethodConfig
-from benchmark.explanations import method_key
+from benchmark.explaining.context import Context, MethodConfig
+from benchmark.explaining.explain import method_key
 from benchmark.pipeline import RunConfig, run
 from benchmark.registry import METHODS
-from benchmark.scoring import ScoringContext
+from benchmark.scoring.context import ScoringContext
 
-OFF_PATH = ("benchmark.leaderboard", "benchmark.report.html", "benchmark.cli", "benchmark.models.adapters.gemma3")
+OFF_PATH = ("benchmark.results.leaderboard", "benchmark.report.html", "benchmark.cli", "benchmark.models.adapters.gemma3")
 """Modules no key reads: tables, the report, the command line, and an adapter of another family than
 the tiny world's (llava)."""
 
@@ -72,13 +72,13 @@ def test_an_edit_on_the_answering_path_recomputes_the_cached_rows_and_one_off_it
 
     run(config)
     cached = stores()
-    edit_a_function(harness.module_file("benchmark.leaderboard"))
+    edit_a_function(harness.module_file("benchmark.results.leaderboard"))
     run(config)
     assert stores() == cached
-    edit_a_function(harness.module_file("benchmark.top_images"))  # on the answering and the scoring path
+    edit_a_function(harness.module_file("benchmark.activations.top_images"))  # on the answering and the scoring path
     run(config)
     new = stores() - cached
     assert {name.split("-")[0] for name in new} == {"topk", "detection"}
-    edit_a_function(harness.module_file("benchmark.stores"))  # on every path: the activation stores too
+    edit_a_function(harness.module_file("benchmark.activations.stores"))  # on every path: the activation stores too
     run(config)
     assert {name.split("-")[0] for name in stores() - cached - new} == {"topk", "detection", "activations"}

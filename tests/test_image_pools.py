@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.image_pools import ProcessorResize, load_image_pool, processor_resize, square, to_square
+from benchmark.sources.image_pools import ProcessorResize, load_image_pool, processor_resize, square, to_square
 from benchmark.registry import UsageError
 
 

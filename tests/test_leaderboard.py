@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import COST_COLUMNS, markdown, pairwise_table, regenerate
+from benchmark.results.leaderboard import COST_COLUMNS, markdown, pairwise_table, regenerate
 from benchmark.registry import UsageError
-from benchmark.stats import greater, mean_ci
+from benchmark.scoring.stats import greater, mean_ci
 
 EXPECTED_MAIN = """source,lm,method,protocol,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,\
 oracle,oracle_ci_low,oracle_ci_high
@@ -211,7 +211,7 @@ def test_pairwise_tests_better_in_each_metrics_direction():
 def test_paired_wilcoxon_and_holm_known_answers(tmp_path, run_dir):
     """Method a beats b by 0.3 on each of the 4 features: the exact one-sided signed-rank p is 1/2^4;
     Holm over the family (a > b, b > a) doubles the smaller p."""
-    from benchmark.stats import holm, paired_greater
+    from benchmark.scoring.stats import holm, paired_greater
 
     assert paired_greater([0.8] * 4, [0.5] * 4) == (10.0, 1 / 16)
     assert np.isnan(paired_greater([1.0, 2.0], [1.0, 2.0])[1])  # no difference: no test

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.board_readme import (BEATEN, DOES_NOT_RANK, SEPARATION_FLOOR, constant_margin, readme, sanity,
+from benchmark.results.board_readme import (BEATEN, DOES_NOT_RANK, SEPARATION_FLOOR, constant_margin, readme, sanity,
                                     verdict, write_readme)
-from benchmark.leaderboard import load_rows
-from benchmark.validation import with_board_checks
+from benchmark.results.leaderboard import load_rows
+from benchmark.scoring.validation import with_board_checks
 from metrics import all_metrics
 
 SOURCE, RANDOM = "w@1", "w@1+random-sae-0"
@@ -146,9 +146,9 @@ def test_cli_validate_metrics_json_carries_the_boards_numbers(tmp_path, monkeypa
     the world in test_scoring.py): the board's separation and constant-label margin join each metric."""
     from types import SimpleNamespace
 
-    import benchmark.scoring
+    import benchmark.scoring.context
     import benchmark.sources
-    import benchmark.validation
+    import benchmark.scoring.validation
     from benchmark.cli import main
 
     (tmp_path / "rows").mkdir()
@@ -156,8 +156,8 @@ def test_cli_validate_metrics_json_carries_the_boards_numbers(tmp_path, monkeypa
         part.to_csv(tmp_path / "rows" / f"{source}-{lm}.csv.gz", index=False)
     stub = SimpleNamespace(name=SOURCE, lm="large", protocol="featurebench")
     monkeypatch.setattr(benchmark.sources, "open_source", lambda recipe: stub)
-    monkeypatch.setattr(benchmark.scoring, "ScoringContext", lambda source: None)
-    monkeypatch.setattr(benchmark.validation, "validate", lambda source, metrics, sctx: {
+    monkeypatch.setattr(benchmark.scoring.context, "ScoringContext", lambda source: None)
+    monkeypatch.setattr(benchmark.scoring.validation, "validate", lambda source, metrics, sctx: {
         m.name: {"pairwise_auroc": 0.9, "spearman_oracle": 0.5} for m in metrics})
     assert main(["validate-metrics", "--metrics", "detection,clip-score", "--board", str(tmp_path), "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()

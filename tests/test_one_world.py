@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import ROW_COLUMNS
+from benchmark.results.leaderboard import ROW_COLUMNS
 from benchmark.pipeline import RunConfig, run
 from benchmark.registry import UsageError
 from benchmark.world import shipped

@@ -55,7 +55,7 @@ def test_plugin_file_and_entry_point_methods_run(world, tmp_path, monkeypatch):
 
 def test_a_file_plug_in_is_one_method_however_its_path_is_spelt(world, world_cache, tmp_path, monkeypatch):
     (tmp_path / "mine.py").write_text(
-        "from benchmark.context import method\n"
+        "from benchmark.explaining.context import method\n"
         "@method('mine-by-decorator')\n"
         "def explain(ctx, features):\n"
         "    open('calls.txt', 'a').write(f'{len(features)}\\n')\n"
@@ -172,7 +172,7 @@ def test_killed_run_resumes_with_every_feature_once_and_nothing_recomputed(world
 
 
 def test_bench_reports_engine_and_loop_for_both_methods(world):
-    from benchmark.bench import bench
+    from benchmark.bench.engine import bench
 
     report = bench(("world", "tiny", "small"), engine_features=24, loop_features=3, batch_size=24)
     assert set(report) == {"source", "lm", "batch_size", "steering", "hybrid"}

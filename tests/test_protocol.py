@@ -1,4 +1,4 @@
-"""Protocols (`benchmark.protocol`): `protocol = "seed"` sets every item of the seed paper's protocol a
+"""Protocols (`benchmark.config.protocol`): `protocol = "seed"` sets every item of the seed paper's protocol a
 run can set (one row per item of PAPER_PROTOCOL.md below), explicit keys override it, and each item
 the project computes has a known answer."""
 from __future__ import annotations
@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.context import MethodConfig
-from benchmark.image_pools import to_square
+from benchmark.explaining.context import MethodConfig
+from benchmark.sources.image_pools import to_square
 from benchmark.pipeline import RunConfig, counted_features, run
-from benchmark.protocol import (FEATUREBENCH, PAPER_REMOVED, PAPER_STEERING_PROMPT, PAPER_TOPK_PROMPT, SEED, SETTINGS,
+from benchmark.config.protocol import (FEATUREBENCH, PAPER_REMOVED, PAPER_STEERING_PROMPT, PAPER_TOPK_PROMPT, SEED, SETTINGS,
                                 clean_answer, resolve)
 from benchmark.registry import UsageError
-from benchmark.scoring import ScoringConfig, sampled_ranks
+from benchmark.scoring.context import ScoringConfig, sampled_ranks
 from benchmark.sources.spec import PoolSpec, PromptSpec
-from benchmark.stats import pooled_ci
+from benchmark.scoring.stats import pooled_ci
 from metrics.generation_auroc import pooled_auroc
 
 SEED_ITEMS = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the paper's value
@@ -113,7 +113,7 @@ def test_seed_42_draws_five_of_the_top_ten_as_the_papers_feature_loader():
 
 
 def test_clip_score_reads_the_drawn_ranks_of_each_features_firing_images(world):
-    from benchmark.scoring import ScoringContext
+    from benchmark.scoring.context import ScoringContext
 
     ctx = ScoringContext(world.source("small", protocol="seed"), ScoringConfig())
     features = list(range(world.config.sae.d_sae))
@@ -206,7 +206,7 @@ def test_seed_localization_segments_the_sampled_top_images(world):
     """Under the seed protocol localization reads the top-k pool images clip-score reads: feature f's
     IoU is the known-answer `localization` of its active patches there against the exact masks of
     the same top-k pool images."""
-    from benchmark.scoring import ScoringContext
+    from benchmark.scoring.context import ScoringContext
     from benchmark.world.truth import WorldSegmenter
     from metrics.localization_iou import localization, score_localization
 
@@ -226,7 +226,7 @@ def test_seed_localization_segments_the_sampled_top_images(world):
 def test_the_papers_heatmap_option_is_viridis_bicubic_at_opacity_035():
     from matplotlib import colormaps
 
-    from benchmark.top_images import viridis
+    from benchmark.activations.top_images import viridis
 
     grey = np.full((1, 2, 32, 32, 3), 100, np.uint8)  # 2 images of an 8 x 8 grid of 4 px patches
     acts_BKP = torch.zeros(1, 2, 64)

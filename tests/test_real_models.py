@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.context import Context, MethodConfig
+from benchmark.explaining.context import Context, MethodConfig
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
 from benchmark.models.scorer import WEIGHTS, Scorer
@@ -188,7 +188,7 @@ def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'featurebench[ray]')")
     from dataclasses import replace
 
-    from benchmark.backends import RayBackend
+    from benchmark.explaining.backends import RayBackend
     from benchmark.pipeline import RunConfig, run
 
     monkeypatch.chdir(files)  # paths relative to the driver's directory, which need not be a worker's

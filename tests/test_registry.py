@@ -102,10 +102,10 @@ def fake_entry_points(monkeypatch, group: str, **points: str) -> None:
 
 
 def test_an_entry_point_metric_is_a_metric_on_the_first_lookup_and_a_wrong_one_is_one_line(tmp_path, monkeypatch):
-    from benchmark.metric import METRICS, Metric
+    from benchmark.scoring.metric import METRICS, Metric
 
     (tmp_path / "plugin_metric.py").write_text(
-        "from benchmark.scoring import metric\n"
+        "from benchmark.scoring.context import metric\n"
         "@metric('length', columns=('length',), higher_is_better=False)\n"
         "def score(ctx, features, texts):\n    return {'length': [len(t) for t in texts]}\n"
         "NOT_A_METRIC = 3\n")

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.activations import write_store
-from benchmark.image_pools import ImagePool
-from benchmark.stores import Codes, TopImages
-from benchmark.top_images import masked
-from benchmark.leaderboard import COST_COLUMNS, regenerate
+from benchmark.activations.passes import write_store
+from benchmark.sources.image_pools import ImagePool
+from benchmark.activations.stores import Codes, TopImages
+from benchmark.activations.top_images import masked
+from benchmark.results.leaderboard import COST_COLUMNS, regenerate
 from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
 from benchmark.report.images import DIM, caption_column, heat_colours, heat_overlay, strip, top_image_arrays

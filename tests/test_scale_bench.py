@@ -2,7 +2,7 @@
 here on a small shape (a Gemma-3 tower at 56 px, 16 tokens pooled to 4, a 64-latent SAE)."""
 import os
 
-from benchmark.scale import AnonSampler, ScaleShape, growth, measure, measure_one_process, scale_bench
+from benchmark.bench.scale import AnonSampler, ScaleShape, growth, measure, measure_one_process, scale_bench
 
 SMALL = ScaleShape("gemma3", 56, 14, 4, d_sae=64, k=4)
 
@@ -39,7 +39,7 @@ def test_the_sampler_reads_a_live_process_and_ignores_a_gone_one():
 
 
 def test_one_process_mode_fits_lines_to_anonymous_memory_too(tmp_path, monkeypatch):
-    import benchmark.scale as scale
+    import benchmark.bench.scale as scale
 
     fake = [{"n_images": n, "peak_rss_bytes": {"max": 10 * n}, "peak_anon_bytes": {"max": 5 * n},
              "cache_bytes": {"final": n}} for n in (10, 20)]

@@ -9,8 +9,8 @@ import pytest
 from benchmark.cli import main
 from benchmark.pipeline import RunConfig, run
 from benchmark.registry import UsageError
-from benchmark.scoring import Metric, ScoringContext, score
-from benchmark.validation import concept_pairs, pairwise_auroc, validate
+from benchmark.scoring.context import Metric, ScoringContext, score
+from benchmark.scoring.validation import concept_pairs, pairwise_auroc, validate
 from metrics import all_metrics
 
 
@@ -93,10 +93,10 @@ def test_tune_picks_the_best_coefficient_on_validation_and_reports_only_the_rest
 
 def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
     """A metric NaN for every feature, and a tuning slice on which the tuning metric is undefined."""
-    from benchmark.context import MethodConfig
+    from benchmark.explaining.context import MethodConfig
     from benchmark.pipeline import score_rows
     from benchmark.registry import METHODS
-    from benchmark.tuning import tune
+    from benchmark.explaining.tuning import tune
 
     undefined = Metric("undefined", ("u",), True, (), lambda ctx, fs, ts: {"u": np.full(len(fs), np.nan)})
     source = world.source("small")
@@ -113,7 +113,7 @@ def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
 
 
 def test_tune_sweeps_absolute_coefficients_and_named_settings(world, tmp_path):
-    from benchmark.context import MethodConfig
+    from benchmark.explaining.context import MethodConfig
 
     config = RunConfig(methods=("steering", "hybrid"), features="0:24", lm="small", world="tiny", out=str(tmp_path),
                        metrics="detection", tune="detection", tune_features="0:8",
@@ -136,7 +136,7 @@ def test_tune_sweeps_absolute_coefficients_and_named_settings(world, tmp_path):
 ])
 def test_bad_sweeps_are_one_line_errors(sweep, message):
     from benchmark.registry import UsageError
-    from benchmark.tuning import parse_sweep
+    from benchmark.explaining.tuning import parse_sweep
 
     with pytest.raises(UsageError, match=re.escape(message)):
         parse_sweep(sweep)
@@ -148,7 +148,7 @@ def test_a_new_steering_method_declaring_its_coefficient_is_tuned_by_it(world, t
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # what the plug-in registers stays in this test
     plugin = tmp_path / "my_steer.py"
     plugin.write_text(
-        "from benchmark.context import method\n"
+        "from benchmark.explaining.context import method\n"
         "@method('my-steer', steers=True, tunes=('steering_multiplier',))\n"
         "def explain(ctx, features):\n"
         "    return ctx.answer(ctx.empty_images(len(features)), ctx.steering_vectors(features))\n"

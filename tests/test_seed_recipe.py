@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, Gemma3ForConditionalGeneration, GenerationConfig
 
-from benchmark.context import Context, MethodConfig
-from benchmark.explanations import explain
-from benchmark.protocol import PAPER_REMOVED, clean_answer
+from benchmark.explaining.context import Context, MethodConfig
+from benchmark.explaining.explain import explain
+from benchmark.config.protocol import PAPER_REMOVED, clean_answer
 from benchmark.registry import METHODS
 from benchmark.sources.source import Source
 from benchmark.sources.spec import models_config
@@ -218,7 +218,7 @@ def test_steering_answers_are_the_seeds(seed_files, dtype):
 
 # --- Top-k and hybrid: the seed's recipe (its top-k pass, masks, one user turn, greedy generate, and for
 # the hybrid its hook at the patches where the latent fires), written out here, against featurebench's
-# `topk` and `hybrid` methods run through the harness (`benchmark.explanations.explain`).
+# `topk` and `hybrid` methods run through the harness (`benchmark.explaining.explain.explain`).
 
 TOP_SHOWN = 5  # the seed's TOP_K_IMAGES
 TOP_STORED = 10  # its top-k pass keeps the 10 best images per latent

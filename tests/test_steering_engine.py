@@ -4,7 +4,7 @@ per-position addition; the engine's batched answers equal the hook around the ch
 import numpy as np
 import torch
 
-from benchmark.context import Context, MethodConfig
+from benchmark.explaining.context import Context, MethodConfig
 from benchmark.steering.hook import steered_generate
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-METHOD = '''from benchmark.context import method
+METHOD = '''from benchmark.explaining.context import method
 
 
 @method("first-word")

@@ -14,7 +14,7 @@ SGLang server, a hosted API), through the `openai` client.
 - Each answer is appended to a store keyed by the endpoint's identity and a hash of the whole
   request (model, messages with the images, tokens) as it arrives, so a killed run resumes where it
   stopped and a request is never paid for twice. Explanations are cached again per method
-  (`benchmark.explanations`), keyed by this identity.
+  (`benchmark.explaining.explain`), keyed by this identity.
 - What it cost is the provider's reported usage (prompt and completion tokens).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from benchmark.cache import config_hash
 from benchmark.explainers import EXPLAINERS, Answer
 from benchmark.identity import code_identity
 from benchmark.registry import UsageError
-from benchmark.results import RowStore
+from benchmark.results.rows import RowStore
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from benchmark.leaderboard import (COST_COLUMNS, KEYS, ROW_COLUMNS, category_table, headline_columns, main_table,
+from benchmark.results.leaderboard import (COST_COLUMNS, KEYS, ROW_COLUMNS, category_table, headline_columns, main_table,
                                    pairwise_table)
 from benchmark.registry import UsageError
 from benchmark.report import data, html
@@ -90,7 +90,7 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
 def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict[str, FeatureImages],
            no_truth: list[str], board_name: str) -> None:
     from metrics import all_metrics
-    from benchmark import tuning
+    from benchmark.explaining import tuning
 
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")

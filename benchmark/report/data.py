@@ -20,9 +20,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import COST_MEDIANS, KEYS
+from benchmark.results.leaderboard import COST_MEDIANS, KEYS
 from benchmark.report.inputs import Run
-from benchmark.stats import ALPHA
+from benchmark.scoring.stats import ALPHA
 
 SHARD = 100
 """Feature ids per feature-page data file: a page loads one file of at most this many features."""
@@ -237,7 +237,7 @@ def combine_rows(runs: list[Run], scales: dict[str, pd.Series], readers: dict[st
 
 
 def table_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The combined rows in the shape `benchmark.leaderboard` tabulates: the label as the method."""
+    """The combined rows in the shape `benchmark.results.leaderboard` tabulates: the label as the method."""
     return rows.drop(columns=["method"]).rename(columns={"label": "method"})
 
 

@@ -12,7 +12,7 @@ from benchmark.report.data import (SHARD, by_level, by_lm, by_method, category_p
                                    metric_columns, pairwise_matrix, pairwise_noise, quality_cost)
 from benchmark.report.inputs import Leaderboard
 from benchmark.report.svg import dot_plot, line_plot, scatter_plot
-from benchmark.stats import ALPHA
+from benchmark.scoring.stats import ALPHA
 
 NAV = (("index.html", "Leaderboard"), ("gallery.html", "Features"))
 

@@ -1,6 +1,6 @@
 """Feature images: each feature's top-k images of the `topk` pool (the ones top-k and hybrid show the
 VLM) with its activation overlaid as a heat map, and the same images masked as the VLM saw them
-(`benchmark.top_images`), each written as one PNG strip of k tiles.
+(`benchmark.activations.top_images`), each written as one PNG strip of k tiles.
 
 Byte cost per feature: two PNG strips of k tiles. On the default world (32 x 32 images, k = 5) the
 heat-map strip averages 1.0 KB and the masked one 0.3 KB (1,024 features). Tiles larger than
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from benchmark.image_pools import ImagePool
+from benchmark.sources.image_pools import ImagePool
 from benchmark.registry import UsageError
 from benchmark.sources.source import Source
 from benchmark.sources.spec import PoolSpec
-from benchmark.stores import TOP_KEPT, TopImages
-from benchmark.top_images import masked, top_images
+from benchmark.activations.stores import TOP_KEPT, TopImages
+from benchmark.activations.top_images import masked, top_images
 
 TILE_MAX = 96
 """Largest tile side in pixels; bigger images are downscaled (the browser upscales small ones)."""

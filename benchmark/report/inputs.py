@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.leaderboard import read_run_scores
+from benchmark.results.leaderboard import read_run_scores
 from benchmark.registry import UsageError
 from benchmark.sources.source import Source
 from benchmark.sources.spec import models_config
@@ -81,7 +81,7 @@ def read_run(dpath: Path) -> Run:
 
 
 def read_leaderboard(dpath: Path) -> Leaderboard:
-    """The three tables `benchmark.leaderboard` writes."""
+    """The three tables `benchmark.results.leaderboard` writes."""
     tables = {}
     for name in ("main", "per_category", "pairwise"):
         fpath = dpath / f"{name}.csv"

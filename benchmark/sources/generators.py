@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from benchmark.cache import config_hash
 from benchmark.identity import code_identity
-from benchmark.image_pools import square
+from benchmark.sources.image_pools import square
 from benchmark.registry import Registry, UsageError, class_contract
 from benchmark.sources.components import cached_array, content, require, torch_device
 from benchmark.sources.spec import DTYPES

@@ -21,10 +21,10 @@ Derived and cached:
 - pools: read from their own files, decoded at the tower's input size when asked for; one pool is
   split by a seeded permutation into `topk` and `scoring`, or `[pool] scoring_source` names the
   scoring pool;
-- activations per pool, in one streamed pass (`benchmark.activations`): the steering engine's own
+- activations per pool, in one streamed pass (`benchmark.activations.passes`): the steering engine's own
   tower pass up to the SAE's hidden state, patch tokens only (CLS dropped through
   `token_patches()`), encoded by the SAE exactly; the top-k pool keeps each latent's top images, the
-  scoring pool every activation, by latent (`benchmark.stores`);
+  scoring pool every activation, by latent (`benchmark.activations.stores`);
 - scales: each feature's mean top activation over the scoring pool's patches.
 """
 from __future__ import annotations
@@ -39,25 +39,25 @@ import pandas as pd
 import torch
 from transformers import AutoConfig
 
-from benchmark.activations import TowerCodes, cached_store, write_store
+from benchmark.activations.passes import TowerCodes, cached_store, write_store
 from benchmark import numerics
 from benchmark.cache import cache_root, config_hash
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
-from benchmark.image_pools import ImagePool, ProcessorResize, load_image_pool, open_dataset, processor_resize
+from benchmark.sources.image_pools import ImagePool, ProcessorResize, load_image_pool, open_dataset, processor_resize
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE, random_like
 from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
-from benchmark.protocol import protocol as resolve_protocol
-from benchmark.protocol import resolve
+from benchmark.config.protocol import protocol as resolve_protocol
+from benchmark.config.protocol import resolve
 from benchmark.registry import UsageError
 from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilities
 from benchmark.sources.components import content as _content
 from benchmark.sources.components import open_component
 from benchmark.sources.spec import ModelsConfig, random_sae_name, trained_source_of
-from benchmark.stores import TOP_KEPT, Codes
+from benchmark.activations.stores import TOP_KEPT, Codes
 
 STEERING_MULTIPLIER = 8.0
 """Default steering coefficient in units of each feature's mean top activation: the value the
@@ -72,7 +72,7 @@ class Source:
         """`lm`: the VLM's name in rows (default: its checkpoint's last path part); `name`: the
         source's (default: the SAE's file name); `recipe`: how another process opens the same source
         (`benchmark.sources.open_source`); `protocol`: whose values fill the prompts and pool
-        settings the config left unset (`benchmark.protocol`; None: featurebench)."""
+        settings the config left unset (`benchmark.config.protocol`; None: featurebench)."""
         self.protocol = resolve_protocol(protocol).name
         spec = replace(spec, prompts=resolve(spec.prompts, "prompts", protocol), pool=resolve(spec.pool, "pool", protocol))
         self.spec, self.lm, self.name = spec, lm or spec.vlm_name, name or spec.sae_name
@@ -190,7 +190,7 @@ class Source:
     @cached_property
     def whole_resize(self) -> ProcessorResize:
         """How `[pool] resize = "whole"` resizes an image: the checkpoint's own image processor
-        (`benchmark.image_pools.ProcessorResize`), read without the weights."""
+        (`benchmark.sources.image_pools.ProcessorResize`), read without the weights."""
         return processor_resize(self.spec.vlm.path)
 
     def max_new_tokens(self, shared: bool) -> int:
@@ -286,7 +286,7 @@ class Source:
 
     @property
     def sae_dtype(self) -> str:
-        """The dtype the SAE encodes the activation pass in (`benchmark.protocol`, `vlm.sae_dtype`)."""
+        """The dtype the SAE encodes the activation pass in (`benchmark.config.protocol`, `vlm.sae_dtype`)."""
         return resolve_protocol(self.protocol).vlm["sae_dtype"]
 
     @property

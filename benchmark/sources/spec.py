@@ -122,7 +122,7 @@ class PoolSpec:
 @dataclass(frozen=True)
 class PromptSpec:
     """The questions and what is done to answers. A field left None takes the run's protocol's value
-    (`benchmark.protocol`): the project's own wording, or the seed paper's verbatim."""
+    (`benchmark.config.protocol`): the project's own wording, or the seed paper's verbatim."""
 
     describe: str | None = None
     """Asked with one image (steering and its controls, caption-top1)."""

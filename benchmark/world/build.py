@@ -103,7 +103,7 @@ class World:
     def source(self, lm: str, capabilities: Capabilities | None = None, protocol: str | None = None) -> Source:
         """The world's files for one LM size read as a `Source`, with the world's capabilities (ground
         truth, renderer, exact masks, concept words) once the groundtruth stage exists, under
-        `protocol` (`benchmark.protocol`). The world's VLM was trained on its own two questions, its
+        `protocol` (`benchmark.config.protocol`). The world's VLM was trained on its own two questions, its
         forced prefix and its lowercase words, so its run config gives those explicitly and every
         protocol keeps them."""
         if lm not in self.config.lms:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.context import Context, MethodConfig
+from benchmark.explaining.context import Context, MethodConfig
 from benchmark.sources.source import Source
 from benchmark.steering.inputs import random_directions
 from benchmark.world.concepts import CATEGORIES, is_clean, names

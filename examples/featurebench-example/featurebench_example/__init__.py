@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.context import method
+from benchmark.explaining.context import method
 from benchmark.explainers import Answer
 from benchmark.models.adapters.llava import LlavaAdapter
-from benchmark.scoring import metric
+from benchmark.scoring.context import metric
 from benchmark.world.presets import WORLDS
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),

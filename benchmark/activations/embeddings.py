@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from benchmark.cache import cached_stage
 from benchmark.identity import code_identity
-from benchmark.image_pools import ImagePool
+from benchmark.sources.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS, Scorer
 
 KINDS = ("images", "patches")

@@ -1,6 +1,6 @@
 """The metric interface, light enough to read without any model library: `Metric`, the `@metric`
 decorator and the `METRICS` registry, so a run can check metric names before importing torch.
-Everything a metric reads at scoring time is `benchmark.scoring.ScoringContext`.
+Everything a metric reads at scoring time is `benchmark.scoring.context.ScoringContext`.
 
     @metric("localization-iou", columns=("localization_iou",), needs=("segmenter",))
     def score_localization(ctx: ScoringContext, features, texts): ...
@@ -15,7 +15,7 @@ from benchmark.registry import Registry
 from benchmark.sources.capabilities import NEEDS
 
 ScoreFn = Callable[..., dict[str, Any]]
-"""`score(ctx: benchmark.scoring.ScoringContext, features, explanations) -> {column: array}`."""
+"""`score(ctx: benchmark.scoring.context.ScoringContext, features, explanations) -> {column: array}`."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def as_metric(obj: object) -> Metric:
     found = getattr(obj, "metric", obj)
     if not isinstance(found, Metric):
         raise TypeError(f"{obj!r} is not a metric; decorate its score function with @metric(name, columns=...) "
-                        f"from benchmark.scoring")
+                        f"from benchmark.scoring.context")
     return found
 
 

@@ -4,7 +4,7 @@ One pass over a pool reads its images in batches (decoded on demand), runs the s
 tower pass up to the SAE's hidden state (what a method steers is what was measured), encodes the
 patch tokens with the SAE and keeps every non-zero activation as a `Codes` batch: exact for every
 SAE kind (TopK's k per token, or a ReLU's hundreds), with no cap on the active latents per token.
-The batches stream into `benchmark.stores` (`TopImages` for the top-k pool, `ScoringActivations`
+The batches stream into `benchmark.activations.stores` (`TopImages` for the top-k pool, `ScoringActivations`
 for the scoring pool), cached in a directory keyed by the tower, the SAE, the pool, the split and
 the store's settings; nothing of size pool x latents or pool x patches x anything is held in memory.
 
@@ -21,12 +21,12 @@ import torch
 from tqdm import tqdm
 
 from benchmark.cache import cached_stage
-from benchmark.image_pools import ImagePool
+from benchmark.sources.image_pools import ImagePool
 from benchmark.models.adapters.base import VLMAdapter
 from benchmark.models.sae import SAE
 from benchmark.numerics import near_tie_tolerance
 from benchmark.steering.engine import SteeringEngine
-from benchmark.stores import Codes, ScoringActivations, ScoringPass, TopImages, TopImagesPass, image_statistic
+from benchmark.activations.stores import Codes, ScoringActivations, ScoringPass, TopImages, TopImagesPass, image_statistic
 
 TOKENS_PER_BATCH = 2 ** 15
 """Tower tokens per batch of the activation pass."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import IDENTITY, headline_columns, identity_of, read_run_scores
+from benchmark.results.leaderboard import IDENTITY, headline_columns, identity_of, read_run_scores
 from benchmark.registry import UsageError
 
 

@@ -8,7 +8,7 @@ Two numbers per metric, over the aligned features:
   method's explanations of those features (all built-in methods, one LM size).
 
 `with_board_checks` adds the two sanity numbers a leaderboard's rows hold for the validated (source,
-LM) (`benchmark.board_readme.sanity`): how well the metric tells the trained SAE's features from a
+LM) (`benchmark.results.board_readme.sanity`): how well the metric tells the trained SAE's features from a
 random SAE's (`separation`, per top-k, steering and hybrid) and the best real method's margin over the
 best constant label (`constant`); None, with a note, where the board lacks those rows.
 """
@@ -19,10 +19,10 @@ import pandas as pd
 
 from pathlib import Path
 
-from benchmark.context import Context, MethodConfig
-from benchmark.metric import METRICS, Metric
+from benchmark.explaining.context import Context, MethodConfig
+from benchmark.scoring.metric import METRICS, Metric
 from benchmark.registry import METHODS, UsageError
-from benchmark.scoring import ScoringContext, score
+from benchmark.scoring.context import ScoringContext, score
 from benchmark.sources.source import Source
 from benchmark.sources.capabilities import GroundTruth
 from metrics.functional import spearman
@@ -52,7 +52,7 @@ def method_explanations(source: Source, features: list[int]) -> pd.DataFrame:
     """Every built-in method's explanation of `features` (cached like any run's), but the constant
     label's: a run chooses it per metric, so outside one it is no method of its own."""
     import methods  # noqa: F401
-    from benchmark.explanations import explain
+    from benchmark.explaining.explain import explain
 
     ctx = Context(source, MethodConfig())
     rows = []
@@ -83,11 +83,11 @@ def validate(source: Source, metrics: list[Metric], sctx: ScoringContext) -> dic
 def with_board_checks(report: dict[str, dict], board: Path | None, source: str, lm: str,
                       metrics: list[Metric], protocol: str | None = None) -> dict[str, dict]:
     """`report` (`validate`'s) with, per metric, `separation`, `random_sae`, `constant` and `notes`
-    (`benchmark.board_readme.sanity` on `board`'s rows of `source` on `lm`) and the board read (`board`).
+    (`benchmark.results.board_readme.sanity` on `board`'s rows of `source` on `lm`) and the board read (`board`).
     No board, or one without rows: every new number None, and the notes say why. Rows of another
     protocol than `protocol` are read, with a note saying so."""
-    from benchmark.board_readme import sanity
-    from benchmark.leaderboard import load_rows
+    from benchmark.results.board_readme import sanity
+    from benchmark.results.leaderboard import load_rows
 
     rows, why = None, None
     if board is None:

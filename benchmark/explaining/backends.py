@@ -1,6 +1,6 @@
 """Where the expensive work runs: in this process (`local`, the default) or on a Ray cluster (`ray`).
 
-A backend only computes. `benchmark.explanations.explain` decides what is missing and is the only
+A backend only computes. `benchmark.explaining.explain.explain` decides what is missing and is the only
 writer of the result store, so the Ray backend reuses the harness's resume logic rather than adding
 its own: a shard is Ray's unit of retry (a killed worker's actor is restarted and its shard runs
 again), and the driver appends a shard's rows once, when its result arrives. A run whose driver
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Protocol
 
 from benchmark.cache import cache_root
-from benchmark.context import COSTS, Context, MethodConfig
+from benchmark.explaining.context import COSTS, Context, MethodConfig
 from benchmark.registry import METHODS, PLUGIN_MODULE, UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
-from benchmark.stores import Codes
+from benchmark.activations.stores import Codes
 
 ACTIVATION_SHARD = 1024
 """Images per shard of the activation pass, at most; fewer when `SHARD_TOKENS` is reached first."""

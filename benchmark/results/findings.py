@@ -3,8 +3,8 @@ verdict drawn on the shipped world hold on worlds trained from other seeds?
 
 Each finding is a directional comparison of per-feature scores, "a scores higher than b" on one
 metric, tested two ways: the leaderboard's (and the paper's) one-sided Mann–Whitney U
-(`benchmark.stats.greater`), and the paired one-sided Wilcoxon signed-rank test on the per-feature
-differences (`benchmark.stats.paired_greater`: both sides score the same features, so the paired
+(`benchmark.scoring.stats.greater`), and the paired one-sided Wilcoxon signed-rank test on the per-feature
+differences (`benchmark.scoring.stats.paired_greater`: both sides score the same features, so the paired
 test sees what the unpaired one drowns in the spread between features). Its direction is the one the
 first source (the shipped world) shows, so the question on the others is whether the same verdict
 comes out again, and with what p-value. A method ordering per metric is compared as a whole: the
@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.sources.spec import trained_source_of
-from benchmark.stats import ALPHA, RESAMPLES, SEED, greater, holm, paired_difference, paired_greater
+from benchmark.scoring.stats import ALPHA, RESAMPLES, SEED, greater, holm, paired_difference, paired_greater
 
 METRICS = ("detection_auroc", "simulation_r", "clip_score", "generation_auroc", "localization_iou", "oracle")
 METHODS = ("caption-top1", "steering", "hybrid", "topk")
@@ -115,7 +115,7 @@ def table(rows_by_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def verdict_holds(records: list[dict], paired: str) -> list[dict]:
     """`records` (findings with `difference`, `mrd` and the first source's paired p in `paired`) with
     `p paired holm` (Holm across these findings) and `beyond noise`; a verdict whose difference does not
-    exceed its minimum reliable difference (`benchmark.stats.min_reliable_difference`; across LMs the
+    exceed its minimum reliable difference (`benchmark.scoring.stats.min_reliable_difference`; across LMs the
     larger of the two) or whose paired test fails after Holm becomes "no verdict (leans ...)"."""
     adjusted = holm(np.array([r[paired] for r in records], np.float64)) if records else []
     for r, p in zip(records, adjusted):
@@ -135,9 +135,9 @@ def _difference(rows: pd.DataFrame, high: tuple[str, str], low: tuple[str, str],
 
 def _noise_floor(rows_by_source: dict[str, pd.DataFrame]) -> dict[tuple[str, str, str], tuple[float, int]]:
     """(first source, LM, metric) -> (minimum reliable difference, seeds): the leaderboard's
-    (`benchmark.leaderboard.noise_floor`), the other sources as its reseeds (those of the same preset and
+    (`benchmark.results.leaderboard.noise_floor`), the other sources as its reseeds (those of the same preset and
     protocol count)."""
-    from benchmark.leaderboard import noise_floor
+    from benchmark.results.leaderboard import noise_floor
 
     sources = list(rows_by_source)
     first = rows_by_source[sources[0]].assign(source=sources[0])

@@ -61,9 +61,9 @@ class Protocol:
     pool: dict
     """`benchmark.sources.spec.PoolSpec`: how pool images are brought to the tower's size."""
     method: dict
-    """`benchmark.context.MethodConfig`: which top images are shown, the steering arithmetic, controls."""
+    """`benchmark.explaining.context.MethodConfig`: which top images are shown, the steering arithmetic, controls."""
     scoring: dict
-    """`benchmark.scoring.ScoringConfig`: the metrics' images, statistics and masks."""
+    """`benchmark.scoring.context.ScoringConfig`: the metrics' images, statistics and masks."""
     run: dict
     """`benchmark.pipeline.RunConfig`: what `--features` counts."""
     vlm: dict

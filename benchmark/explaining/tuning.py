@@ -22,11 +22,11 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from benchmark.backends import Backend
-from benchmark.context import TOP_IMAGES, Context, MethodConfig, method_reads, method_tunes
-from benchmark.explanations import explain
+from benchmark.explaining.backends import Backend
+from benchmark.explaining.context import TOP_IMAGES, Context, MethodConfig, method_reads, method_tunes
+from benchmark.explaining.explain import explain
 from benchmark.registry import METHODS, UsageError, warn
-from benchmark.scoring import Metric, ScoringContext, score
+from benchmark.scoring.context import Metric, ScoringContext, score
 from benchmark.sources.source import Source
 from benchmark.steering.interventions import INTERVENTIONS
 

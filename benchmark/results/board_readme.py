@@ -3,11 +3,11 @@
 Two sanity numbers per metric, for one (source, LM) of a leaderboard directory:
 - **separation** (`separations`): for each of top-k, steering and hybrid, how well the metric tells the
   trained SAE's features from a random SAE's (rows of `<source>+random-sae-<seed>`, `--sae
-  random:<seed>`): `benchmark.findings.separation`'s AUROC of per-feature scores, trained positive, with
+  random:<seed>`): `benchmark.results.findings.separation`'s AUROC of per-feature scores, trained positive, with
   its bootstrap CI and the difference of means (scores signed so that better is higher);
 - **margin over the best constant label** (`constant_margin`): the best real method's mean minus the
   mean of the constant label chosen by that metric (`constant-label[<metric>]`), better-is-positive, and
-  which method. Real methods: every method in the rows but the controls (`benchmark.findings.CONTROLS`),
+  which method. Real methods: every method in the rows but the controls (`benchmark.results.findings.CONTROLS`),
   the oracle and the constant labels.
 Where the rows lack the random SAE or the constant label, the numbers are None and `notes` says so:
 nothing is invented. `verdict` turns them into one phrase per metric by fixed rules (the thresholds
@@ -30,7 +30,7 @@ MARGIN_FLOOR = 0.0
 JUDGED_METHOD = "topk"
 """The method whose separation decides `verdict`: the plain reading of an SAE feature, no steering."""
 NOT_METHODS = ("oracle",)
-"""Besides the controls (`benchmark.findings.CONTROLS`) and constant labels: rows that explain no feature
+"""Besides the controls (`benchmark.results.findings.CONTROLS`) and constant labels: rows that explain no feature
 the way a method does (the oracle reads the ground truth)."""
 
 DOES_NOT_RANK = "scores explanation fidelity to any direction; does not rank SAEs"
@@ -49,10 +49,10 @@ def board_rows(rows: pd.DataFrame, source: str, lm: str) -> tuple[pd.DataFrame, 
 
 def separations(trained: pd.DataFrame, random: pd.DataFrame, column: str, higher_is_better: bool = True
                 ) -> dict[str, dict]:
-    """Per method of `benchmark.findings.SEPARATED`: `separation` of the trained rows' `column` from the
+    """Per method of `benchmark.results.findings.SEPARATED`: `separation` of the trained rows' `column` from the
     random SAE's rows' (signed so that better is higher), with both means (unsigned); None for a method
     either side lacks or scores NaN throughout."""
-    from benchmark.findings import SEPARATED, separation
+    from benchmark.results.findings import SEPARATED, separation
 
     sign = 1.0 if higher_is_better else -1.0
     out = {}
@@ -74,8 +74,8 @@ def constant_margin(rows: pd.DataFrame, metric: str, column: str, higher_is_bett
     """The best real method's mean of `column` minus the mean of the constant label chosen by `metric`
     (a registered metric's name), better-is-positive: {margin, method, method_mean, constant_mean, label};
     None where the rows hold no such constant label or no real method scores it."""
-    from benchmark.findings import CONTROLS
-    from benchmark.leaderboard import CONSTANT_METHOD, constant_name
+    from benchmark.results.findings import CONTROLS
+    from benchmark.results.leaderboard import CONSTANT_METHOD, constant_name
 
     control = rows[rows.method == constant_name(metric)]
     constant_mean = _mean(control[column]) if column in rows else float("nan")
@@ -118,7 +118,7 @@ def sanity(rows: pd.DataFrame, source: str, lm: str, metrics: list | None = None
                              f"measured for {'it' if len(missing) == 1 else 'them'}")
         constant = constant_margin(trained, m.name, m.headline, m.higher_is_better) if len(trained) else None
         if constant is None and len(trained):
-            from benchmark.leaderboard import constant_name
+            from benchmark.results.leaderboard import constant_name
 
             notes.append(f"no {constant_name(m.name)} rows (or no real method) on the {lm} LM: margin not measured")
         out[m.name] = {"column": m.headline, "random_sae": random_name, "separation": separation,
@@ -154,7 +154,7 @@ def readme(rows: pd.DataFrame, agreement: dict[str, dict] | None = None, board: 
     for top-k, steering and hybrid, the margin over the best constant label (method, label) and, where
     `agreement` (`validate-metrics --json` of the world, metric name -> pairwise_auroc, spearman_oracle)
     is given, the agreement with ground truth. Deterministic: the same rows give the same bytes."""
-    from benchmark.findings import SEPARATED
+    from benchmark.results.findings import SEPARATED
     from benchmark.sources.spec import trained_source_of
 
     lines = ["# What each leaderboard column measures", "",
@@ -166,7 +166,7 @@ def readme(rows: pd.DataFrame, agreement: dict[str, dict] | None = None, board: 
              f"{', '.join(SEPARATED)} (0.5: not at all), with a 95% bootstrap CI;",
              "- **margin over the best constant label**: the best real method's mean minus the mean of the one "
              "label, chosen per metric on validation features, given to every feature (`constant-label[<metric>]`).",
-             "", "The verdict follows fixed rules (`benchmark.board_readme`), never tuned to a result:", "",
+             "", "The verdict follows fixed rules (`benchmark.results.board_readme`), never tuned to a result:", "",
              f"- margin <= {MARGIN_FLOOR:g}: \"{BEATEN}\";",
              f"- {JUDGED_METHOD} separation AUROC < {SEPARATION_FLOOR:g}, or its CI holds {CHANCE:g}: "
              f"\"{DOES_NOT_RANK}\";",
@@ -204,8 +204,8 @@ def readme(rows: pd.DataFrame, agreement: dict[str, dict] | None = None, board: 
 
 def write_readme(dpath: Path, agreement: dict[str, dict] | None = None) -> Path:
     """Writes `<dpath>/README.md` from `<dpath>/rows` (nothing else is written) and returns its path."""
-    from benchmark.leaderboard import _locked, load_rows
-    from benchmark.results import write_atomic
+    from benchmark.results.leaderboard import _locked, load_rows
+    from benchmark.results.rows import write_atomic
 
     dpath = Path(dpath)
     fpath = dpath / README_NAME

@@ -9,13 +9,13 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from benchmark.backends import Backend, LocalBackend
+from benchmark.explaining.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
-from benchmark.context import Context, method_reads
+from benchmark.explaining.context import Context, method_reads
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
 from benchmark.registry import UsageError
-from benchmark.results import RowStore
+from benchmark.results.rows import RowStore
 
 
 def method_key(ctx: Context, name: str, fn) -> dict:
@@ -41,7 +41,7 @@ def explain(ctx: Context, name: str, fn, features: list[int], backend: Backend |
 def explain_rows(ctx: Context, name: str, fn, features: list[int], backend: Backend | None = None) -> dict[int, dict]:
     """Per feature, its explanation, the answer it was cleaned from (`answer`: the method's own text
     when it asked no VLM) and what it cost when it was computed (`cost`: seconds, prompt
-    and answer tokens, images; `benchmark.backends.in_batches`), reading what the store has and
+    and answer tokens, images; `benchmark.explaining.backends.in_batches`), reading what the store has and
     computing only the rest. The backend computes (here, or shards on workers); only this process
     writes the store, one append per finished shard, so a retried shard can never be stored twice."""
     store = RowStore(ctx.source.root / "explanations" / f"{name.replace('/', '_')}-{config_hash(method_key(ctx, name, fn))}.jsonl")

@@ -1,4 +1,4 @@
-"""`python -m benchmark.drift`: how far another CPU's kernels move the activation pass, in float32
+"""`python -m benchmark.bench.drift`: how far another CPU's kernels move the activation pass, in float32
 and in the numeric contract's float64 (`benchmark.numerics`); `--cost`: what float64 costs.
 
 Another CPU is emulated on this one by settings that make its BLAS, ATen or oneDNN kernels round
@@ -26,7 +26,7 @@ DTYPES = (torch.float32, torch.float64)
 
 def dump(out_dpath: Path) -> None:
     """Writes `<dtype>-states.npy` (N x P x D) and `<dtype>-top.npy` (tokens x k, sorted latents)."""
-    from benchmark.activations import TowerCodes
+    from benchmark.activations.passes import TowerCodes
     from benchmark.models.adapters import load_vlm
     from benchmark.sources import open_source
 
@@ -59,7 +59,7 @@ def cost() -> None:
     pool and of the scorer's image and patch embeddings of the scoring pool, in float32 and float64."""
     import time
 
-    from benchmark.activations import TowerCodes
+    from benchmark.activations.passes import TowerCodes
     from benchmark.models.adapters import load_vlm
     from benchmark.models.scorer import Scorer
     from benchmark.sources import open_source
@@ -96,7 +96,7 @@ def main() -> int:
             if setting != "plain":
                 name, value = setting.split("=")
                 env[name] = value
-            subprocess.run([sys.executable, "-m", "benchmark.drift", "--dump", str(dpath)], env=env, check=True)
+            subprocess.run([sys.executable, "-m", "benchmark.bench.drift", "--dump", str(dpath)], env=env, check=True)
         for setting in SETTINGS:
             for record in compare(runs["plain"], runs[setting], setting):
                 _print(record)

@@ -23,15 +23,15 @@ import numpy as np
 import torch
 
 from benchmark.explainers import Explainer, ExplainerSpec, open_explainer
-from benchmark.image_pools import ImagePool
-from benchmark.protocol import clean_answer, resolve
+from benchmark.sources.image_pools import ImagePool
+from benchmark.config.protocol import clean_answer, resolve
 from benchmark.registry import METHODS, UsageError
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.inputs import empty_image
 from benchmark.steering.interventions import INTERVENTIONS, Intervention
-from benchmark.stores import TOP_KEPT, TopImages
-from benchmark.top_images import shown_top_images
+from benchmark.activations.stores import TOP_KEPT, TopImages
+from benchmark.activations.top_images import shown_top_images
 
 MethodFn = Callable[["Context", list[int]], list[str]]
 
@@ -229,7 +229,7 @@ class Context:
     def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor | None = None,
                positions_BNT: torch.Tensor | None = None, features: list[int] | None = None,
                shared: bool | None = None) -> list[Answer]:
-        """The VLM's answers, cleaned as the prompts say (`benchmark.protocol.clean_answer`; each
+        """The VLM's answers, cleaned as the prompts say (`benchmark.config.protocol.clean_answer`; each
         keeps its raw answer), row b showing its N images (`shared`: ask the shared prompt, as for
         top images; None: when N > 1, else the describe prompt), steered by vectors_BD[b] at the
         tower tokens where positions_BNT[b] is true (every token when None) by the config's

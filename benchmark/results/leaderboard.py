@@ -24,7 +24,7 @@ instead. From the rows come three tables:
   advantage, its bootstrap CI `diff_ci_low`/`diff_ci_high`), `mrd` (the (source, LM, metric)'s minimum
   reliable difference: the larger of the reseed spread, measured on the `n_seeds` worlds of the same
   preset and protocol found among the rows and the seed directory's, and the typical CI half-width,
-  `benchmark.stats.min_reliable_difference`) and `beyond_noise` (`diff` above `mrd` and its CI above 0).
+  `benchmark.scoring.stats.min_reliable_difference`) and `beyond_noise` (`diff` above `mrd` and its CI above 0).
 Where the rows hold the best-constant-label control (`constant-label[<metric>]`, one per metric, chosen
 on validation features by that metric), `main.csv` gets `<headline>_beats_constant` per headline: whether
 the method beats that metric's constant label (paired test after Holm, and beyond noise); a False
@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.registry import UsageError
-from benchmark.results import write_atomic
-from benchmark.stats import (ALPHA, greater, holm, mean_ci, min_reliable_difference, paired_difference,
+from benchmark.results.rows import write_atomic
+from benchmark.scoring.stats import (ALPHA, greater, holm, mean_ci, min_reliable_difference, paired_difference,
                              paired_greater, pooled_ci, reseed_spread)
 
 KEYS = ["source", "lm", "method"]
@@ -164,7 +164,7 @@ def pairwise_table(rows: pd.DataFrame, headlines: list[str], higher: dict[str, b
 def noise_floor(rows: pd.DataFrame, headlines: list[str], higher: dict[str, bool] | None = None,
                 seed_rows: pd.DataFrame | None = None) -> dict[tuple[str, str, str], tuple[float, int]]:
     """(source, LM, metric) -> (minimum reliable difference, seeds it rests on): what `pairwise_table`'s
-    `mrd` and `n_seeds` columns hold, without the tests (for verdicts drawn elsewhere, `benchmark.findings`)."""
+    `mrd` and `n_seeds` columns hold, without the tests (for verdicts drawn elsewhere, `benchmark.results.findings`)."""
     higher = directions(headlines) if higher is None else higher
     spreads = seed_spreads(rows if seed_rows is None else combine_seeds(rows, seed_rows), headlines, higher)
     out = {}
@@ -217,7 +217,7 @@ def combine_seeds(rows: pd.DataFrame, seed_rows: pd.DataFrame) -> pd.DataFrame:
 
 def seed_spreads(rows: pd.DataFrame, headlines: list[str], higher: dict[str, bool]) -> dict[tuple, tuple[float, int]]:
     """(preset, protocol, LM, metric) -> (reseed spread, seeds): per source of that preset and protocol,
-    each method pair's mean paired difference, then `benchmark.stats.reseed_spread` across the sources."""
+    each method pair's mean paired difference, then `benchmark.scoring.stats.reseed_spread` across the sources."""
     out = {}
     protocol = rows.protocol.astype(str) if "protocol" in rows else pd.Series("", rows.index)
     for (name, proto, lm), group in rows.groupby([rows.source.map(preset), protocol, rows.lm], sort=True):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from benchmark.context import Context, MethodConfig
+from benchmark.explaining.context import Context, MethodConfig
 from benchmark.sources import open_source
 from benchmark.steering.hook import steered_generate
 

@@ -30,20 +30,20 @@ from tqdm import tqdm
 
 from benchmark import numerics
 from benchmark.cache import config_hash
-from benchmark.embeddings import pool_embeddings
-from benchmark.grids import resample
+from benchmark.activations.embeddings import pool_embeddings
+from benchmark.activations.grids import resample
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
-from benchmark.image_pools import ImagePool
+from benchmark.sources.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS
-from benchmark.protocol import resolve
-from benchmark.metric import METRICS, SAMPLES, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
+from benchmark.config.protocol import resolve
+from benchmark.scoring.metric import METRICS, SAMPLES, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
 from benchmark.registry import UsageError
-from benchmark.results import RowStore
+from benchmark.results.rows import RowStore
 from benchmark.sources.capabilities import GroundTruth
 from benchmark.sources.source import Source
-from benchmark.stores import TOP_KEPT, ScoringActivations, TopImages
-from benchmark.top_images import STYLES, ranked, shown_top_images
+from benchmark.activations.stores import TOP_KEPT, ScoringActivations, TopImages
+from benchmark.activations.top_images import STYLES, ranked, shown_top_images
 
 @dataclass(frozen=True)
 class ScoringConfig:
@@ -184,7 +184,7 @@ class ScoringContext:
 
     def patch_similarity(self, text_D: torch.Tensor, images_R: np.ndarray) -> torch.Tensor:
         """(R, P) cosine of a text and each scorer patch token of images `images_R`, resampled from the
-        scorer's patch grid onto the tower's (`benchmark.grids`: area-weighted)."""
+        scorer's patch grid onto the tower's (`benchmark.activations.grids`: area-weighted)."""
         patches_RXD = torch.from_numpy(np.asarray(self._embeddings("patches")[np.asarray(images_R)], np.float64))
         similarity_RX = patches_RXD @ text_D.double()
         return resample(similarity_RX, int(round(self.source.patches ** 0.5)))

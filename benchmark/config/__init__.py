@@ -1,0 +1,1 @@
+"""Run settings and the protocols that govern them (`protocol`)."""
