@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmark.sources.spec import ModelsConfig
+    from benchmark.config.models import ModelsConfig
 
 
 def _world_spec(args: argparse.Namespace) -> str:
@@ -101,9 +101,10 @@ def _human(report: dict) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     _check_names(args)
+    from benchmark.config.method import MethodConfig
+    from benchmark.config.run import RunConfig
     from benchmark.explaining.backends import make_backend
-    from benchmark.explaining.context import MethodConfig
-    from benchmark.pipeline import RunConfig, run
+    from benchmark.pipeline import run
 
     method = MethodConfig(top_k=args.top_k, top_images=args.top_images, empty=args.empty,
                           intervention=args.intervention, steering_multiplier=args.steering_multiplier,
@@ -139,8 +140,8 @@ def _check_names(args: argparse.Namespace) -> None:
     of a second, not the seconds torch takes to import."""
     import methods  # noqa: F401  (built-ins by name)
     import metrics  # noqa: F401
-    from benchmark.scoring.metric import METRICS
     from benchmark.registry import METHODS
+    from benchmark.scoring.metric import METRICS
 
     for name in args.method.split(","):
         if name:
@@ -171,14 +172,16 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _validate_metrics(args: argparse.Namespace) -> int:
+    from benchmark.config.resolve import resolve
+    from benchmark.config.scoring import ScoringConfig
     from benchmark.scoring.context import ScoringContext
-    from benchmark.sources import open_source
     from benchmark.scoring.validation import validate, with_board_checks
-    from metrics import resolve
+    from benchmark.sources import open_source
+    from metrics import named_metrics
 
     source = open_source(("world", args.world, args.lm))
-    metrics = resolve(args.metrics)
-    report = validate(source, metrics, ScoringContext(source))
+    metrics = named_metrics(args.metrics)
+    report = validate(source, metrics, ScoringContext(source, resolve(ScoringConfig(), source.protocol)))
     board = None if args.board in ("", "none") else Path(args.board)
     report = with_board_checks(report, board, source.name, source.lm, metrics, getattr(source, "protocol", None))
     for name, r in report.items():
@@ -202,8 +205,8 @@ def _fmt(x: float | None) -> str:
 def _leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.results.leaderboard import markdown, regenerate
     from benchmark.registry import UsageError
+    from benchmark.results.leaderboard import markdown, regenerate
 
     if args.readme:
         return _board_readme(args)
@@ -220,8 +223,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _board_readme(args: argparse.Namespace) -> int:
     """Writes DIR/README.md from DIR's rows, nothing else (`benchmark.results.board_readme`)."""
-    from benchmark.results.board_readme import write_readme
     from benchmark.registry import UsageError
+    from benchmark.results.board_readme import write_readme
 
     if args.add or args.replace or args.seeds is not None:
         raise UsageError("--readme writes the README from the rows as they are: run --add/--replace/--seeds first, "
@@ -254,8 +257,18 @@ def _check_submission(args: argparse.Namespace) -> int:
 def _findings(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from benchmark.results.findings import CONTROLS, FIDELITY, METHODS, control_comparisons, markdown, orderings, table
-    from benchmark.results.findings import separation_markdown, separation_table, without_random_saes
+    from benchmark.results.findings import (
+        CONTROLS,
+        FIDELITY,
+        METHODS,
+        control_comparisons,
+        markdown,
+        orderings,
+        separation_markdown,
+        separation_table,
+        table,
+        without_random_saes,
+    )
     from benchmark.results.leaderboard import headline_columns, load_rows
 
     rows = pd.concat([load_rows(Path(d)) for d in args.dirs], ignore_index=True)
@@ -336,9 +349,9 @@ def _sae_inspect(args: argparse.Namespace) -> int:
 
 
 def _scale_bench(args: argparse.Namespace) -> int:
+    from benchmark.bench.scale import scale_bench
     from benchmark.cache import cache_root
     from benchmark.registry import UsageError
-    from benchmark.bench.scale import scale_bench
 
     try:
         sizes = [int(n) for n in args.images.split(",")]
@@ -560,8 +573,8 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
     """A TOML or YAML run config's options as `run` arguments, so argparse checks their values
     exactly as it checks flags; flags after these override the file. The model tables are
     `config_models`' to read."""
+    from benchmark.config.models import ALL_TABLES as TABLES
     from benchmark.registry import UsageError
-    from benchmark.sources.spec import ALL_TABLES as TABLES
 
     flags = {a.dest: a for a in run._actions if a.option_strings and a.dest not in ("help", "config")}
     out: list[str] = []
@@ -591,8 +604,9 @@ def config_arguments(fpath: str, run: argparse.ArgumentParser) -> list[str]:
 def config_models(fpath: str) -> ModelsConfig | None:
     """The real models a run config's [vlm], [sae], [scorer], [pool], [prompts], [generator] and
     [segmenter] tables name
-    (`benchmark.sources.spec.ModelsConfig`), or None when it has none: the run explains the world."""
-    from benchmark.sources.spec import ALL_TABLES as TABLES, models_config
+    (`benchmark.config.models.ModelsConfig`), or None when it has none: the run explains the world."""
+    from benchmark.config.models import ALL_TABLES as TABLES
+    from benchmark.config.models import models_config
 
     names = {str(k).replace("-", "_"): v for k, v in read_config(fpath).items()}
     tables = {k: v for k, v in names.items() if k in TABLES and not (k == "sae" and isinstance(v, str))}  # --sae
@@ -601,16 +615,16 @@ def config_models(fpath: str) -> ModelsConfig | None:
 
 def random_sae(value: str | None) -> int | None:
     """`--sae random:<seed>`'s seed (None: the trained SAE); a malformed value is a one-line UsageError."""
-    from benchmark.sources.spec import parse_random_sae
+    from benchmark.config.models import parse_random_sae
 
     return None if value is None else parse_random_sae(value)
 
 
 def scoring_config(args: argparse.Namespace):
-    """The metrics' settings (`benchmark.scoring.context.ScoringConfig`): the config file's `[scoring]` table,
+    """The metrics' settings (`benchmark.config.scoring.ScoringConfig`): the config file's `[scoring]` table,
     checked key by key, over `top_k` and `top_images` taken from the methods' flags."""
-    from benchmark.scoring.context import ScoringConfig
-    from benchmark.sources.spec import read_table
+    from benchmark.config.models import read_table
+    from benchmark.config.scoring import ScoringConfig
 
     table = args.scoring or {}
     where = f"--config {args.config}: [scoring]"
@@ -620,10 +634,10 @@ def scoring_config(args: argparse.Namespace):
 def explaining_config(args: argparse.Namespace) -> dict:
     """The config file's `[explaining]` table: the method settings a protocol governs and no flag sets
     (`firing_only`, `direction`, `permute`), checked key by key; what it leaves out, the protocol sets."""
-    from benchmark.explaining.context import MethodConfig
+    from benchmark.config.method import MethodConfig
+    from benchmark.config.models import read_table
     from benchmark.config.protocol import FEATUREBENCH
     from benchmark.registry import UsageError
-    from benchmark.sources.spec import read_table
 
     table = {str(k).replace("-", "_"): v for k, v in (args.explaining or {}).items()}
     where = f"--config {args.config}: [explaining]"

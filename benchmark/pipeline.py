@@ -19,77 +19,31 @@ import gc
 import importlib.metadata
 import json
 import subprocess
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmark.explaining.backends import Backend, LocalBackend
+from benchmark.activations.stores import TOP_KEPT
 from benchmark.cache import config_hash
-from benchmark.explaining.context import COSTS, Context, MethodConfig, method_needs, method_steers
+from benchmark.config.models import COMPONENTS
+from benchmark.config.resolve import resolve
+from benchmark.config.run import RunConfig
+from benchmark.config.scoring import ScoringConfig
+from benchmark.explaining.backends import Backend, LocalBackend
+from benchmark.explaining.context import COSTS, Context, method_needs, method_steers
 from benchmark.explaining.explain import explain_rows
-from benchmark.results.leaderboard import CONSTANT_METHOD, constant_name
-from benchmark.config.protocol import protocol, resolve
+from benchmark.explaining.tuning import constant_labels, parse_sweep, tune
 from benchmark.registry import METHODS, UsageError, warn
+from benchmark.results.leaderboard import CONSTANT_METHOD, constant_name
 from benchmark.results.rows import write_atomic
-from benchmark.scoring.context import Metric, ScoringConfig, ScoringContext, score
+from benchmark.scoring.context import Metric, ScoringContext, score
 from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS
 from benchmark.sources.source import Source
-from benchmark.sources.spec import COMPONENTS, ModelsConfig
-from benchmark.activations.stores import TOP_KEPT
-from benchmark.explaining.tuning import constant_labels, parse_sweep, tune
 
-LATENTS = ("ids", "alive")
 PACKAGES = ("torch", "transformers", "open_clip_torch", "datasets", "safetensors", "numpy")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    methods: tuple[str, ...] = ("hybrid",)
-    """Method names, `path/file.py:function`, or installed plug-ins."""
-    features: str = "0:1024"
-    """Feature range `start:stop` or a comma list."""
-    lm: str | None = None
-    """World: the language-model size of its VLM (None: large). Real models: the VLM's name in rows
-    and run directories (None: its checkpoint's last path part, e.g. llava-1.5-7b-hf)."""
-    world: str = "default"
-    """World: a preset, its shipped version or trained here (`benchmark.world.shipped.choose`); unused
-    when `models` is set."""
-    out: str = "results"
-    """Directory for run directories."""
-    explanations: str | None = None
-    """A CSV (feature,explanation) of explanations made elsewhere, recorded as one more method."""
-    metrics: str = "all"
-    """Metrics that score the explanations: 'all', 'none' or a comma list."""
-    tune: str | None = None
-    """A metric whose headline mean over validation features picks each steering coefficient."""
-    tune_features: str | None = None
-    """Validation features for --tune (start:stop or a comma list); default: the first quarter of `features`."""
-    sweep: tuple[str, ...] = ()
-    """`FIELD=V1,V2` settings --tune sweeps besides each steering coefficient (`benchmark.explaining.tuning.TUNABLE`), for
-    the methods that declare they read them."""
-    method: MethodConfig = field(default_factory=MethodConfig)
-    scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    models: ModelsConfig | None = None
-    """Real models to explain instead of the world (the config file's [vlm], [sae], [scorer], [pool], [prompts])."""
-    protocol: str | None = None
-    """The named set of settings every one left unset takes (`benchmark.config.protocol`): featurebench
-    (None) or seed. Recorded in run.json and every row."""
-    latents: str | None = None
-    """What `features` and `tune_features` count: latent ids (ids) or positions in the sorted list of
-    alive latents, those that fire on some top-k pool image (alive: the seed paper's slices). None:
-    the protocol's."""
-    random_sae: int | None = None
-    """A seed: explain a random SAE of the trained one's kind, shape and sparsity instead of it, the
-    sanity control (`--sae random:<seed>`; with real models, the same as `[sae] random`). Its rows are
-    a source of their own (`default@1+random-sae-0`). None: the trained SAE."""
-
-    def __post_init__(self):
-        protocol(self.protocol)  # an unknown name fails here, before anything is opened
-        if self.latents not in (None, *LATENTS):
-            raise UsageError(f"latents {self.latents!r}; choose {' or '.join(LATENTS)}")
 
 
 def parse_features(spec: str, d_sae: int) -> list[int]:
@@ -162,14 +116,15 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     same results."""
     import methods  # noqa: F401  (registers the built-in methods)
     from methods.baselines import candidate_labels
-    from metrics import resolve
+    from metrics import named_metrics
 
+    config = resolve(config, config.protocol)  # the one place a protocol fills what nobody gave
     fns = dict(METHODS.resolve(spec) for spec in config.methods)
     refuse_unsteerable(config, fns)
     source = open_source(source_recipe(config))
     available = {need for need in NEEDS if source.has(need)}
-    metrics = [] if config.metrics == "none" else resolve(config.metrics, available)
-    tune_metric = resolve(config.tune)[0] if config.tune else None
+    metrics = [] if config.metrics == "none" else named_metrics(config.metrics, available)
+    tune_metric = named_metrics(config.tune)[0] if config.tune else None
     sweep = parse_sweep(config.sweep)
     if sweep and tune_metric is None:
         raise UsageError("--sweep names what --tune sweeps; give --tune METRIC too")
@@ -179,13 +134,12 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
         raise UsageError(f"{CONSTANT_METHOD}: the label is chosen by the run's metrics; run it without --metrics none")
     if metrics or tune_metric:
         source.check_scorer()  # a misnamed scorer fails now, not after every explanation
-    sctx = ScoringContext(source, config.scoring)  # the protocol's scoring settings filled in
+    sctx = ScoringContext(source, config.scoring)
     check_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])], sctx.config)
     backend = backend or LocalBackend()
     backend.start(source)
-    # run.json and the run's key record the LM and what the protocol set, not None
+    # run.json and the run's key record the LM and the protocol by name, not None
     config = replace(config, lm=source.lm, protocol=source.protocol,
-                     latents=config.latents or protocol(source.protocol).run["latents"],
                      random_sae=source.spec.sae.random)  # set by the flag or by [sae] random
     ctx = Context(source, config.method)
     # here, before any worker needs them (the scoring pass gives the scales; the top-k pass, alive latents)

@@ -16,7 +16,7 @@ def all_metrics() -> list[Metric]:
     return [METRICS.get(name) for name in METRICS.names()]
 
 
-def resolve(spec: str | None, available: set[str] | None = None) -> list[Metric]:
+def named_metrics(spec: str | None, available: set[str] | None = None) -> list[Metric]:
     """`None` or 'all': every registered metric whose needs lie in `available` (every metric when
     None); else a comma list of names (a plug-in that is no `Metric` is refused by `METRICS.get`)."""
     if spec in (None, "all"):

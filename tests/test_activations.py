@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from benchmark.activations.passes import TowerCodes, cached_store, encode_codes, write_store
-from benchmark.models.sae import SAE
 from benchmark.activations.stores import Codes, LatentIndex, LatentIndexWriter, ScoringActivations, TopImages
 from benchmark.activations.top_images import HEATMAP_OPACITY, heatmap, masked
+from benchmark.models.sae import SAE
 from benchmark.world.vlm import tower_states
 
 

@@ -11,8 +11,16 @@ import torch
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
-from transformers import (CLIPImageProcessor, Gemma3ImageProcessor, Gemma3Processor, GotOcr2ImageProcessor,
-                          InternVLProcessor, InternVLVideoProcessor, LlavaProcessor, PreTrainedTokenizerFast)
+from transformers import (
+    CLIPImageProcessor,
+    Gemma3ImageProcessor,
+    Gemma3Processor,
+    GotOcr2ImageProcessor,
+    InternVLProcessor,
+    InternVLVideoProcessor,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
 
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.registry import UsageError

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmark.config.method import MethodConfig
+from benchmark.config.run import RunConfig
 from benchmark.explaining.backends import RayBackend, make_backend, shard_size
-from benchmark.explaining.context import MethodConfig
-from benchmark.pipeline import RunConfig, run
+from benchmark.pipeline import run
 from benchmark.registry import UsageError
 from tests.slow_plugin import logged, write_slow_plugin
 from tests.timing import untimed

@@ -12,13 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.config.resolve import resolve
 from benchmark.registry import UsageError
 from benchmark.sources.components import open_component
 from benchmark.sources.generators import GENERATORS, DiffusersGenerator, DiffusersSettings
-from benchmark.sources.segmenters import (SEGMENTERS, ClipSegSegmenter, ClipSegSettings, GroundingSamSegmenter,
-                                          GroundingSamSettings, patch_masks)
-from tests.tiny_components import (save_tiny_clipseg, save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam,
-                                   save_tiny_sam2)
+from benchmark.sources.segmenters import (
+    SEGMENTERS,
+    ClipSegSegmenter,
+    ClipSegSettings,
+    GroundingSamSegmenter,
+    GroundingSamSettings,
+    patch_masks,
+)
+from tests.tiny_components import (
+    save_tiny_clipseg,
+    save_tiny_diffusers,
+    save_tiny_grounding_dino,
+    save_tiny_sam,
+    save_tiny_sam2,
+)
 
 SIDE, PATCH = 32, 8  # pool images of 32 px on a 4 x 4 patch grid
 
@@ -212,15 +224,16 @@ def test_rows_say_when_a_component_read_only_part_of_the_text(checkpoints, pool_
     says NaN (unknown)."""
     from types import SimpleNamespace
 
-    from benchmark.scoring.context import ScoringConfig, ScoringContext
+    from benchmark.config.scoring import ScoringConfig
+    from benchmark.scoring.context import ScoringContext
     from benchmark.sources.capabilities import Capabilities
 
     long, short = " ".join(["a red striped circle"] * 9), "a red circle"
     parts = Capabilities(generator=generator(checkpoints["sd"], tmp_path),
                          segmenter=grounding_sam(checkpoints, pool_NHWC, tmp_path))
-    ctx = ScoringContext(SimpleNamespace(capabilities=parts, protocol="featurebench"), ScoringConfig())
+    ctx = ScoringContext(SimpleNamespace(capabilities=parts, protocol="featurebench"), resolve(ScoringConfig(), None))
     assert [ctx.text_cut(need, t) for need in ("generator", "segmenter") for t in (long, short, " ")] == [
         1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
     blind = ScoringContext(SimpleNamespace(capabilities=Capabilities(segmenter=SimpleNamespace()),
-                                           protocol="featurebench"), ScoringConfig())
+                                           protocol="featurebench"), resolve(ScoringConfig(), None))
     assert math.isnan(blind.text_cut("segmenter", long))

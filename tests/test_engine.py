@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.steering.engine import SteeringEngine
 from benchmark.bench.shapes import run_shape_bench
 from benchmark.models.adapters import load_vlm
+from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steered_generate
 from tests.test_adapters import FAMILIES, PROMPT, STEERED, planted_image, save_tiny_checkpoint
 

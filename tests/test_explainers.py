@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.explaining.context import MethodConfig
+from benchmark.config.method import MethodConfig
+from benchmark.config.run import RunConfig
 from benchmark.explainers import ExplainerSpec
 from benchmark.explainers.serve import Refused, make_server, subject_answerer
-from benchmark.pipeline import RunConfig, run
+from benchmark.pipeline import run
 from benchmark.sources import open_source
 
 FEATURES = "0:10"

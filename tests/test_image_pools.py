@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.sources.image_pools import ProcessorResize, load_image_pool, processor_resize, square, to_square
 from benchmark.registry import UsageError
+from benchmark.sources.image_pools import ProcessorResize, load_image_pool, processor_resize, square, to_square
 
 
 def planted(colour: tuple[int, int, int], w: int = 12, h: int = 8) -> Image.Image:

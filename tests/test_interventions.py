@@ -69,7 +69,8 @@ def test_a_row_that_clamps_no_latent_is_added():
 
 def test_absolute_coefficient_adds_a_vector_of_that_norm(tmp_path):
     """Context.steering_vectors with an absolute coefficient: |v| = coeff whatever the decoder row's norm."""
-    from benchmark.explaining.context import Context, MethodConfig
+    from benchmark.config.method import MethodConfig
+    from benchmark.explaining.context import Context
 
     class Rows:  # the two things steering_vectors reads, on an SAE with rows of norm 1, 2 and 5
         sae = SAE(3, 3, architecture="relu")

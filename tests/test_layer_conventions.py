@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import save_file
 
 from benchmark.cli import main
+from benchmark.config.models import models_config
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
 from benchmark.registry import UsageError
 from benchmark.sources.source import Source
-from benchmark.sources.spec import models_config
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steer
 from tests.test_adapters import PROMPT, STEERED, planted_image

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.results.leaderboard import COST_COLUMNS, markdown, pairwise_table, regenerate
 from benchmark.registry import UsageError
+from benchmark.results.leaderboard import COST_COLUMNS, markdown, pairwise_table, regenerate
 from benchmark.scoring.stats import greater, mean_ci
 
 EXPECTED_MAIN = """source,lm,method,protocol,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,\

@@ -8,8 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.results.board_readme import (BEATEN, DOES_NOT_RANK, SEPARATION_FLOOR, constant_margin, readme, sanity,
-                                    verdict, write_readme)
+from benchmark.results.board_readme import (
+    BEATEN,
+    DOES_NOT_RANK,
+    SEPARATION_FLOOR,
+    constant_margin,
+    readme,
+    sanity,
+    verdict,
+    write_readme,
+)
 from benchmark.results.leaderboard import load_rows
 from benchmark.scoring.validation import with_board_checks
 from metrics import all_metrics
@@ -147,8 +155,8 @@ def test_cli_validate_metrics_json_carries_the_boards_numbers(tmp_path, monkeypa
     from types import SimpleNamespace
 
     import benchmark.scoring.context
-    import benchmark.sources
     import benchmark.scoring.validation
+    import benchmark.sources
     from benchmark.cli import main
 
     (tmp_path / "rows").mkdir()
@@ -156,7 +164,7 @@ def test_cli_validate_metrics_json_carries_the_boards_numbers(tmp_path, monkeypa
         part.to_csv(tmp_path / "rows" / f"{source}-{lm}.csv.gz", index=False)
     stub = SimpleNamespace(name=SOURCE, lm="large", protocol="featurebench")
     monkeypatch.setattr(benchmark.sources, "open_source", lambda recipe: stub)
-    monkeypatch.setattr(benchmark.scoring.context, "ScoringContext", lambda source: None)
+    monkeypatch.setattr(benchmark.scoring.context, "ScoringContext", lambda source, config: None)
     monkeypatch.setattr(benchmark.scoring.validation, "validate", lambda source, metrics, sctx: {
         m.name: {"pairwise_auroc": 0.9, "spearman_oracle": 0.5} for m in metrics})
     assert main(["validate-metrics", "--metrics", "detection,clip-score", "--board", str(tmp_path), "--json"]) == 0

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmark.config.run import RunConfig
 from benchmark.models.sae import SAE
 from benchmark.numerics import near_tie_tolerance
-from benchmark.pipeline import RunConfig, run
+from benchmark.pipeline import run
 from metrics.detection import detection
 from metrics.functional import auroc, keyed_choice
 

@@ -7,7 +7,8 @@ import json
 import pandas as pd
 
 from benchmark.cli import main
-from benchmark.pipeline import RunConfig, run
+from benchmark.config.run import RunConfig
+from benchmark.pipeline import run
 from tests.timing import untimed
 
 METHODS = ("steering", "topk", "hybrid")

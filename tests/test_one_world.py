@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.results.leaderboard import ROW_COLUMNS
-from benchmark.pipeline import RunConfig, run
+from benchmark.config.run import RunConfig
+from benchmark.pipeline import run
 from benchmark.registry import UsageError
+from benchmark.results.leaderboard import ROW_COLUMNS
 from benchmark.world import shipped
 from benchmark.world.build import build_world
 from benchmark.world.presets import WORLDS

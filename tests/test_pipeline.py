@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.pipeline import RunConfig, parse_features, read_submission, run
+from benchmark.config.run import RunConfig
+from benchmark.pipeline import parse_features, read_submission, run
 from benchmark.registry import METHODS, UsageError
 from tests.slow_plugin import logged, write_slow_plugin
 

@@ -11,18 +11,29 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.explaining.context import MethodConfig
-from benchmark.sources.image_pools import to_square
-from benchmark.pipeline import RunConfig, counted_features, run
-from benchmark.config.protocol import (FEATUREBENCH, PAPER_REMOVED, PAPER_STEERING_PROMPT, PAPER_TOPK_PROMPT, SEED, SETTINGS,
-                                clean_answer, resolve)
+from benchmark.config.method import MethodConfig
+from benchmark.config.models import PoolSpec, PromptSpec, VLMLoading
+from benchmark.config.protocol import (
+    FEATUREBENCH,
+    PAPER_REMOVED,
+    PAPER_STEERING_PROMPT,
+    PAPER_TOPK_PROMPT,
+    SEED,
+    clean_answer,
+)
+from benchmark.config.resolve import ITEM, governed_fields, require_resolved, resolve
+from benchmark.config.run import RunConfig
+from benchmark.config.scoring import ScoringConfig
+from benchmark.pipeline import counted_features, run
 from benchmark.registry import UsageError
-from benchmark.scoring.context import ScoringConfig, sampled_ranks
-from benchmark.sources.spec import PoolSpec, PromptSpec
+from benchmark.scoring.context import sampled_ranks
 from benchmark.scoring.stats import pooled_ci
+from benchmark.sources.image_pools import to_square
 from metrics.generation_auroc import pooled_auroc
 
-SEED_ITEMS = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the paper's value
+GOVERNED = (PromptSpec, PoolSpec, VLMLoading, MethodConfig, ScoringConfig, RunConfig)
+"""Every settings dataclass that holds governed fields; each declares its protocol table (`PART`)."""
+PAPER_VALUES = [  # PAPER_PROTOCOL.md item, where the run holds it, field, the paper's value (read off its code)
     (4, "method", "direction", "row"),  # vector = coeff x decoder column as stored
     (4, "method", "vector_dtype", "model"),  # ... formed in bf16: its SAE is cast with the model
     (4, "vlm", "cast", "whole"),  # model.to(bfloat16) after loading, rotary buffers included
@@ -55,37 +66,45 @@ NOT_A_PROTOCOL_SETTING = {  # items a run config sets (the shipped seed configs)
     13: "--top-images viridis, both (an option; masked is both protocols' default)", 14: "hybrid, both",
     19: "pairwise.csv p_value, both",
 }
-UNSET = {"prompts": PromptSpec(), "pool": PoolSpec(source="pool"), "method": MethodConfig(), "scoring": ScoringConfig()}
+UNSET = {"prompts": PromptSpec(), "pool": PoolSpec(source="pool"), "method": MethodConfig(), "scoring": ScoringConfig(),
+         "run": RunConfig(), "vlm": VLMLoading()}
+SETTINGS = {(cls.PART, name): f.metadata[ITEM] for cls in GOVERNED for name, f in governed_fields(cls).items()}
+"""Every governed setting -> its PAPER_PROTOCOL.md item, read off the dataclasses' declarations."""
 
 
-def test_the_tables_cover_every_item_and_every_governed_setting():
-    assert sorted({item for item, *_ in SEED_ITEMS} | set(NOT_A_PROTOCOL_SETTING)) == list(range(1, 21))
-    assert {(part, name) for _, part, name, _ in SEED_ITEMS} == set(SETTINGS)
-    assert all(set(getattr(p, part)) == {n for q, n in SETTINGS if q == part} for p in (FEATUREBENCH, SEED)
-               for part in ("prompts", "pool", "method", "scoring", "run", "vlm"))
+def test_every_item_is_a_governed_setting_or_named_as_none_and_every_protocol_sets_every_governed_field():
+    assert sorted(set(SETTINGS.values()) | set(NOT_A_PROTOCOL_SETTING)) == list(range(1, 21))
+    for p in (FEATUREBENCH, SEED):
+        for part in {part for part, _ in SETTINGS}:
+            assert set(getattr(p, part)) == {n for q, n in SETTINGS if q == part}, (p.name, part)
 
 
-@pytest.mark.parametrize("item, part, name, value", SEED_ITEMS)
+@pytest.mark.parametrize("item, part, name, value", PAPER_VALUES)
 def test_seed_sets_the_papers_value(item, part, name, value):
-    if part in ("run", "vlm"):  # read from the protocol where they act (the pipeline, the source)
-        assert getattr(SEED, part)[name] == value
-        return
-    assert getattr(resolve(UNSET[part], part, "seed"), name) == value
-    assert getattr(resolve(UNSET[part], part, None), name) == FEATUREBENCH.__dict__[part][name]
+    assert SETTINGS[part, name] == item
+    assert getattr(resolve(UNSET[part], "seed"), name) == value
+    assert getattr(resolve(UNSET[part], None), name) == FEATUREBENCH.__dict__[part][name]
 
 
 def test_explicit_keys_override_the_protocol():
-    mine = resolve(ScoringConfig(mask="union", generated_images=8), "scoring", "seed")
+    mine = resolve(ScoringConfig(mask="union", generated_images=8), "seed")
     assert (mine.mask, mine.generated_images, mine.clip_images) == ("union", 8, "sampled")
-    assert resolve(PromptSpec(answer_prefix="It is"), "prompts", "seed").answer_prefix == "It is"
+    assert resolve(PromptSpec(answer_prefix="It is"), "seed").answer_prefix == "It is"
     with pytest.raises(UsageError, match="protocol 'paper'; choose featurebench, seed"):
         RunConfig(protocol="paper")
 
 
+def test_a_run_resolves_its_method_and_scoring_settings_and_a_stage_refuses_unresolved_ones():
+    run_config = resolve(RunConfig(protocol="seed"), "seed")
+    assert (run_config.latents, run_config.method.permute, run_config.scoring.mask) == ("alive", "list", "first")
+    require_resolved(run_config)
+    with pytest.raises(ValueError, match="MethodConfig: firing_only, direction, vector_dtype, permute unset"):
+        require_resolved(RunConfig(protocol="seed").method)
+
+
 def test_every_governed_field_is_unset_until_resolved():
     for part, name in SETTINGS:
-        if part not in ("run", "vlm"):
-            assert getattr(UNSET[part], name) is None, (part, name)
+        assert getattr(UNSET[part], name) is None, (part, name)
     assert {f.name for f in fields(PromptSpec)} >= {"remove", "capitalize"}
 
 
@@ -115,14 +134,14 @@ def test_seed_42_draws_five_of_the_top_ten_as_the_papers_feature_loader():
 def test_clip_score_reads_the_drawn_ranks_of_each_features_firing_images(world):
     from benchmark.scoring.context import ScoringContext
 
-    ctx = ScoringContext(world.source("small", protocol="seed"), ScoringConfig())
+    ctx = ScoringContext(world.source("small", protocol="seed"), resolve(ScoringConfig(), "seed"))
     features = list(range(world.config.sae.d_sae))
     firing_F = (ctx.top.score_FK[:, :10] > 0).sum(1)
     ranks_BK = ctx.clip_ranks(features)
     for f in (int(np.flatnonzero(firing_F == 10)[0]), *np.flatnonzero((firing_F > 0) & (firing_F < 5))[:1].tolist()):
         n = int(firing_F[f])
         assert ranks_BK[f][ranks_BK[f] >= 0].tolist() == sampled_ranks(5, n, 42).tolist()
-    shown = ScoringContext(world.source("small"), ScoringConfig()).clip_ranks(features[:2])
+    shown = ScoringContext(world.source("small"), resolve(ScoringConfig(), None)).clip_ranks(features[:2])
     assert shown.tolist() == [[0, 1, 2, 3, 4]] * 2
 
 
@@ -210,7 +229,7 @@ def test_seed_localization_segments_the_sampled_top_images(world):
     from benchmark.world.truth import WorldSegmenter
     from metrics.localization_iou import localization, score_localization
 
-    ctx = ScoringContext(world.source("small", protocol="seed"), ScoringConfig())
+    ctx = ScoringContext(world.source("small", protocol="seed"), resolve(ScoringConfig(), "seed"))
     f = int(np.flatnonzero((ctx.top.score_FK[:, :10] > 0).sum(1) == 10)[0])
     ids_BK, active_BKP = ctx.sampled_top([f])
     assert ids_BK[0].tolist() == ctx.top.ids([f], 10)[0][[5, 3, 7, 0, 4]].tolist()

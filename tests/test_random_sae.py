@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from benchmark.cli import config_arguments, main, parser
+from benchmark.config.models import models_config, parse_random_sae, random_sae_name, trained_source_of
 from benchmark.models.sae import SAE, random_like
 from benchmark.registry import UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
-from benchmark.sources.spec import models_config, parse_random_sae, random_sae_name, trained_source_of
 from tests.test_real_models import files, tables, write_toml  # noqa: F401  (files: the tiny checkpoints fixture)
 
 

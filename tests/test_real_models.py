@@ -16,12 +16,14 @@ import torch
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.explaining.context import Context, MethodConfig
+from benchmark.config.method import MethodConfig
+from benchmark.config.models import models_config
+from benchmark.config.resolve import resolve
+from benchmark.explaining.context import Context
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
 from benchmark.models.scorer import WEIGHTS, Scorer
 from benchmark.sources.source import Source
-from benchmark.sources.spec import models_config
 from tests.test_adapters import PATCH, SIZE, STEERED, save_tiny_checkpoint
 from tests.timing import untimed
 
@@ -124,7 +126,7 @@ def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypa
 
 def test_hybrid_positions_are_the_tokens_of_active_patches(files):
     for family, cls_tokens in (("llava", 1), ("gemma3", 0)):
-        ctx = Context(Source(models_config(tables(files, family), "test"), family), MethodConfig(batch_size=4))
+        ctx = Context(Source(models_config(tables(files, family), "test"), family), resolve(MethodConfig(batch_size=4), None))
         masked, positions_BKT = ctx.shown_top_images([0, 1, 2])
         active_BKP = ctx.top.acts_BKP([0, 1, 2], 5) > 0
         assert positions_BKT.shape == (3, 5, cls_tokens + (SIZE // PATCH) ** 2)
@@ -188,8 +190,9 @@ def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'featurebench[ray]')")
     from dataclasses import replace
 
+    from benchmark.config.run import RunConfig
     from benchmark.explaining.backends import RayBackend
-    from benchmark.pipeline import RunConfig, run
+    from benchmark.pipeline import run
 
     monkeypatch.chdir(files)  # paths relative to the driver's directory, which need not be a worker's
     relative = {name: {k: (str(Path(v).relative_to(files)) if isinstance(v, str) and v.startswith(str(files)) else v)

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from benchmark.activations.passes import write_store
-from benchmark.sources.image_pools import ImagePool
 from benchmark.activations.stores import Codes, TopImages
 from benchmark.activations.top_images import masked
-from benchmark.results.leaderboard import COST_COLUMNS, regenerate
+from benchmark.config.models import PoolSpec
 from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
 from benchmark.report.images import DIM, caption_column, heat_colours, heat_overlay, strip, top_image_arrays
 from benchmark.report.inputs import Run, first_runs
-from benchmark.sources.spec import PoolSpec
+from benchmark.results.leaderboard import COST_COLUMNS, regenerate
+from benchmark.sources.image_pools import ImagePool
 
 LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
 SOURCE_ID = "0123456789ab"

@@ -17,7 +17,8 @@ METHODS = ("steering", "topk", "oracle")
 
 @pytest.fixture(scope="module")
 def report(world, tmp_path_factory):
-    from benchmark.pipeline import RunConfig, run
+    from benchmark.config.run import RunConfig
+    from benchmark.pipeline import run
     from benchmark.report import write_report
 
     root = tmp_path_factory.mktemp("report")

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.pipeline import RunConfig, run
+from benchmark.config.resolve import resolve
+from benchmark.config.run import RunConfig
+from benchmark.config.scoring import ScoringConfig
+from benchmark.pipeline import run
 from benchmark.registry import UsageError
 from benchmark.scoring.context import Metric, ScoringContext, score
 from benchmark.scoring.validation import concept_pairs, pairwise_auroc, validate
@@ -27,7 +30,7 @@ def test_a_run_scores_every_explanation_with_every_metric(world, scored):
     assert len(table) == 3 * 48
     for m in all_metrics():
         assert set(m.columns) <= set(table.columns)
-    alive = ScoringContext(world.source("small")).alive_F
+    alive = ScoringContext(world.source("small"), resolve(ScoringConfig(), None)).alive_F
     oracle = table[(table.method == "oracle") & alive[table.feature] & table.concept.notna()]
     assert len(oracle) > 10 and (oracle.oracle == 1).all() and np.allclose(oracle.semantic_similarity, 1, atol=1e-5)
     nothing = table[(table.method == "submission:blank") & alive[table.feature]]  # names nothing renderable
@@ -44,7 +47,7 @@ def test_scores_are_cached_per_feature_and_explanation(world):
         return {"n": np.array([len(t) for t in texts], float)}
 
     metric = Metric("count-chars", ("n",), True, (), count)
-    ctx = ScoringContext(world.source("small"))
+    ctx = ScoringContext(world.source("small"), resolve(ScoringConfig(), None))
     alive = [int(f) for f in np.flatnonzero(ctx.alive_F)[:3]]
     first = score(ctx, metric, alive, ["red", "blue", "red"])
     again = score(ctx, metric, alive + alive[:1], ["red", "blue", "red", "green"])
@@ -60,7 +63,7 @@ def test_validation_pairs_and_report(world):
     source = world.source("small")
     pairs = concept_pairs(source.capabilities.groundtruth)
     assert len(pairs) and (pairs.right != pairs.wrong).all()
-    report = validate(source, all_metrics(), ScoringContext(source))
+    report = validate(source, all_metrics(), ScoringContext(source, resolve(ScoringConfig(), source.protocol)))
     assert set(report) == {m.name for m in all_metrics()}
     assert report["oracle"] == {"pairwise_auroc": 1.0, "spearman_oracle": 1.0}
     assert report["detection"]["pairwise_auroc"] > 0.7  # the scorer knows the world's words
@@ -93,27 +96,28 @@ def test_tune_picks_the_best_coefficient_on_validation_and_reports_only_the_rest
 
 def test_what_runs_but_should_worry_is_one_warning_line(world, capsys):
     """A metric NaN for every feature, and a tuning slice on which the tuning metric is undefined."""
-    from benchmark.explaining.context import MethodConfig
+    import methods  # noqa: F401  (registers the built-in methods)
+    from benchmark.config.method import MethodConfig
+    from benchmark.explaining.tuning import tune
     from benchmark.pipeline import score_rows
     from benchmark.registry import METHODS
-    from benchmark.explaining.tuning import tune
 
     undefined = Metric("undefined", ("u",), True, (), lambda ctx, fs, ts: {"u": np.full(len(fs), np.nan)})
     source = world.source("small")
-    sctx = ScoringContext(source)
+    sctx = ScoringContext(source, resolve(ScoringConfig(), source.protocol))
     rows = pd.DataFrame({"source": "tiny", "source_id": "x", "protocol": "featurebench", "lm": "small", "method": "m", "feature": [0, 1], "explanation": ["a", "b"]})
     capsys.readouterr()
     score_rows(sctx, [undefined], rows)
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)  # progress bars share stderr
     assert warnings == ["warning: u is NaN for every feature (dead features, or too few scoring images to define it)"]
-    config, record = tune(source, MethodConfig(), {"steering": METHODS.get("steering")}, undefined, sctx, [0, 1])
+    config, record = tune(source, resolve(MethodConfig(), source.protocol), {"steering": METHODS.get("steering")}, undefined, sctx, [0, 1])
     warnings = re.findall(r"warning: [^\r\n]*", capsys.readouterr().err)
     assert len(warnings) == 1 and warnings[0].startswith("warning: --tune: u is NaN for every validation feature")
     assert config.steering_multiplier == 1.0 == record["fields"]["steering_multiplier"]["chosen"]
 
 
 def test_tune_sweeps_absolute_coefficients_and_named_settings(world, tmp_path):
-    from benchmark.explaining.context import MethodConfig
+    from benchmark.config.method import MethodConfig
 
     config = RunConfig(methods=("steering", "hybrid"), features="0:24", lm="small", world="tiny", out=str(tmp_path),
                        metrics="detection", tune="detection", tune_features="0:8",
@@ -135,8 +139,8 @@ def test_tune_sweeps_absolute_coefficients_and_named_settings(world, tmp_path):
     (("steering_coeff=big",), "steering_coeff takes numbers"),
 ])
 def test_bad_sweeps_are_one_line_errors(sweep, message):
-    from benchmark.registry import UsageError
     from benchmark.explaining.tuning import parse_sweep
+    from benchmark.registry import UsageError
 
     with pytest.raises(UsageError, match=re.escape(message)):
         parse_sweep(sweep)
@@ -173,4 +177,4 @@ def test_a_metric_returning_the_wrong_thing_is_one_line_naming_it(world, returne
     wrong = Metric("wrong-shape", ("u",), True, (), lambda ctx, fs, ts: returned)
     with pytest.raises(UsageError, match=rf"metric 'wrong-shape' must return \{{column: 2 numbers\}} for columns u; "
                                          rf"{re.escape(says)}"):
-        score(ScoringContext(world.source("small")), wrong, [0, 1], [f"text {returned}", "b"])
+        score(ScoringContext(world.source("small"), resolve(ScoringConfig(), None)), wrong, [0, 1], [f"text {returned}", "b"])

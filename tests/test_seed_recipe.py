@@ -22,14 +22,16 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, Gemma3ForConditionalGeneration, GenerationConfig
 
-from benchmark.explaining.context import Context, MethodConfig
-from benchmark.explaining.explain import explain
+import methods  # noqa: F401  (registers the built-in methods)
+from benchmark.config.method import MethodConfig
+from benchmark.config.models import models_config
 from benchmark.config.protocol import PAPER_REMOVED, clean_answer
+from benchmark.config.resolve import resolve
+from benchmark.explaining.context import Context
+from benchmark.explaining.explain import explain
 from benchmark.registry import METHODS
 from benchmark.sources.source import Source
-from benchmark.sources.spec import models_config
 from benchmark.steering.interventions import intervene
-import methods  # noqa: F401  (registers the built-in methods)
 from tests.test_adapters import PROMPT, STEERED, save_tiny_checkpoint
 from tests.test_layer_conventions import tiny_sae, write_dictionary_learning
 
@@ -160,7 +162,7 @@ def test_cast_whole_is_the_seeds_model_to_bfloat16(seed_files):
 
 
 def steering_context(root, dtype: str, vector_dtype: str | None = None) -> Context:
-    return Context(seed_source(root, dtype), MethodConfig(steering_coeff=COEFF, vector_dtype=vector_dtype))
+    return Context(seed_source(root, dtype), resolve(MethodConfig(steering_coeff=COEFF, vector_dtype=vector_dtype), "seed"))
 
 
 def test_the_steered_state_is_the_seeds_bit_for_bit_in_bf16(seed_files):
@@ -357,7 +359,7 @@ def seed_answers(root, rows: list[int], dtype: torch.dtype, prompt: str, max_new
 def featurebench_answers(root, dtype: str, method: str) -> tuple[Context, dict[int, str]]:
     """featurebench's `method` on every latent of the tower-size pool under the seed protocol, through
     the harness (the explanation store), the hybrid at the paper's absolute coefficient."""
-    ctx = Context(seed_source(root, dtype, TOWER_IMAGES), MethodConfig(hybrid_coeff=HYBRID_COEFF))
+    ctx = Context(seed_source(root, dtype, TOWER_IMAGES), resolve(MethodConfig(hybrid_coeff=HYBRID_COEFF), "seed"))
     return ctx, explain(ctx, method, METHODS.get(method), list(range(ctx.sae.d_sae)))
 
 
@@ -393,7 +395,7 @@ def test_top_images_and_masks_are_the_seeds_at_the_tower_size(tower_files, dtype
     seed's pass and mask give them, pixel for pixel, and where it fires, token for token; a latent that
     fires on no top image shows none. Images at the tower's size (see `test_topk_answers_are_the_seeds`);
     in bf16 the SAE encodes in bf16, as the seed's does."""
-    ctx = Context(seed_source(tower_files, dtype, TOWER_IMAGES), MethodConfig(hybrid_coeff=HYBRID_COEFF))
+    ctx = Context(seed_source(tower_files, dtype, TOWER_IMAGES), resolve(MethodConfig(hybrid_coeff=HYBRID_COEFF), "seed"))
     rows, torch_dtype = ctx.topk_pool.rows.tolist(), getattr(torch, dtype)
     seed = seed_top_images(tower_files, rows, torch_dtype)
     alike, silent = seed_latents(tower_files, rows, torch_dtype)

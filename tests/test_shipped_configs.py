@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 from PIL import Image
 
 from benchmark.cli import config_arguments, config_models, main, parser

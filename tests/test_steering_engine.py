@@ -4,7 +4,9 @@ per-position addition; the engine's batched answers equal the hook around the ch
 import numpy as np
 import torch
 
-from benchmark.explaining.context import Context, MethodConfig
+from benchmark.config.method import MethodConfig
+from benchmark.config.resolve import resolve
+from benchmark.explaining.context import Context
 from benchmark.steering.hook import steered_generate
 
 
@@ -38,7 +40,7 @@ def _hook_loop(ctx: Context, images_BNHWC, vectors_BD, positions_BNT=None) -> li
 
 
 def test_engine_equals_the_hook_loop_on_the_world_vlm(world):
-    ctx = Context(world.source("large"), MethodConfig(batch_size=5))
+    ctx = Context(world.source("large"), resolve(MethodConfig(batch_size=5), None))
     features = list(range(12))
     vectors = (8.0 * ctx.scales(features))[:, None] * ctx.sae.W_dec[features]
     batched = ctx.answer(ctx.empty_images(12), vectors)
@@ -50,7 +52,7 @@ def test_engine_equals_the_hook_loop_on_the_world_vlm(world):
 
 
 def test_no_positions_selected_is_no_steering(world):
-    ctx = Context(world.source("small"), MethodConfig())
+    ctx = Context(world.source("small"), resolve(MethodConfig(), None))
     images = ctx.topk_pool.images(range(6)).reshape(2, 3, 32, 32, 3)
     nowhere = torch.zeros(2, 3, 17, dtype=torch.bool)
     assert ctx.answer(images, ctx.sae.W_dec[:2] * 50, nowhere) == ctx.answer(images)

@@ -15,10 +15,20 @@ from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
 from benchmark.steering.hook import steer
 from benchmark.world.groundtruth import concept_patch_masks, dissect
-from benchmark.world.training import pixel_values
 from benchmark.world.quality import naming_rates
-from benchmark.world.vlm import (ANSWER_PREFIX, DESCRIBE, SHARED, mask_to_patches, prompt, shared_answer, thinned,
-                                 tower_states, view_masks, vlm_logits)
+from benchmark.world.training import pixel_values
+from benchmark.world.vlm import (
+    ANSWER_PREFIX,
+    DESCRIBE,
+    SHARED,
+    mask_to_patches,
+    prompt,
+    shared_answer,
+    thinned,
+    tower_states,
+    view_masks,
+    vlm_logits,
+)
 
 
 def test_captioner_beats_chance_on_held_out_images(world):

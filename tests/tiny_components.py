@@ -62,8 +62,14 @@ def save_tiny_diffusers(dpath: Path) -> Path:
 def save_tiny_grounding_dino(dpath: Path) -> Path:
     """GroundingDinoForObjectDetection (a 4-stage Swin of width 8, a 1-layer BERT, d_model 64, 8
     queries) and a GroundingDinoProcessor reading 64 x 64 inputs."""
-    from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     torch.manual_seed(0)
     tokenizer = bert_tokenizer()
@@ -84,8 +90,15 @@ def save_tiny_grounding_dino(dpath: Path) -> Path:
 
 def save_tiny_sam(dpath: Path) -> Path:
     """SamModel (a 1-block ViT of width 16 on 64 x 64 inputs, 8 px patches) and its SamProcessor."""
-    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
-                              SamPromptEncoderConfig, SamVisionConfig)
+    from transformers import (
+        SamConfig,
+        SamImageProcessor,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamProcessor,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
 
     torch.manual_seed(0)
     vision = SamVisionConfig(hidden_size=16, output_channels=16, num_hidden_layers=1, num_attention_heads=2,
@@ -105,8 +118,16 @@ def save_tiny_sam(dpath: Path) -> Path:
 def save_tiny_sam2(dpath: Path) -> Path:
     """Sam2Model (a 12-block Hiera of width 8 on 64 x 64 inputs, a 16-wide mask decoder) and its
     Sam2Processor: LangSAM's SAM 2.1 at toy size."""
-    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2ImageProcessor, Sam2MaskDecoderConfig, Sam2Model,
-                              Sam2Processor, Sam2PromptEncoderConfig, Sam2VisionConfig)
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2ImageProcessor,
+        Sam2MaskDecoderConfig,
+        Sam2Model,
+        Sam2Processor,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
 
     torch.manual_seed(0)
     backbone = Sam2HieraDetConfig(hidden_size=8, image_size=64, patch_stride=4, patch_kernel_size=7, patch_padding=3,

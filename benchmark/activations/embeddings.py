@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from benchmark.cache import cached_stage
 from benchmark.identity import code_identity
-from benchmark.sources.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS, Scorer
+from benchmark.sources.image_pools import ImagePool
 
 KINDS = ("images", "patches")
 

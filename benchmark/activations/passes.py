@@ -20,13 +20,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from benchmark.activations.stores import (
+    Codes,
+    ScoringActivations,
+    ScoringPass,
+    TopImages,
+    TopImagesPass,
+    image_statistic,
+)
 from benchmark.cache import cached_stage
-from benchmark.sources.image_pools import ImagePool
 from benchmark.models.adapters.base import VLMAdapter
 from benchmark.models.sae import SAE
 from benchmark.numerics import near_tie_tolerance
+from benchmark.sources.image_pools import ImagePool
 from benchmark.steering.engine import SteeringEngine
-from benchmark.activations.stores import Codes, ScoringActivations, ScoringPass, TopImages, TopImagesPass, image_statistic
 
 TOKENS_PER_BATCH = 2 ** 15
 """Tower tokens per batch of the activation pass."""

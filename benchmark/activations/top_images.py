@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.sources.image_pools import ImagePool
 from benchmark.activations.stores import TopImages
+from benchmark.sources.image_pools import ImagePool
 
 HEATMAP_RGB = np.array([0, 255, 0], np.float32)
 HEATMAP_OPACITY = 0.6

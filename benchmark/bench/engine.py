@@ -11,7 +11,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from benchmark.explaining.context import Context, MethodConfig
+from benchmark.config.method import MethodConfig
+from benchmark.config.resolve import resolve
+from benchmark.explaining.context import Context
 from benchmark.sources import open_source
 from benchmark.steering.hook import steered_generate
 
@@ -33,7 +35,7 @@ def _rows(ctx: Context, name: str, features: list[int]) -> tuple[np.ndarray, tor
 def bench(recipe: tuple = ("world", "default", "large"), engine_features: int = 512, loop_features: int = 32,
           batch_size: int = 256) -> dict:
     source = open_source(recipe)
-    ctx = Context(source, MethodConfig(batch_size=batch_size))
+    ctx = Context(source, resolve(MethodConfig(batch_size=batch_size), source.protocol))
     vlm, prompts = source.vlm, source.spec.prompts
     features = list(range(min(engine_features, ctx.sae.d_sae)))
     ctx.shown_top_images(features[:2])  # load the pool and activations outside the timings

@@ -77,8 +77,13 @@ def build_standin(shape: ScaleShape, dpath: Path) -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
-    from transformers import (CLIPImageProcessor, Gemma3ImageProcessor, Gemma3Processor, LlavaProcessor,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        CLIPImageProcessor,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
 
     from benchmark.models.adapters import ADAPTERS
 
@@ -184,7 +189,7 @@ source = "{images}"
 STAGES = {
     "activations": ["-c", "import sys, tomllib\n"
                           "from benchmark.sources import open_source\n"
-                          "from benchmark.sources.spec import models_config\n"
+                          "from benchmark.config.models import models_config\n"
                           "tables = {k: v for k, v in tomllib.loads(open(sys.argv[1]).read()).items() if isinstance(v, dict)}\n"
                           "source = open_source(('models', models_config(tables, sys.argv[1]), None))\n"
                           "source.activations('topk'); source.activations('scoring')\n"],

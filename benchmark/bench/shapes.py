@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmark.steering.engine import SteeringEngine
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.registry import UsageError
+from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steer
 
 HYBRID_IMAGES = 5

@@ -1,8 +1,9 @@
 """Protocols: named, complete sets of the settings that turn explanations into numbers.
 
 A run names one (`protocol = "seed"` in a run config, `--protocol seed`); every setting a protocol
-governs is left None in the config objects until the run resolves it (`resolve`), so a key the user
-gives explicitly always wins and a setting nobody gave takes the protocol's value. The protocol's
+governs is declared `governed(item)` in its settings dataclass and left None until the run resolves
+it (`benchmark.config.resolve`), so a key the user gives explicitly always wins and a setting nobody
+gave takes the protocol's value. The protocol's
 name goes into run.json, every row and the leaderboards; what it sets goes into the cache keys
 through the settings themselves.
 
@@ -11,11 +12,12 @@ through the settings themselves.
   `../shared/PAPER_PROTOCOL.md` lists each item with the file it comes from). Its prompts and the
   phrases it removes from answers are the paper's data, used verbatim.
 
-`SETTINGS` maps each governed field to the PAPER_PROTOCOL.md item it implements; the tests walk it.
+Each table below holds one value for every governed field of the dataclass named beside it; the
+field's `governed(item)` names the PAPER_PROTOCOL.md item it implements; the tests walk both.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 from benchmark.registry import UsageError
 
@@ -57,17 +59,17 @@ class Protocol:
 
     name: str
     prompts: dict
-    """`benchmark.sources.spec.PromptSpec`: the questions and the answer clean-up."""
+    """`benchmark.config.models.PromptSpec`: the questions and the answer clean-up."""
     pool: dict
-    """`benchmark.sources.spec.PoolSpec`: how pool images are brought to the tower's size."""
+    """`benchmark.config.models.PoolSpec`: how pool images are brought to the tower's size."""
     method: dict
-    """`benchmark.explaining.context.MethodConfig`: which top images are shown, the steering arithmetic, controls."""
+    """`benchmark.config.method.MethodConfig`: which top images are shown, the steering arithmetic, controls."""
     scoring: dict
-    """`benchmark.scoring.context.ScoringConfig`: the metrics' images, statistics and masks."""
+    """`benchmark.config.scoring.ScoringConfig`: the metrics' images, statistics and masks."""
     run: dict
-    """`benchmark.pipeline.RunConfig`: what `--features` counts."""
+    """`benchmark.config.run.RunConfig`: what `--features` counts."""
     vlm: dict
-    """`benchmark.sources.source.Source`: how the VLM takes its dtype (`cast`) and the dtype the
+    """`benchmark.config.models.VLMLoading`: how the VLM takes its dtype (`cast`) and the dtype the
     SAE encodes the activation pass in (`sae_dtype`: float32, or a wider measuring dtype; or the
     model's, as the seed paper's code casts its SAE with the model)."""
 
@@ -100,19 +102,6 @@ SEED = Protocol(
 
 PROTOCOLS = {p.name: p for p in (FEATUREBENCH, SEED)}
 
-SETTINGS = {
-    ("prompts", "describe"): 7, ("prompts", "shared"): 8, ("prompts", "answer_prefix"): 9, ("prompts", "remove"): 9,
-    ("prompts", "capitalize"): 9, ("pool", "resize"): 11, ("method", "firing_only"): 11, ("method", "direction"): 4,
-    ("method", "vector_dtype"): 4, ("vlm", "cast"): 4, ("vlm", "sae_dtype"): 11,
-    ("method", "permute"): 20, ("scoring", "clip_images"): 16, ("scoring", "clip_from"): 16,
-    ("scoring", "clip_seed"): 16, ("scoring", "generated_images"): 17, ("scoring", "control_images"): 17,
-    ("scoring", "controls"): 17, ("scoring", "generation_prompt"): 17, ("scoring", "generation_lowercase"): 17,
-    ("scoring", "statistic"): 17, ("scoring", "localization_images"): 18, ("scoring", "localization_from"): 18,
-    ("scoring", "mask"): 18, ("run", "latents"): 15,
-}
-"""Every governed setting -> the PAPER_PROTOCOL.md item it implements."""
-
-
 def protocol(name: str | None) -> Protocol:
     """The protocol `name` (None: featurebench); an unknown name is a one-line UsageError."""
     if name is None:
@@ -120,15 +109,6 @@ def protocol(name: str | None) -> Protocol:
     if name not in PROTOCOLS:
         raise UsageError(f"protocol {name!r}; choose {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]
-
-
-def resolve(obj, part: str, name: str | None):
-    """`obj` (a frozen config dataclass) with each governed field that is still None set to protocol
-    `name`'s value for it (`part`: which of the protocol's tables governs `obj`); fields given
-    explicitly, and fields no protocol governs, stay as they are."""
-    values = getattr(protocol(name), part)
-    unset = {f.name: values[f.name] for f in fields(obj) if f.name in values and getattr(obj, f.name) is None}
-    return replace(obj, **unset) if unset else obj
 
 
 def clean_answer(answer: str, remove: tuple[str, ...], capitalize: bool) -> str:

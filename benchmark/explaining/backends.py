@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from benchmark.activations.stores import Codes
 from benchmark.cache import cache_root
-from benchmark.explaining.context import COSTS, Context, MethodConfig
+from benchmark.config.method import MethodConfig
+from benchmark.explaining.context import COSTS, Context
 from benchmark.registry import METHODS, PLUGIN_MODULE, UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
-from benchmark.activations.stores import Codes
 
 ACTIVATION_SHARD = 1024
 """Images per shard of the activation pass, at most; fewer when `SHARD_TOKENS` is reached first."""

@@ -16,22 +16,24 @@ import copy
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from benchmark.explainers import Explainer, ExplainerSpec, open_explainer
-from benchmark.sources.image_pools import ImagePool
-from benchmark.config.protocol import clean_answer, resolve
+from benchmark.activations.stores import TOP_KEPT, TopImages
+from benchmark.activations.top_images import shown_top_images
+from benchmark.config.method import MethodConfig
+from benchmark.config.protocol import clean_answer
+from benchmark.config.resolve import require_resolved
+from benchmark.explainers import Explainer, open_explainer
 from benchmark.registry import METHODS, UsageError
+from benchmark.sources.image_pools import ImagePool
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.inputs import empty_image
-from benchmark.steering.interventions import INTERVENTIONS, Intervention
-from benchmark.activations.stores import TOP_KEPT, TopImages
-from benchmark.activations.top_images import shown_top_images
+from benchmark.steering.interventions import Intervention
 
 MethodFn = Callable[["Context", list[int]], list[str]]
 
@@ -75,77 +77,8 @@ def method_steers(fn: MethodFn) -> bool:
     return bool(getattr(fn, "steers", False))
 
 
-TOP_IMAGES = ("masked", "heatmap", "viridis")
-DIRECTIONS = ("unit", "row")
-VECTOR_DTYPES = ("float32", "model")
-PERMUTES = ("latents", "list")
 COSTS = ("seconds", "prompt_tokens", "answer_tokens", "images")
 """What `Context.usage` counts, and each explanation row records as `cost`."""
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """Settings the methods read. Part of each explanation's cache key and of run.json."""
-
-    top_k: int = 5
-    """Images shown by top-k and hybrid."""
-    top_images: str = "masked"
-    """How top-k and hybrid show each top image: masked (patches where the feature is inactive
-    blacked out; the paper's default), heatmap (the whole image under a green overlay as strong as
-    the activation) or viridis (the paper's heatmap option: viridis, bicubic, opacity 0.35)."""
-    empty: str = "white"
-    """Empty image for steering: white, black or noise."""
-    intervention: str = "add"
-    """How steering writes its vector (`benchmark.steering.interventions`): add (the paper), replace
-    (the paper's code's replacement) or clamp (the latent's code set to the coefficient; Pach et al.)."""
-    steering_multiplier: float | None = None
-    """Steering coefficient in units of each feature's mean top activation; None: the source's default
-    (the world's tuned value), which `Context` fills in when no `steering_coeff` is set, so the
-    cache keys the value used."""
-    steering_coeff: float | None = None
-    """Absolute steering coefficient, used instead of the multiplier when set: the added (or written)
-    vector's norm, the decoder row taken as a unit direction (the paper: 200); with clamp, the code
-    the latent is set to (Pach et al.: 100)."""
-    hybrid_multiplier: float | None = 1.0
-    """Hybrid's coefficient, same units, added only where the feature fires."""
-    hybrid_coeff: float | None = None
-    """Hybrid's absolute coefficient, as `steering_coeff` (the paper: 50)."""
-    batch_size: int = 256
-    """Features per generate call."""
-    seed: int = 0
-    explainer: ExplainerSpec | None = None
-    """Who answers (`benchmark.explainers`): None, the subject VLM; else `[explainer]`'s kind and
-    settings (an OpenAI-compatible endpoint), for methods that do not steer."""
-    firing_only: bool | None = None
-    """Whether top-k and hybrid show only the top images on which the feature fires (fewer than
-    `top_k` for a rare feature; none: no question, an empty explanation; the seed paper's) rather
-    than always `top_k`, a blank one where it never fires. None: the run's protocol's."""
-    direction: str | None = None
-    """What an absolute coefficient multiplies: the decoder row as a unit direction (unit: the
-    coefficient is the vector's norm) or as stored (row: the seed paper's arithmetic, the same for
-    its unit-norm rows). None: the run's protocol's."""
-    vector_dtype: str | None = None
-    """Where a steering vector is formed: in float32, then cast once to the tower's dtype (float32),
-    or in the model's dtype, the decoder row cast to it first and every product rounded there (model:
-    the seed paper's code, whose SAE is cast to bf16 with the model; states then differ from
-    float32's by up to a bf16 ulp of the vector). The same under a float32 model. None: the run's protocol's."""
-    permute: str | None = None
-    """The permuted control's partner of a feature: the latent d_sae / 2 further on (latents) or the
-    feature half the evaluated list further on (list: the seed paper's). None: the run's protocol's."""
-    evaluated: tuple[int, ...] = ()
-    """The run's evaluated features, in order (what `permute = "list"` counts along); set by the run,
-    in the cache key of the methods that read it only."""
-
-    def __post_init__(self):
-        if self.hybrid_multiplier is None and self.hybrid_coeff is None:
-            raise UsageError("the hybrid needs a multiplier or an absolute coefficient")
-        for name, value, choices in (("intervention", self.intervention, INTERVENTIONS),
-                                     ("top_images", self.top_images, TOP_IMAGES),
-                                     ("direction", self.direction, (None, *DIRECTIONS)),
-                                     ("vector_dtype", self.vector_dtype, (None, *VECTOR_DTYPES)),
-                                     ("permute", self.permute, (None, *PERMUTES))):
-            if value not in choices:
-                raise UsageError(f"{name} {value!r}; choose {', '.join(c for c in choices if c)}")
 
 
 class Answer(str):
@@ -164,7 +97,7 @@ class Answer(str):
 
 class Context:
     def __init__(self, source: Source, config: MethodConfig):
-        config = resolve(config, "method", source.protocol)
+        require_resolved(config)
         if config.steering_coeff is not None or config.hybrid_coeff is not None:  # an absolute one wins: no unused
             config = replace(config, **{f"{m}_multiplier": None for m in ("steering", "hybrid")  # multiplier in keys
                                         if getattr(config, f"{m}_coeff") is not None})

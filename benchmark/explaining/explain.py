@@ -9,8 +9,8 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from benchmark.explaining.backends import Backend, LocalBackend
 from benchmark.cache import config_hash
+from benchmark.explaining.backends import Backend, LocalBackend
 from benchmark.explaining.context import Context, method_reads
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity

@@ -22,8 +22,9 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
+from benchmark.config.method import TOP_IMAGES, MethodConfig
 from benchmark.explaining.backends import Backend
-from benchmark.explaining.context import TOP_IMAGES, Context, MethodConfig, method_reads, method_tunes
+from benchmark.explaining.context import Context, method_reads, method_tunes
 from benchmark.explaining.explain import explain
 from benchmark.registry import METHODS, UsageError, warn
 from benchmark.scoring.context import Metric, ScoringContext, score

@@ -44,13 +44,19 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from benchmark.results.leaderboard import (COST_COLUMNS, KEYS, ROW_COLUMNS, category_table, headline_columns, main_table,
-                                   pairwise_table)
 from benchmark.registry import UsageError
 from benchmark.report import data, html
 from benchmark.report.images import FeatureImages
-from benchmark.report.inputs import (Leaderboard, Run, check_out, first_runs, open_run_source, read_leaderboard,
-                                     read_run)
+from benchmark.report.inputs import Leaderboard, Run, check_out, first_runs, open_run_source, read_leaderboard, read_run
+from benchmark.results.leaderboard import (
+    COST_COLUMNS,
+    KEYS,
+    ROW_COLUMNS,
+    category_table,
+    headline_columns,
+    main_table,
+    pairwise_table,
+)
 
 MARKER = ".featurebench-report"
 """A file every report holds, so that writing a report again may replace that directory."""
@@ -89,8 +95,8 @@ def write_report(run_dirs: list[Path], out: Path, leaderboards: Path | None = No
 
 def _write(dpath: Path, runs: list[Run], board: Leaderboard | None, images: dict[str, FeatureImages],
            no_truth: list[str], board_name: str) -> None:
-    from metrics import all_metrics
     from benchmark.explaining import tuning
+    from metrics import all_metrics
 
     shutil.copytree(STATIC, dpath / "static")
     (dpath / MARKER).write_text("a featurebench report: `python -m benchmark report` may replace this folder\n")

@@ -20,8 +20,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from benchmark.results.leaderboard import COST_MEDIANS, KEYS
 from benchmark.report.inputs import Run
+from benchmark.results.leaderboard import COST_MEDIANS, KEYS
 from benchmark.scoring.stats import ALPHA
 
 SHARD = 100

@@ -8,8 +8,19 @@ from html import escape
 
 import pandas as pd
 
-from benchmark.report.data import (SHARD, by_level, by_lm, by_method, category_pivot, cost_columns, default_metric,
-                                   metric_columns, pairwise_matrix, pairwise_noise, quality_cost)
+from benchmark.report.data import (
+    SHARD,
+    by_level,
+    by_lm,
+    by_method,
+    category_pivot,
+    cost_columns,
+    default_metric,
+    metric_columns,
+    pairwise_matrix,
+    pairwise_noise,
+    quality_cost,
+)
 from benchmark.report.inputs import Leaderboard
 from benchmark.report.svg import dot_plot, line_plot, scatter_plot
 from benchmark.scoring.stats import ALPHA

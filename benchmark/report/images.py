@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from benchmark.sources.image_pools import ImagePool
-from benchmark.registry import UsageError
-from benchmark.sources.source import Source
-from benchmark.sources.spec import PoolSpec
 from benchmark.activations.stores import TOP_KEPT, TopImages
 from benchmark.activations.top_images import masked, top_images
+from benchmark.config.models import PoolSpec
+from benchmark.registry import UsageError
+from benchmark.sources.image_pools import ImagePool
+from benchmark.sources.source import Source
 
 TILE_MAX = 96
 """Largest tile side in pixels; bigger images are downscaled (the browser upscales small ones)."""

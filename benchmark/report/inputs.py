@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.results.leaderboard import read_run_scores
+from benchmark.config.models import models_config
 from benchmark.registry import UsageError
+from benchmark.results.leaderboard import read_run_scores
 from benchmark.sources.source import Source
-from benchmark.sources.spec import models_config
 
 SHARED_ROLES = ("sae", "pools")
 """Identity roles that runs sharing a source name must share: their feature pages show one SAE's

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.sources.spec import trained_source_of
+from benchmark.config.models import trained_source_of
 from benchmark.scoring.stats import ALPHA, RESAMPLES, SEED, greater, holm, paired_difference, paired_greater
 
 METRICS = ("detection_auroc", "simulation_r", "clip_score", "generation_auroc", "localization_iou", "oracle")

@@ -50,8 +50,17 @@ import pandas as pd
 
 from benchmark.registry import UsageError
 from benchmark.results.rows import write_atomic
-from benchmark.scoring.stats import (ALPHA, greater, holm, mean_ci, min_reliable_difference, paired_difference,
-                             paired_greater, pooled_ci, reseed_spread)
+from benchmark.scoring.stats import (
+    ALPHA,
+    greater,
+    holm,
+    mean_ci,
+    min_reliable_difference,
+    paired_difference,
+    paired_greater,
+    pooled_ci,
+    reseed_spread,
+)
 
 KEYS = ["source", "lm", "method"]
 ROW_COLUMNS = [*KEYS, "source_id", "protocol", "feature", "explanation", "concept", "category", "level", "aligned"]

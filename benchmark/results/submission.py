@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.results.leaderboard import IDENTITY, headline_columns, identity_of, read_run_scores
 from benchmark.registry import UsageError
+from benchmark.results.leaderboard import IDENTITY, headline_columns, identity_of, read_run_scores
 
 
 def check_submission(run_dpath: Path, board_dpath: Path) -> list[tuple[bool, str]]:

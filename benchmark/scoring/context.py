@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import random
 import json
-from dataclasses import asdict, dataclass
+import random
+from dataclasses import asdict
 from functools import cached_property
 
 import numpy as np
@@ -29,100 +29,27 @@ import torch
 from tqdm import tqdm
 
 from benchmark import numerics
-from benchmark.cache import config_hash
 from benchmark.activations.embeddings import pool_embeddings
 from benchmark.activations.grids import resample
+from benchmark.activations.stores import TOP_KEPT, ScoringActivations, TopImages
+from benchmark.activations.top_images import ranked, shown_top_images
+from benchmark.cache import config_hash
+from benchmark.config.resolve import require_resolved
+from benchmark.config.scoring import ScoringConfig
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
-from benchmark.sources.image_pools import ImagePool
 from benchmark.models.scorer import BATCH_PIXELS
-from benchmark.config.protocol import resolve
-from benchmark.scoring.metric import METRICS, SAMPLES, Metric, metric  # noqa: F401  (plug-ins import metric and METRICS from here)
 from benchmark.registry import UsageError
 from benchmark.results.rows import RowStore
+from benchmark.scoring.metric import (  # noqa: F401  (plug-ins import metric and METRICS from here)
+    METRICS,
+    SAMPLES,
+    Metric,
+    metric,
+)
 from benchmark.sources.capabilities import GroundTruth
+from benchmark.sources.image_pools import ImagePool
 from benchmark.sources.source import Source
-from benchmark.activations.stores import TOP_KEPT, ScoringActivations, TopImages
-from benchmark.activations.top_images import STYLES, ranked, shown_top_images
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    """How metrics sample the held-out scoring pool. Part of every score's cache key and of run.json;
-    set from a run config's `[scoring]` table, with `top_k` and `top_images` following the methods'
-    `--top-k` and `--top-images` unless the table sets them."""
-
-    top_k: int = 5
-    """Top images per feature for clip-score (the methods' own top-k)."""
-    top_images: str = "masked"
-    """How clip-score shows them: masked, heatmap or viridis (the methods' own style)."""
-    detection_k: int = 20
-    """Precision@k of retrieval over the whole pool (k is capped at the feature's positives)."""
-    simulation_records: int = 50
-    """Top-activating images per feature, and as many random ones (1:1)."""
-    localization_images: int | None = None
-    """With `localization_from = "scoring"`: top scoring-pool images per feature over which
-    localization IoU is averaged."""
-    localization_from: str | None = None
-    """Which images localization IoU segments: the feature's top held-out scoring-pool images
-    (scoring), or the top-k pool images clip-score reads (sampled: the seed paper's, its 5 sampled
-    top images)."""
-    mask: str | None = None
-    """What the segmenter's masks of an explanation are on an image: the union of every box's mask
-    (union; an empty explanation names nothing and scores IoU 0) or the first box's alone (first: the
-    seed paper's LangSAM use, which leaves an empty explanation out of the mean)."""
-    clip_images: str | None = None
-    """Which top images clip-score reads: the `top_k` the methods showed (shown), or `top_k` of the
-    feature's n firing images among its `clip_from` best, drawn with a generator seeded `clip_seed`
-    afresh for each feature, so features with as many firing images get the same ranks (sampled:
-    the seed paper's, which does not score an explanation on exactly the images it was made from)."""
-    clip_from: int | None = None
-    """With sampled: how many best images the draw chooses from (the seed paper: 10)."""
-    clip_seed: int | None = None
-    """With sampled: the draw's seed (the seed paper: 42)."""
-    generated_images: int | None = None
-    """Images rendered from each explanation for generation-AUROC."""
-    control_images: int | None = None
-    """Random scoring-pool images generation-AUROC compares each feature's against."""
-    controls: str | None = None
-    """Which: one draw shared by every feature (shared), or a draw per feature seeded by its latent id
-    (per-latent: the seed paper's)."""
-    generation_prompt: str | None = None
-    """The generator's prompt, {} standing for the explanation (the seed paper: "A realistic image of {}")."""
-    generation_lowercase: bool | None = None
-    """Whether the explanation is lowercased in that prompt (the seed paper's code lowercases it)."""
-    statistic: str | None = None
-    """generation-AUROC's statistic: the mean of each feature's AUROC (mean), or also one AUROC pooled
-    over every feature's images (pooled: the seed paper's; the rows then keep each feature's
-    activations so that `main.csv` can pool them)."""
-    sentence_model: str | None = None
-    """sentence-transformers model name or directory; None: all-MiniLM-L6-v2 bundled offline."""
-    seed: int = 0
-
-    def __post_init__(self):
-        for name, value, choices in (("top_images", self.top_images, STYLES), ("mask", self.mask, MASKS),
-                                     ("clip_images", self.clip_images, CLIP_IMAGES),
-                                     ("controls", self.controls, CONTROLS), ("statistic", self.statistic, STATISTICS),
-                                     ("localization_from", self.localization_from, LOCALIZATION_FROM)):
-            if value is not None and value not in choices:
-                raise UsageError(f"[scoring] {name} {value!r}: one of {', '.join(choices)}")
-        if self.generation_prompt is not None and self.generation_prompt.count("{}") != 1:
-            raise UsageError(f"[scoring] generation_prompt {self.generation_prompt!r}: write {{}} once, where the "
-                             f"explanation goes")
-        counts = {k: v for k, v in asdict(self).items()
-                  if isinstance(v, int) and not isinstance(v, bool) and k not in ("seed", "clip_seed")}
-        small = [f"{k} = {v}" for k, v in counts.items() if v < 1]
-        if small:
-            raise UsageError(f"[scoring] {', '.join(small)}: each must be at least 1")
-        if self.clip_from is not None and self.clip_images == "sampled" and self.clip_from < self.top_k:
-            raise UsageError(f"[scoring] clip_from = {self.clip_from}: sampling top_k = {self.top_k} images needs "
-                             f"at least as many to draw from")
-
-
-MASKS = ("union", "first")
-CLIP_IMAGES = ("shown", "sampled")
-CONTROLS = ("shared", "per-latent")
-STATISTICS = ("mean", "pooled")
-LOCALIZATION_FROM = ("scoring", "sampled")
 
 
 def sampled_ranks(k: int, among: int, seed: int) -> np.ndarray:
@@ -142,8 +69,9 @@ class ScoringContext:
     Shape letters: N scoring-pool images, B features of a batch, P tower patches, R records, D
     embedding width, K top images, M control images, F latents."""
 
-    def __init__(self, source: Source, config: ScoringConfig = ScoringConfig()):
-        self.source, self.config = source, resolve(config, "scoring", source.protocol)
+    def __init__(self, source: Source, config: ScoringConfig):
+        require_resolved(config)
+        self.source, self.config = source, config
         self._texts: dict[str, torch.Tensor] = {}
         self._generated: dict[str, torch.Tensor | None] = {}
 

@@ -14,17 +14,19 @@ best constant label (`constant`); None, with a note, where the board lacks those
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from pathlib import Path
-
-from benchmark.explaining.context import Context, MethodConfig
-from benchmark.scoring.metric import METRICS, Metric
+from benchmark.config.method import MethodConfig
+from benchmark.config.resolve import resolve
+from benchmark.explaining.context import Context
 from benchmark.registry import METHODS, UsageError
 from benchmark.scoring.context import ScoringContext, score
-from benchmark.sources.source import Source
+from benchmark.scoring.metric import METRICS, Metric
 from benchmark.sources.capabilities import GroundTruth
+from benchmark.sources.source import Source
 from metrics.functional import spearman
 
 
@@ -54,7 +56,7 @@ def method_explanations(source: Source, features: list[int]) -> pd.DataFrame:
     import methods  # noqa: F401
     from benchmark.explaining.explain import explain
 
-    ctx = Context(source, MethodConfig())
+    ctx = Context(source, resolve(MethodConfig(), source.protocol))
     rows = []
     for name in (n for n in METHODS.names() if n != "constant-label"):
         for f, text in explain(ctx, name, METHODS.get(name), features).items():

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 SOURCES: Registry[Callable[..., "Source"]] = Registry("source", entry_point_group="featurebench.sources")
 """Source kinds: callables from a recipe's arguments to a `Source`. Registered by name only, so that
-reading a run config (`benchmark.sources.spec`) imports no model library."""
+reading a run config (`benchmark.config.models`) imports no model library."""
 SOURCES.register_lazy("models", "benchmark.sources.source:open_models")
 SOURCES.register_lazy("world", "benchmark.sources.world:open_world")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config.models import read_table
 from benchmark.identity import fingerprint
 from benchmark.registry import Registry, UsageError
-from benchmark.sources.spec import read_table
 
 
 def open_component(registry: Registry, table: dict, where: str, **kwargs):

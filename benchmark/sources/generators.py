@@ -21,11 +21,11 @@ import torch
 from tqdm import tqdm
 
 from benchmark.cache import config_hash
+from benchmark.config.models import DTYPES
 from benchmark.identity import code_identity
-from benchmark.sources.image_pools import square
 from benchmark.registry import Registry, UsageError, class_contract
 from benchmark.sources.components import cached_array, content, require, torch_device
-from benchmark.sources.spec import DTYPES
+from benchmark.sources.image_pools import square
 
 MAX_SEQUENCE_LENGTH = 256
 """The T5 tokens SD 3's pipelines read by default (their `max_sequence_length`)."""

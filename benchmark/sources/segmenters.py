@@ -30,10 +30,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmark.cache import config_hash
+from benchmark.config.models import DTYPES
 from benchmark.identity import code_identity
 from benchmark.registry import Registry, UsageError, class_contract, warn
 from benchmark.sources.components import cached_array, content, require, torch_device
-from benchmark.sources.spec import DTYPES
 
 SEGMENTERS: Registry[type] = Registry("segmenter", entry_point_group="featurebench.segmenters", contract=class_contract(
     "a segmenter: a class with a `settings` dataclass, check() and segment()", ("settings", "check", "segment")))
@@ -192,8 +192,15 @@ class GroundingSamSegmenter(PixelSegmenter):
         self._cut: set[str] = set()
 
     def _load(self) -> tuple:
-        from transformers import (AutoConfig, AutoProcessor, GroundingDinoForObjectDetection, Sam2Model, Sam2Processor,
-                                  SamModel, SamProcessor)
+        from transformers import (
+            AutoConfig,
+            AutoProcessor,
+            GroundingDinoForObjectDetection,
+            Sam2Model,
+            Sam2Processor,
+            SamModel,
+            SamProcessor,
+        )
 
         detector = GroundingDinoForObjectDetection.from_pretrained(self.config.detector, dtype=self.dtype)
         sam2 = AutoConfig.from_pretrained(self.config.sam).model_type == "sam2"  # SAM 2.1, as LangSAM uses

@@ -39,25 +39,25 @@ import pandas as pd
 import torch
 from transformers import AutoConfig
 
-from benchmark.activations.passes import TowerCodes, cached_store, write_store
 from benchmark import numerics
+from benchmark.activations.passes import TowerCodes, cached_store, write_store
+from benchmark.activations.stores import TOP_KEPT, Codes
 from benchmark.cache import cache_root, config_hash
+from benchmark.config.models import ModelsConfig, VLMLoading, random_sae_name, trained_source_of
+from benchmark.config.protocol import protocol as resolve_protocol
+from benchmark.config.resolve import resolve
 from benchmark.harness import path_identity
 from benchmark.identity import code_identity
-from benchmark.sources.image_pools import ImagePool, ProcessorResize, load_image_pool, open_dataset, processor_resize
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
 from benchmark.models.sae import SAE, random_like
 from benchmark.models.sae_formats import load_sae
 from benchmark.models.scorer import Scorer
-from benchmark.config.protocol import protocol as resolve_protocol
-from benchmark.config.protocol import resolve
 from benchmark.registry import UsageError
 from benchmark.sources.capabilities import GROUNDTRUTH_COLUMNS, NEEDS, Capabilities
 from benchmark.sources.components import content as _content
 from benchmark.sources.components import open_component
-from benchmark.sources.spec import ModelsConfig, random_sae_name, trained_source_of
-from benchmark.activations.stores import TOP_KEPT, Codes
+from benchmark.sources.image_pools import ImagePool, ProcessorResize, load_image_pool, open_dataset, processor_resize
 
 STEERING_MULTIPLIER = 8.0
 """Default steering coefficient in units of each feature's mean top activation: the value the
@@ -73,8 +73,9 @@ class Source:
         source's (default: the SAE's file name); `recipe`: how another process opens the same source
         (`benchmark.sources.open_source`); `protocol`: whose values fill the prompts and pool
         settings the config left unset (`benchmark.config.protocol`; None: featurebench)."""
-        self.protocol = resolve_protocol(protocol).name
-        spec = replace(spec, prompts=resolve(spec.prompts, "prompts", protocol), pool=resolve(spec.pool, "pool", protocol))
+        self.protocol = resolve_protocol(protocol).name  # opening a source resolves its settings, once
+        spec = replace(spec, prompts=resolve(spec.prompts, protocol), pool=resolve(spec.pool, protocol))
+        self.loading = resolve(VLMLoading(), protocol)
         self.spec, self.lm, self.name = spec, lm or spec.vlm_name, name or spec.sae_name
         if spec.sae.random is not None and trained_source_of(self.name) is None:  # a recorded name has it already
             self.name = random_sae_name(self.name, spec.sae.random)
@@ -185,7 +186,7 @@ class Source:
     @property
     def cast(self) -> str:
         """How the VLM takes its dtype (`benchmark.models.adapters.base.CASTS`): the protocol's."""
-        return resolve_protocol(self.protocol).vlm["cast"]
+        return self.loading.cast
 
     @cached_property
     def whole_resize(self) -> ProcessorResize:
@@ -287,7 +288,7 @@ class Source:
     @property
     def sae_dtype(self) -> str:
         """The dtype the SAE encodes the activation pass in (`benchmark.config.protocol`, `vlm.sae_dtype`)."""
-        return resolve_protocol(self.protocol).vlm["sae_dtype"]
+        return self.loading.sae_dtype
 
     @property
     def measure_dtype(self) -> torch.dtype:

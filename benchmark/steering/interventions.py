@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from benchmark.config.method import INTERVENTIONS
 from benchmark.models.sae import SAE
-
-INTERVENTIONS = ("add", "replace", "clamp")
 
 
 def intervene(hidden_nTD: torch.Tensor, vectors_nD: torch.Tensor, positions_nT: torch.Tensor | None, kind: str = "add",

@@ -26,11 +26,11 @@ import torch
 from transformers import AutoTokenizer, CLIPVisionModel, LlavaProcessor
 
 from benchmark.cache import cache_root, cached_stage
+from benchmark.config.models import ModelsConfig, PoolSpec, PromptSpec, SAESpec, ScorerSpec, VLMSpec, to_toml
 from benchmark.models.sae import fraction_of_variance_explained
 from benchmark.registry import UsageError
 from benchmark.sources.capabilities import Capabilities
 from benchmark.sources.source import STEERING_MULTIPLIER, Source
-from benchmark.sources.spec import ModelsConfig, PoolSpec, PromptSpec, SAESpec, ScorerSpec, VLMSpec, to_toml
 from benchmark.world.groundtruth import ALIGNED_IOU, ALIGNED_PRECISION, concept_patch_masks, dissect
 from benchmark.world.pools import SPLITS, Pool, content_hash, load_pool, make_pool, save_pool
 from benchmark.world.presets import WorldConfig
@@ -43,8 +43,19 @@ from benchmark.world.tokenizer import build_tokenizer
 from benchmark.world.tower import train_tower
 from benchmark.world.training import image_processor
 from benchmark.world.truth import world_capabilities
-from benchmark.world.vlm import (ANSWER_PREFIX, CHAT_TEMPLATE, DESCRIBE, MAX_IMAGES, MAX_NEW_TOKENS, SHARED,
-                                 TRAINING_DATA_VERSION, TrainingExamples, build_vlm, tower_states, train_vlm)
+from benchmark.world.vlm import (
+    ANSWER_PREFIX,
+    CHAT_TEMPLATE,
+    DESCRIBE,
+    MAX_IMAGES,
+    MAX_NEW_TOKENS,
+    SHARED,
+    TRAINING_DATA_VERSION,
+    TrainingExamples,
+    build_vlm,
+    tower_states,
+    train_vlm,
+)
 
 VLM_FILES_VERSION = 2
 """Part of the VLM stages' key: 2 adds the chat template and the generation config to the checkpoint."""

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.explaining.context import Context, MethodConfig
+from benchmark.config.method import MethodConfig
+from benchmark.config.resolve import resolve
+from benchmark.explaining.context import Context
 from benchmark.sources.source import Source
 from benchmark.steering.inputs import random_directions
 from benchmark.world.concepts import CATEGORIES, is_clean, names
@@ -17,7 +19,7 @@ from benchmark.world.pools import Pool
 
 def caption_recall(source: Source, pool: Pool, batch: int = 250) -> dict[str, float]:
     """Per category: of the concepts present in an image, the share its generated caption names."""
-    ctx = Context(source, MethodConfig(batch_size=batch))
+    ctx = Context(source, resolve(MethodConfig(batch_size=batch), source.protocol))
     captions = ctx.answer(pool.images_NHWC[:, None])
     hits = {c: [] for c in CATEGORIES}
     for text, objs in zip(captions, pool.objects):
@@ -34,7 +36,7 @@ def steering_sanity(source: Source, multipliers: tuple[float, ...], seed: int) -
     table = source.groundtruth()
     aligned = table[table.aligned.astype(bool)].reset_index(drop=True)
     validation, test = aligned.iloc[0::2], aligned.iloc[1::2]
-    ctx = Context(source, MethodConfig())
+    ctx = Context(source, resolve(MethodConfig(), source.protocol))
     sae = ctx.sae
 
     def run(rows: pd.DataFrame, m: float, directions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +78,6 @@ def topk_sanity(source: Source, k: int) -> dict[str, dict]:
     """`naming_rates` of the top-k prompt's answers, one row of k masked top images per aligned feature."""
     table = source.groundtruth()
     aligned = table[table.aligned.astype(bool)].reset_index(drop=True)
-    ctx = Context(source, MethodConfig(top_k=k, batch_size=64))
+    ctx = Context(source, resolve(MethodConfig(top_k=k, batch_size=64), source.protocol))
     images, _ = ctx.shown_top_images(aligned.feature.tolist())
     return naming_rates(ctx.answer(images), aligned)

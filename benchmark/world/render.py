@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.world.concepts import CONCEPT_BY_NAME, COLOURS, POSITIONS, SHAPES, SIZES, TEXTURES, ObjectSpec
+from benchmark.world.concepts import COLOURS, CONCEPT_BY_NAME, POSITIONS, SHAPES, SIZES, TEXTURES, ObjectSpec
 
 STRIPE_SHADE = 0.45  # dark stripes are the object's colour times this
 GENERATOR_VERSION = 2  # part of the pools' cache key: bump when drawing changes

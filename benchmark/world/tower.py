@@ -12,7 +12,6 @@ from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionMode
 from benchmark.world.pools import Pool
 from benchmark.world.training import adamw_with_schedule, batches, pixel_values
 
-
 TEXT_LENGTH = 20  # the longest caption (two objects) is 18 words, plus eos
 
 

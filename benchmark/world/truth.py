@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from benchmark.sources.capabilities import Capabilities
-from benchmark.world.concepts import CATEGORY_VALUES, CONCEPT_BY_NAME, CONCEPTS, POSITIONS, ObjectSpec, mentioned_concepts
+from benchmark.world.concepts import (
+    CATEGORY_VALUES,
+    CONCEPT_BY_NAME,
+    CONCEPTS,
+    POSITIONS,
+    ObjectSpec,
+    mentioned_concepts,
+)
 from benchmark.world.groundtruth import MIN_FRACTION, concept_phrase, quadrant_of_patch
 from benchmark.world.pools import Pool, object_patch_masks
 from benchmark.world.render import render_concepts

@@ -16,8 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import (CLIPVisionModel, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                          PreTrainedTokenizerFast)
+from transformers import (
+    CLIPVisionModel,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    PreTrainedTokenizerFast,
+)
 
 from benchmark.world.concepts import CATEGORIES, ObjectSpec, caption, fragment
 from benchmark.world.pools import Pool, object_patch_masks

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.explaining.context import method
 from benchmark.explainers import Answer
+from benchmark.explaining.context import method
 from benchmark.models.adapters.llava import LlavaAdapter
 from benchmark.scoring.context import metric
 from benchmark.world.presets import WORLDS

@@ -24,7 +24,9 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
+from benchmark.config.resolve import governed
 from benchmark.registry import UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -84,6 +86,9 @@ class ScorerSpec:
 
 @dataclass(frozen=True)
 class PoolSpec:
+    PART: ClassVar[str] = "pool"
+    """The protocol table that governs it (`benchmark.config.protocol`)."""
+
     source: str
     """A `save_to_disk` dataset directory, a folder of images, or a hub dataset name."""
     split: str = "train"
@@ -103,7 +108,7 @@ class PoolSpec:
     rank: str = "mean"
     """How a latent's top images are ranked: by its activation averaged over an image's patches
     (mean, the seed paper's) or by its largest on one patch (max)."""
-    resize: str | None = None
+    resize: str | None = governed(11)
     """How an image is brought to the tower's square input: crop (centre crop to a square, then
     resize) or whole (the whole image resized, its aspect ratio lost: the seed paper's); None: the
     run's protocol's."""
@@ -120,19 +125,38 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class VLMLoading:
+    """How a source's VLM and SAE take their dtypes: settings of the run's protocol, not of the
+    checkpoint, so not in [vlm]'s table nor in the source's identity; recorded in run.json."""
+
+    PART: ClassVar[str] = "vlm"
+    """The protocol table that governs it (`benchmark.config.protocol`)."""
+
+    cast: str | None = governed(4)
+    """How the VLM takes its dtype (`benchmark.models.adapters.base.CASTS`): as its loader loads it
+    (load), or every floating parameter and buffer cast to it (whole: the seed paper's)."""
+    sae_dtype: str | None = governed(11)
+    """The dtype the SAE encodes the activation pass in: float32 (or the numeric contract's wider
+    measuring dtype), or the model's (model: the seed paper's code casts its SAE with the model)."""
+
+
+@dataclass(frozen=True)
 class PromptSpec:
     """The questions and what is done to answers. A field left None takes the run's protocol's value
     (`benchmark.config.protocol`): the project's own wording, or the seed paper's verbatim."""
 
-    describe: str | None = None
+    PART: ClassVar[str] = "prompts"
+    """The protocol table that governs it (`benchmark.config.protocol`)."""
+
+    describe: str | None = governed(7)
     """Asked with one image (steering and its controls, caption-top1)."""
-    shared: str | None = None
+    shared: str | None = governed(8)
     """Asked with the top images (top-k, hybrid)."""
-    answer_prefix: str | None = None
+    answer_prefix: str | None = governed(9)
     """Words every answer is forced to begin with, never part of the explanation ("": none)."""
-    remove: tuple[str, ...] | None = None
+    remove: tuple[str, ...] | None = governed(9)
     """Strings removed from every answer, in order, before it is stripped (the seed paper's list)."""
-    capitalize: bool | None = None
+    capitalize: bool | None = governed(9)
     """Whether the cleaned answer is capitalised as Python's `str.capitalize` does (the seed paper's code)."""
     describe_max_new_tokens: int | None = None
     """Greedy tokens per answer to `describe`; None: [vlm] max_new_tokens."""
