@@ -19,7 +19,7 @@ import gc
 import importlib.metadata
 import json
 import subprocess
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -109,13 +109,24 @@ def read_submission(fpath: Path, d_sae: int) -> dict[int, str]:
     return out
 
 
-def run(config: RunConfig, backend: Backend | None = None) -> Path:
-    """Resolves every name and checks every need first (a mistake stops the run before anything is
-    written), then runs, computing on `backend` (default: this process). The backend is how, not
-    what: it is recorded in run.json but is no part of the run's key, since every backend gives the
-    same results."""
+@dataclass(frozen=True)
+class Plan:
+    """A run checked before anything is computed: its resolved settings, source, methods and metrics."""
+
+    config: RunConfig
+    source: Source
+    fns: dict
+    metrics: list
+    tune_metric: Metric | None
+    sweep: dict
+    constant: bool
+    """Whether the best-constant-label control is asked for (chosen per metric, not explained)."""
+    sctx: ScoringContext
+
+
+def plan_run(config: RunConfig) -> Plan:
+    """Every name resolved and every need checked: a mistake stops the run before anything is written."""
     import methods  # noqa: F401  (registers the built-in methods)
-    from methods.baselines import candidate_labels
     from metrics import named_metrics
 
     config = resolve(config, config.protocol)  # the one place a protocol fills what nobody gave
@@ -129,66 +140,86 @@ def run(config: RunConfig, backend: Backend | None = None) -> Path:
     if sweep and tune_metric is None:
         raise UsageError("--sweep names what --tune sweeps; give --tune METRIC too")
     refuse_unmet(source, fns, [*metrics, *([tune_metric] if tune_metric else [])])
-    constant = fns.pop(CONSTANT_METHOD, None) is not None  # chosen per metric below, not explained
+    constant = fns.pop(CONSTANT_METHOD, None) is not None
     if constant and not metrics:
         raise UsageError(f"{CONSTANT_METHOD}: the label is chosen by the run's metrics; run it without --metrics none")
     if metrics or tune_metric:
         source.check_scorer()  # a misnamed scorer fails now, not after every explanation
     sctx = ScoringContext(source, config.scoring)
+    refuse_unoffered(sctx, [*metrics, *([tune_metric] if tune_metric else [])])
     check_pools(source, config.method.top_k, [*metrics, *([tune_metric] if tune_metric else [])], sctx.config)
-    backend = backend or LocalBackend()
-    backend.start(source)
     # run.json and the run's key record the LM and the protocol by name, not None
     config = replace(config, lm=source.lm, protocol=source.protocol,
                      random_sae=source.spec.sae.random)  # set by the flag or by [sae] random
-    ctx = Context(source, config.method)
+    return Plan(config, source, fns, metrics, tune_metric, sweep, constant, sctx)
+
+
+def run(config: RunConfig, backend: Backend | None = None) -> Path:
+    """Checks the run (`plan_run`), then runs it, computing on `backend` (default: this process). The
+    backend is how, not what: it is recorded in run.json but is no part of the run's key, since every
+    backend gives the same results."""
+    from methods.baselines import candidate_labels
+
+    plan = plan_run(config)
+    config, source, sctx = plan.config, plan.source, plan.sctx
+    backend = backend or LocalBackend()
+    backend.start(source)
     # here, before any worker needs them (the scoring pass gives the scales; the top-k pass, alive latents)
     top = source.activations("topk", backend.activation_pass(source, "topk"), keep=max(TOP_KEPT, config.method.top_k))
     source.activations("scoring", backend.activation_pass(source, "scoring"))
     release_freed_memory()  # what the passes freed, before the stages that follow start on top of it
+    ctx = Context(source, config.method)  # the method settings as the context completes them
+    d_sae = ctx.sae.d_sae
     counted = np.flatnonzero(top.alive_F).tolist() if config.latents == "alive" else None
-    features = counted_features(config.features, ctx.sae.d_sae, counted)
-    submission = read_submission(Path(config.explanations), ctx.sae.d_sae) if config.explanations else None
-    tuning, validation = None, None
-    if tune_metric is not None:
-        validation, features = split_validation(features, config.tune_features, ctx.sae.d_sae, counted)
-        method_config, tuning = tune(source, replace(ctx.config, evaluated=tuple(validation)), fns, tune_metric, sctx,
-                                     validation, backend, sweep)
-        ctx = Context(source, method_config)
-    ctx = Context(source, replace(ctx.config, evaluated=tuple(features)))
-    rows = []
+    features = counted_features(config.features, d_sae, counted)
+    submission = read_submission(Path(config.explanations), d_sae) if config.explanations else None  # checked now
+    method_config, tuning, validation = ctx.config, None, None
+    if plan.tune_metric is not None:
+        validation, features = split_validation(features, config.tune_features, d_sae, counted)
+        method_config, tuning = tune(source, replace(method_config, evaluated=tuple(validation)), plan.fns,
+                                     plan.tune_metric, sctx, validation, backend, plan.sweep)
+    ctx = Context(source, replace(method_config, evaluated=tuple(features)))
     made_on = {"source": source.name, "source_id": source.source_id, "protocol": source.protocol,
                "lm": source.lm}  # what every row was computed on
-    for name, fn in fns.items():
-        for f, row in explain_rows(ctx, name, fn, features, backend).items():
-            rows.append({**made_on, "method": name, "feature": f, "explanation": row["explanation"],
-                         "answer": row["answer"], **cost_columns(row["cost"])})
+    rows = [{**made_on, "method": name, "feature": f, "explanation": row["explanation"], "answer": row["answer"],
+             **cost_columns(row["cost"])}
+            for name, fn in plan.fns.items() for f, row in explain_rows(ctx, name, fn, features, backend).items()]
     constants = None
-    if constant:
+    if plan.constant:
         if validation is None:
-            validation = split_validation(features, config.tune_features, ctx.sae.d_sae, counted)[0]
-        constants = constant_labels(sctx, metrics, validation, candidate_labels(source.vocabulary()))
+            validation = split_validation(features, config.tune_features, d_sae, counted)[0]
+        constants = constant_labels(sctx, plan.metrics, validation, candidate_labels(source.vocabulary()))
         rows += constant_rows(made_on, constants, features)
     if submission is not None:
-        name = f"submission:{Path(config.explanations).stem}"
-        wanted = set(features)
-        rows += [{**made_on, "method": name, "feature": f, "explanation": e, "answer": e, **cost_columns({})}
-                 for f, e in sorted(submission.items()) if f in wanted]
+        rows += submission_rows(made_on, f"submission:{Path(config.explanations).stem}", submission, features)
+    return write_run(plan, ctx, rows, {"tuning": tuning, "constant_labels": constants, "backend": backend.describe()})
+
+
+def submission_rows(made_on: dict, name: str, submission: dict[int, str], features: list[int]) -> list[dict]:
+    """The `--explanations` CSV's rows for the run's features, as one more method at no cost."""
+    wanted = set(features)
+    return [{**made_on, "method": name, "feature": f, "explanation": e, "answer": e, **cost_columns({})}
+            for f, e in sorted(submission.items()) if f in wanted]
+
+
+def write_run(plan: Plan, ctx: Context, rows: list[dict], record: dict) -> Path:
+    """Writes the run directory: explanations, their scores, and run.json with what produced them."""
+    config, source, sctx = plan.config, plan.source, plan.sctx
     settings = asdict(config)
     if settings["random_sae"] is None:  # a trained SAE's run keeps the settings (and run directory) it had
         del settings["random_sae"]
     run_dir = Path(config.out) / f"{source.name}-{source.lm}-{config_hash(settings)}"
     write_atomic(run_dir / "explanations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    if metrics:
+    if plan.metrics:
         release_freed_memory()
-        table = score_rows(sctx, metrics, pd.DataFrame(rows).drop(columns="answer"))
+        table = score_rows(sctx, plan.metrics, pd.DataFrame(rows).drop(columns="answer"))
         write_atomic(run_dir / "scores.csv", table.to_csv(index=False, lineterminator="\n"))
     write_atomic(run_dir / "run.json", json.dumps({
         "config": settings, "config_hash": config_hash(settings), "versions": _versions(), "git_sha": _git_sha(),
         "protocol": source.protocol, "source": source.describe(), "method_config": asdict(ctx.config),
         "scoring_config": asdict(sctx.config),
         "steering_multiplier": ctx.config.steering_multiplier, "hybrid_multiplier": ctx.config.hybrid_multiplier,
-        "tuning": tuning, "constant_labels": constants, "backend": backend.describe(),
+        "tuning": record["tuning"], "constant_labels": record["constant_labels"], "backend": record["backend"],
     }, indent=1))
     return run_dir
 
@@ -255,6 +286,16 @@ def refuse_unmet(source: Source, methods: dict, metrics: list[Metric]) -> None:
         hint = f"; a run config names one in {' and '.join(named)}" if named else ""
         raise UsageError(f"{', '.join(unmet)}: need{'s' if len(unmet) == 1 else ''} {' and '.join(lacks)}, which "
                          f"source {source.name} does not have{hint}")
+
+
+def refuse_unoffered(sctx: ScoringContext, metrics: list[Metric]) -> None:
+    """One UsageError, before anything is computed, when a metric that segments asks the source's
+    segmenter for something it does not declare it offers (`Segmenter.offers`)."""
+    if any("segmenter" in m.needs for m in metrics) and (lacks := sctx.segmenter_lacks()):
+        segmenter = type(sctx.source.capabilities.segmenter).__name__
+        raise UsageError(f"[scoring] mask = {sctx.config.mask!r}, localization_from = {sctx.config.localization_from!r}:"
+                         f" the segmenter {segmenter} offers no {' or '.join(lacks)}; it gives the union of its masks "
+                         f"on the scoring pool only (set [scoring] mask = \"union\", localization_from = \"scoring\")")
 
 
 def check_pools(source: Source, top_k: int, metrics: list[Metric], scoring: ScoringConfig) -> None:

@@ -54,6 +54,8 @@ class Registry(Generic[T]):
         """Registers an item under `name`; `module` (default: the item's own) is where it is defined,
         so that a module named by a lazy entry can register its item when it is imported."""
         def add(item: T) -> T:
+            if self.contract is not None:  # checked as it registers: a plug-in that breaks it fails on import
+                self.contract(item)
             if self._lazy.get(name) == (module or getattr(item, "__module__", None)):
                 del self._lazy[name]
             if name in self._items or name in self._lazy:

@@ -3,104 +3,22 @@
 special tokens and a chat template in the family's format) and loaded through `load_vlm`."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer
-from tokenizers.models import WordLevel
-from tokenizers.pre_tokenizers import WhitespaceSplit
-from transformers import (
-    CLIPImageProcessor,
-    Gemma3ImageProcessor,
-    Gemma3Processor,
-    GotOcr2ImageProcessor,
-    InternVLProcessor,
-    InternVLVideoProcessor,
-    LlavaProcessor,
-    PreTrainedTokenizerFast,
-)
 
 from benchmark.models.adapters import ADAPTERS, load_vlm
 from benchmark.registry import UsageError
 from benchmark.steering.hook import steer
-
-SIZE, PATCH = 28, 7  # a 4 x 4 patch grid
-GRID = SIZE // PATCH
-FAMILIES = ("llava", "gemma3", "internvl")
-STEERED = 2  # the tower hidden state tests steer; LLaVA (3 blocks, reading -2) reads exactly this one
-PROMPT = "describe what you see ."
-WORDS = ("<pad>", "<unk>", "<bos>", "<eos>", "user", "model", "assistant", "USER:", "ASSISTANT:", "describe", "what",
-         "you", "see", ".", "a", "red", "green", "circle", "square", "nothing")
-
-SPECIALS = {
-    "llava": {"image_token": "<image>"},
-    "gemma3": {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"},
-    "internvl": {"context_image_token": "<IMG_CONTEXT>", "start_image_token": "<img>", "end_image_token": "</img>",
-                 "video_token": "<video>"},
-}
-_TEXT = "{% for c in messages[0]['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-_IMAGES = "{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}IMAGE{% endif %}{% endfor %}"
-TEMPLATES = {  # each family's real single-turn layout
-    "llava": "USER: " + _IMAGES.replace("IMAGE", "<image>\n") + _TEXT
-             + "{% if add_generation_prompt %} ASSISTANT:{% endif %}",
-    "gemma3": "{{ bos_token }}<start_of_turn>user\n" + _IMAGES.replace("IMAGE", "<start_of_image>") + _TEXT
-              + "<end_of_turn>\n{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
-    "internvl": "<|im_start|>user\n" + _IMAGES.replace("IMAGE", "<IMG_CONTEXT>\n") + _TEXT
-                + "<|im_end|>\n{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-}
-
-
-def _tokenizer(family: str) -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate([*WORDS, *SPECIALS[family].values()])}
-    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                   unk_token="<unk>", extra_special_tokens=SPECIALS[family], model_max_length=512)
-
-
-def _processor(family: str, tok: PreTrainedTokenizerFast):
-    square = {"height": SIZE, "width": SIZE}
-    if family == "llava":
-        return LlavaProcessor(CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size=square), tok, patch_size=PATCH,
-                              vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                              chat_template=TEMPLATES[family])
-    if family == "gemma3":
-        return Gemma3Processor(Gemma3ImageProcessor(size=square), tok, image_seq_length=4,
-                               chat_template=TEMPLATES[family])
-    return InternVLProcessor(GotOcr2ImageProcessor(size=square, crop_to_patches=False), tok, InternVLVideoProcessor(),
-                             image_seq_length=4, chat_template=TEMPLATES[family])
-
-
-def _config(family: str, tok: PreTrainedTokenizerFast, tower_blocks: int = 3):
-    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-           "pad_token_id": tok.pad_token_id}
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": tower_blocks, "num_attention_heads": 2,
-              "image_size": SIZE, "patch_size": PATCH}
-    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, **ids}
-    if family == "llava":
-        return ADAPTERS.get(family).build_config(vision, text, image_token_id=tok.image_token_id)
-    if family == "gemma3":
-        return ADAPTERS.get(family).build_config(vision, {**text, "head_dim": 8, "sliding_window": 16},
-                                                 mm_tokens_per_image=4, image_token_index=tok.image_token_id,
-                                                 boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id)
-    return ADAPTERS.get(family).build_config(vision, text, image_token_id=tok.context_image_token_id)
-
-
-def save_tiny_checkpoint(family: str, path: Path, seed: int = 0, tower_blocks: int = 3) -> None:
-    """A random-weight checkpoint of the family's real model class, and its processor. Weights are
-    drawn wide (std 0.3; Gemma 3's projector starts at zero) so that steering visibly moves logits."""
-    tok = _tokenizer(family)
-    adapter = ADAPTERS.get(family)
-    torch.manual_seed(seed)
-    model = adapter.model_class(_config(family, tok, tower_blocks))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    model.save_pretrained(path)
-    _processor(family, tok).save_pretrained(path)
+from benchmark.testing import (  # noqa: F401  (re-exported: other test modules import them from here)
+    FAMILIES,
+    GRID,
+    PATCH,
+    PROMPT,
+    SIZE,
+    STEERED,
+    save_tiny_checkpoint,
+)
 
 
 def planted_image(value: int, patch: tuple[int, int] | None = None) -> np.ndarray:
@@ -110,16 +28,6 @@ def planted_image(value: int, patch: tuple[int, int] | None = None) -> np.ndarra
         r, c = patch
         image[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = (255, 0, 60)
     return image
-
-
-@pytest.fixture(scope="module")
-def vlms(tmp_path_factory):
-    out = {}
-    for family in FAMILIES:
-        path = tmp_path_factory.mktemp(family)
-        save_tiny_checkpoint(family, path)
-        out[family] = load_vlm(family, str(path), "cpu", torch.float32)
-    return out
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -132,12 +40,12 @@ def test_loads_through_the_user_path(vlms, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_loading_straight_to_the_device_gives_the_plain_from_pretrained_model(family, tmp_path):
+def test_loading_straight_to_the_device_gives_the_plain_from_pretrained_model(vlm_checkpoints, family):
     """The user path loads with a device_map (no host copy on a GPU); the tensors must be exactly
     those of a plain `from_pretrained`, and none left on another device."""
-    save_tiny_checkpoint(family, tmp_path, seed=3)
-    plain = ADAPTERS.get(family).model_class.from_pretrained(tmp_path, dtype=torch.float32).state_dict()
-    loaded = load_vlm(family, str(tmp_path), "cpu", torch.float32).model.state_dict()
+    path = vlm_checkpoints[family]
+    plain = ADAPTERS.get(family).model_class.from_pretrained(path, dtype=torch.float32).state_dict()
+    loaded = load_vlm(family, str(path), "cpu", torch.float32).model.state_dict()
     assert loaded.keys() == plain.keys()
     assert all(torch.equal(loaded[name], tensor) and loaded[name].device.type == "cpu" for name, tensor in plain.items())
 

@@ -57,6 +57,7 @@ def test_shards_are_whole_batches_and_spread_over_workers(n, batch, max_batches,
     assert shard_size(n, batch, max_batches, workers) == size
 
 
+@pytest.mark.slow
 @needs_ray
 def test_ray_backend_gives_the_local_results_and_shards_the_activation_pass(world, world_cache, tmp_path, monkeypatch):
     config = RunConfig(methods=("steering", "topk", "hybrid"), features="0:40", lm="small", world="tiny",
@@ -88,6 +89,7 @@ def test_ray_backend_gives_the_local_results_and_shards_the_activation_pass(worl
     torch.testing.assert_close(sharded.score_FK, whole.score_FK)
 
 
+@pytest.mark.slow
 @needs_ray
 def test_worker_killed_mid_shard_is_retried_and_every_feature_is_stored_once(world, world_cache, tmp_path):
     """A slow plug-in method logs (pid, feature) per batch; one worker is SIGKILLed mid-shard."""

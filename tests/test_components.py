@@ -24,23 +24,8 @@ from benchmark.sources.segmenters import (
     GroundingSamSettings,
     patch_masks,
 )
-from tests.tiny_components import (
-    save_tiny_clipseg,
-    save_tiny_diffusers,
-    save_tiny_grounding_dino,
-    save_tiny_sam,
-    save_tiny_sam2,
-)
 
 SIDE, PATCH = 32, 8  # pool images of 32 px on a 4 x 4 patch grid
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("checkpoints")
-    return {name: str(save(root / name)) for name, save in (
-        ("sd", save_tiny_diffusers), ("gdino", save_tiny_grounding_dino), ("sam", save_tiny_sam),
-        ("sam2", save_tiny_sam2), ("clipseg", save_tiny_clipseg))}
 
 
 @pytest.fixture(scope="module")
@@ -75,63 +60,63 @@ def generator(path: str, cache_dir: Path, **settings) -> DiffusersGenerator:
     return DiffusersGenerator(DiffusersSettings(path=path, steps=2, **settings), image_size=12, cache_dir=cache_dir)
 
 
-def test_generator_draws_seeded_images_at_the_pools_size(checkpoints, tmp_path):
-    images = generator(checkpoints["sd"], tmp_path / "a", batch_size=2).draw("a red cat", 3, seed=0)
+def test_generator_draws_seeded_images_at_the_pools_size(components, tmp_path):
+    images = generator(components["sd"], tmp_path / "a", batch_size=2).draw("a red cat", 3, seed=0)
     assert images.shape == (3, 12, 12, 3) and images.dtype == np.uint8
-    fresh = generator(checkpoints["sd"], tmp_path / "b", batch_size=3)  # same seed, no cache, another batch size
+    fresh = generator(components["sd"], tmp_path / "b", batch_size=3)  # same seed, no cache, another batch size
     assert np.array_equal(fresh.draw("a red cat", 3, seed=0), images)
     assert np.array_equal(fresh.draw("a red cat", 2, seed=0), images[:2])  # image i is seeded by (seed, i)
-    other = generator(checkpoints["sd"], tmp_path / "a", batch_size=2).draw("a red cat", 3, seed=1)
+    other = generator(components["sd"], tmp_path / "a", batch_size=2).draw("a red cat", 3, seed=1)
     assert not np.array_equal(other, images) and not np.array_equal(images[0], images[1])
-    assert generator(checkpoints["sd"], tmp_path / "a").draw("  ", 3, seed=0) is None
+    assert generator(components["sd"], tmp_path / "a").draw("  ", 3, seed=0) is None
 
 
-def test_generator_serves_a_second_object_from_disk(checkpoints, tmp_path, monkeypatch):
-    images = generator(checkpoints["sd"], tmp_path, batch_size=2).draw("a blue dog", 2, seed=5)
+def test_generator_serves_a_second_object_from_disk(components, tmp_path, monkeypatch):
+    images = generator(components["sd"], tmp_path, batch_size=2).draw("a blue dog", 2, seed=5)
     refuse_loading(monkeypatch, "diffusers:AutoPipelineForText2Image", "diffusers:DiffusionPipeline")
-    again = generator(checkpoints["sd"], tmp_path, batch_size=1, device="cpu")  # batch size and device: not identity
+    again = generator(components["sd"], tmp_path, batch_size=1, device="cpu")  # batch size and device: not identity
     assert np.array_equal(again.draw("a blue dog", 2, seed=5), images)
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npy"]  # no temporary file left behind
 
 
-def test_generator_check_refuses_what_is_not_a_pipeline(checkpoints, tmp_path):
+def test_generator_check_refuses_what_is_not_a_pipeline(components, tmp_path):
     with pytest.raises(UsageError, match=r"^\[generator\] path .*: no such directory$"):
         generator(str(tmp_path / "missing"), tmp_path).check()
     with pytest.raises(UsageError, match=r"^\[generator\] path .*: no diffusers pipeline there \(model_index.json missing"):
-        generator(checkpoints["clipseg"], tmp_path).draw("a cat", 1, seed=0)
-    generator(checkpoints["sd"], tmp_path).check()
+        generator(components["clipseg"], tmp_path).draw("a cat", 1, seed=0)
+    generator(components["sd"], tmp_path).check()
     generator("stabilityai/stable-diffusion-3.5-medium", tmp_path).check()  # a hub id: checked when it loads
 
 
-def grounding_sam(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> GroundingSamSegmenter:
-    settings = GroundingSamSettings(detector=checkpoints["gdino"], sam=checkpoints["sam"], **settings)
+def grounding_sam(components, pool_NHWC, cache_dir: Path, **settings) -> GroundingSamSegmenter:
+    settings = GroundingSamSettings(detector=components["gdino"], sam=components["sam"], **settings)
     return GroundingSamSegmenter(settings, lambda index: pool_NHWC[index], PATCH, cache_dir)
 
 
-def test_grounding_sam_masks_boxes_and_caches(checkpoints, pool_NHWC, tmp_path, monkeypatch):
+def test_grounding_sam_masks_boxes_and_caches(components, pool_NHWC, tmp_path, monkeypatch):
     everything = dict(box_threshold=0.0, text_threshold=0.0)  # random weights: every query boxes something
-    segmenter = grounding_sam(checkpoints, pool_NHWC, tmp_path / "a", batch_size=2, **everything)
+    segmenter = grounding_sam(components, pool_NHWC, tmp_path / "a", batch_size=2, **everything)
     pixels_IHW = segmenter.pixel_masks("a red cat", pool_NHWC[:2])
     assert pixels_IHW.shape == (2, SIDE, SIDE) and pixels_IHW.dtype == bool and pixels_IHW.any()
     masks = segmenter.segment("a red cat", np.array([0, 2, 4]))
     assert masks.shape == (3, (SIDE // PATCH) ** 2) and masks.dtype == bool
     assert np.array_equal(masks[0], patch_masks(pixels_IHW[:1], PATCH)[0])
-    one_by_one = grounding_sam(checkpoints, pool_NHWC, tmp_path / "b", batch_size=1, **everything)
+    one_by_one = grounding_sam(components, pool_NHWC, tmp_path / "b", batch_size=1, **everything)
     assert np.array_equal(one_by_one.segment("a red cat", np.array([0, 2, 4])), masks)
-    none = grounding_sam(checkpoints, pool_NHWC, tmp_path / "c", box_threshold=1.0)  # no box: nothing masked
+    none = grounding_sam(components, pool_NHWC, tmp_path / "c", box_threshold=1.0)  # no box: nothing masked
     assert not none.segment("a red cat", np.array([1, 3])).any()
 
     refuse_loading(monkeypatch, *(f"transformers:{name}" for name in ("GroundingDinoForObjectDetection", "SamModel")))
-    again = grounding_sam(checkpoints, pool_NHWC, tmp_path / "a", batch_size=4, **everything)
+    again = grounding_sam(components, pool_NHWC, tmp_path / "a", batch_size=4, **everything)
     assert np.array_equal(again.segment("a red cat", np.array([0, 2, 4])), masks)
     assert again.segment(" ", np.array([0, 1])).tolist() == [[False] * 16] * 2
 
 
-def test_grounding_sam_reads_sam2_and_the_first_mask_is_inside_the_union(checkpoints, pool_NHWC, tmp_path):
+def test_grounding_sam_reads_sam2_and_the_first_mask_is_inside_the_union(components, pool_NHWC, tmp_path):
     """LangSAM's SAM 2.1, through transformers' Sam2Model: masks of the same boxes, and the first box's
     mask never outside the union of all of them (also on the top-k pool the images callable names)."""
     everything = dict(box_threshold=0.0, text_threshold=0.0)
-    segmenter = grounding_sam({**checkpoints, "sam": checkpoints["sam2"]}, pool_NHWC, tmp_path, **everything)
+    segmenter = grounding_sam({**components, "sam": components["sam2"]}, pool_NHWC, tmp_path, **everything)
     union_IHW = segmenter.pixel_masks("a red cat", pool_NHWC[:3])
     first_IHW = segmenter.pixel_masks("a red cat", pool_NHWC[:3], mask="first")
     assert union_IHW.shape == (3, SIDE, SIDE) and union_IHW.any() and not (first_IHW & ~union_IHW).any()
@@ -143,35 +128,35 @@ def test_grounding_sam_reads_sam2_and_the_first_mask_is_inside_the_union(checkpo
                           patch_masks(segmenter.pixel_masks("a red cat", topk_NHWC[:1]), PATCH))
 
 
-def clipseg(checkpoints, pool_NHWC, cache_dir: Path, **settings) -> ClipSegSegmenter:
-    return ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], **settings), lambda index: pool_NHWC[index], PATCH,
+def clipseg(components, pool_NHWC, cache_dir: Path, **settings) -> ClipSegSegmenter:
+    return ClipSegSegmenter(ClipSegSettings(path=components["clipseg"], **settings), lambda index: pool_NHWC[index], PATCH,
                             cache_dir)
 
 
-def test_clipseg_masks_are_deterministic_and_cached(checkpoints, pool_NHWC, tmp_path, monkeypatch):
-    masks = clipseg(checkpoints, pool_NHWC, tmp_path / "a", batch_size=2, threshold=0.5).segment("a red cat", range(5))
+def test_clipseg_masks_are_deterministic_and_cached(components, pool_NHWC, tmp_path, monkeypatch):
+    masks = clipseg(components, pool_NHWC, tmp_path / "a", batch_size=2, threshold=0.5).segment("a red cat", range(5))
     assert masks.shape == (5, 16) and masks.dtype == bool
-    fresh = clipseg(checkpoints, pool_NHWC, tmp_path / "b", batch_size=5, threshold=0.5)
+    fresh = clipseg(components, pool_NHWC, tmp_path / "b", batch_size=5, threshold=0.5)
     assert np.array_equal(fresh.segment("a red cat", np.arange(5)), masks)
-    assert not clipseg(checkpoints, pool_NHWC, tmp_path / "c", threshold=1.0).segment("a red cat", np.arange(5)).any()
+    assert not clipseg(components, pool_NHWC, tmp_path / "c", threshold=1.0).segment("a red cat", np.arange(5)).any()
 
     asked = []
     refuse_loading(monkeypatch, "transformers:CLIPSegForImageSegmentation")
-    again = ClipSegSegmenter(ClipSegSettings(path=checkpoints["clipseg"], threshold=0.5),
+    again = ClipSegSegmenter(ClipSegSettings(path=components["clipseg"], threshold=0.5),
                              lambda index: asked.append(list(index)) or pool_NHWC[index], PATCH, tmp_path / "a")
     assert np.array_equal(again.segment("a red cat", np.arange(5)), masks)
     assert np.array_equal(again.segment("a red cat", np.arange(5)), masks)
     assert asked == [list(range(5))] * 2  # only the images segmented are decoded; the masks come from the cache
 
 
-def test_segmenter_check_names_the_checkpoint(checkpoints, pool_NHWC, tmp_path):
+def test_segmenter_check_names_the_checkpoint(components, pool_NHWC, tmp_path):
     with pytest.raises(UsageError, match=r"^\[segmenter\] detector .*missing: no such directory$"):
-        grounding_sam({**checkpoints, "gdino": str(tmp_path / "missing")}, pool_NHWC, tmp_path).check()
+        grounding_sam({**components, "gdino": str(tmp_path / "missing")}, pool_NHWC, tmp_path).check()
     with pytest.raises(UsageError, match=r"^\[segmenter\] sam .*: a clipseg checkpoint; sam needs a sam or sam2 one$"):
-        grounding_sam({**checkpoints, "sam": checkpoints["clipseg"]}, pool_NHWC, tmp_path).segment("a cat", [0])
+        grounding_sam({**components, "sam": components["clipseg"]}, pool_NHWC, tmp_path).segment("a cat", [0])
     with pytest.raises(UsageError, match=r"^\[segmenter\] path .*: no transformers checkpoint there \(config.json miss"):
-        clipseg({**checkpoints, "clipseg": checkpoints["sd"]}, pool_NHWC, tmp_path).check()
-    grounding_sam(checkpoints, pool_NHWC, tmp_path).check()
+        clipseg({**components, "clipseg": components["sd"]}, pool_NHWC, tmp_path).check()
+    grounding_sam(components, pool_NHWC, tmp_path).check()
 
 
 def test_open_component_reads_a_table(tmp_path):
@@ -202,10 +187,10 @@ def test_component_modules_import_no_model_library_at_the_top():
 
 
 def test_an_explanation_longer_than_the_detectors_text_limit_is_truncated_as_its_own_code_does(
-        checkpoints, pool_NHWC, tmp_path, capsys):
+        components, pool_NHWC, tmp_path, capsys):
     """The tiny Grounding DINO reads at most 32 text tokens (`max_text_len`); a 60-word explanation
     crashed the whole scoring run with a size mismatch. It is cut to the limit, with one warning."""
-    segmenter = grounding_sam(checkpoints, pool_NHWC, tmp_path, box_threshold=0.0, text_threshold=0.0)
+    segmenter = grounding_sam(components, pool_NHWC, tmp_path, box_threshold=0.0, text_threshold=0.0)
     long = " ".join(["a red striped circle at top left"] * 9)
     masks_IHW = segmenter.pixel_masks(long, pool_NHWC[:2])
     assert masks_IHW.shape == (2, SIDE, SIDE) and masks_IHW.any()
@@ -218,7 +203,7 @@ def test_an_explanation_longer_than_the_detectors_text_limit_is_truncated_as_its
     assert segmenter.cut(long) and not segmenter.cut("a red circle") and not segmenter.cut("")
 
 
-def test_rows_say_when_a_component_read_only_part_of_the_text(checkpoints, pool_NHWC, tmp_path):
+def test_rows_say_when_a_component_read_only_part_of_the_text(components, pool_NHWC, tmp_path):
     """The tiny pipeline's CLIP tokenizer reads 16 tokens and the tiny detector 32: a long explanation
     is marked cut in the generation and localization rows, a short one not; a plug-in without `cut`
     says NaN (unknown)."""
@@ -229,8 +214,8 @@ def test_rows_say_when_a_component_read_only_part_of_the_text(checkpoints, pool_
     from benchmark.sources.capabilities import Capabilities
 
     long, short = " ".join(["a red striped circle"] * 9), "a red circle"
-    parts = Capabilities(generator=generator(checkpoints["sd"], tmp_path),
-                         segmenter=grounding_sam(checkpoints, pool_NHWC, tmp_path))
+    parts = Capabilities(generator=generator(components["sd"], tmp_path),
+                         segmenter=grounding_sam(components, pool_NHWC, tmp_path))
     ctx = ScoringContext(SimpleNamespace(capabilities=parts, protocol="featurebench"), resolve(ScoringConfig(), None))
     assert [ctx.text_cut(need, t) for need in ("generator", "segmenter") for t in (long, short, " ")] == [
         1.0, 0.0, 0.0, 1.0, 0.0, 0.0]

@@ -75,12 +75,13 @@ def test_config_typos_are_reported_before_any_model_library_is_imported(tmp_path
 
 
 def test_steering_settings_and_a_list_of_sweeps_read_from_a_config(tmp_path):
-    from benchmark.cli import config_arguments, parser
+    from benchmark.commands.run import run_options
+    from benchmark.config.read import read_run_file
 
     (tmp_path / "run.toml").write_text('intervention = "clamp"\nsteering-coeff = 100.0\ntop-images = "heatmap"\n'
                                        'sweep = ["intervention=add,clamp", "top_images=masked,heatmap"]\n')
-    run = parser()._subparsers._group_actions[0].choices["run"]
-    args = run.parse_args(config_arguments(str(tmp_path / "run.toml"), run))
+    run, flags = run_options()
+    args = run.parse_args(read_run_file(tmp_path / "run.toml").arguments(flags))
     assert (args.intervention, args.steering_coeff, args.top_images) == ("clamp", 100.0, "heatmap")
     assert args.sweep == ["intervention=add,clamp", "top_images=masked,heatmap"]
 

@@ -7,22 +7,14 @@ import pytest
 import torch
 
 from benchmark.bench.shapes import run_shape_bench
-from benchmark.models.adapters import load_vlm
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steered_generate
-from tests.test_adapters import FAMILIES, PROMPT, STEERED, planted_image, save_tiny_checkpoint
+from tests.test_adapters import FAMILIES, PROMPT, STEERED, planted_image
+from tests.timing import TickingClock
 
 NEW_TOKENS = 5
-
-
-@pytest.fixture(scope="module")
-def vlms(tmp_path_factory):
-    out = {}
-    for family in FAMILIES:
-        path = tmp_path_factory.mktemp(family)
-        save_tiny_checkpoint(family, path, seed=3)  # a seed whose answers vary with the vector
-        out[family] = load_vlm(family, str(path), "cpu", torch.float32)
-    return out
+STEP = 0.25
+"""Seconds per reading of the benches' ticking clock (`tests.timing.TickingClock`)."""
 
 
 def _no_specials(vlm) -> dict:
@@ -94,22 +86,32 @@ def test_tower_states_are_the_models_hidden_states(vlms, family):
 
 
 @pytest.mark.parametrize("shape", ["tiny", "tiny-gemma3"])
-def test_random_weight_bench_runs_its_tiny_shapes_on_cpu(shape):
+def test_random_weight_bench_runs_its_tiny_shapes_on_cpu(shape, monkeypatch):
+    """On a clock where every timed run takes `STEP` seconds, each rate is the items it ran over STEP
+    and the engine's ratio is its features over the loop's: known answers, where real timings have none."""
+    monkeypatch.setattr("benchmark.bench.shapes.time", TickingClock(STEP))
     report = run_shape_bench(shape, "cpu", loop_features=2, engine_batches=1, topk_images=8)
     assert report["shape"] == shape and report["dtype"] == "float32"
     for section in ("steering", "hybrid"):
-        assert {"loop_per_s", "engine_per_s", "engine_ratio"} <= report[section].keys()
-        assert report[section]["engine_ratio"] > 0
-    assert report["topk"]["images_per_s"] > 0
-    assert report["ratios"].keys() == {"steering", "hybrid"}
+        s = report[section]
+        assert {"loop_per_s", "engine_per_s", "engine_ratio"} <= s.keys()
+        assert (s["loop_features"], s["engine_features"]) == (2, s["batch_size"])  # one engine batch
+        assert (s["loop_per_s"], s["engine_per_s"]) == (2 / STEP, s["batch_size"] / STEP)
+        assert s["loop_s"] == s["engine_s"] == STEP and s["engine_ratio"] == round(s["batch_size"] / 2, 2)
+    assert report["topk"]["images"] == 8 and report["topk"]["images_per_s"] == 8 / STEP
+    assert report["ratios"] == {name: report[name]["engine_ratio"] for name in ("steering", "hybrid")}
 
 
-def test_cli_shape_bench_prints_its_report_as_the_last_json_line(capsys):
+def test_cli_shape_bench_prints_its_report_as_the_last_json_line(capsys, monkeypatch):
     import json
 
     from benchmark.cli import main
 
+    monkeypatch.setattr("benchmark.bench.shapes.time", TickingClock(STEP))  # as above: known rates
     assert main(["bench", "--shape", "tiny", "--random-weights", "--device", "cpu", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["shape"] == "tiny" and report["random_weights"] is True and report["steering"]["engine_per_s"] > 0
+    steering = report["steering"]
+    assert report["shape"] == "tiny" and report["random_weights"] is True
+    assert steering["engine_features"] == 2 * steering["batch_size"]  # the default: two engine batches
+    assert steering["engine_per_s"] == steering["engine_features"] / STEP
     assert main(["bench", "--shape", "llava-1.5-7b", "--device", "cpu"]) == 2  # no weights named: a usage error

@@ -19,8 +19,13 @@ from benchmark.explainers import ExplainerSpec
 from benchmark.explainers.serve import Refused, make_server, subject_answerer
 from benchmark.pipeline import run
 from benchmark.sources import open_source
+from tests.timing import TickingClock
 
 FEATURES = "0:10"
+BATCH = 4
+STEP = 0.25
+"""Seconds between readings of the clock that times answering (`tests.timing.TickingClock`): each
+batch's answers take exactly STEP seconds, so a feature's `cost_seconds` is STEP over its batch's size."""
 
 
 class Served:
@@ -65,26 +70,60 @@ def config(tmp_path, name: str, explainer: ExplainerSpec | None, methods=("topk"
     cache key), so the in-process explanations are computed here, in the batches the endpoint's are:
     a feature's cost is its batch's share."""
     return RunConfig(methods=methods, features=FEATURES, lm="small", world="tiny", out=str(tmp_path / name),
-                     metrics="none", method=MethodConfig(batch_size=4, seed=17, explainer=explainer))
+                     metrics="none", method=MethodConfig(batch_size=BATCH, seed=17, explainer=explainer))
+
+
+def ticking(monkeypatch) -> None:
+    monkeypatch.setattr("benchmark.explaining.context.time", TickingClock(STEP))
 
 
 @pytest.fixture(scope="module")
 def in_process(world, tmp_path_factory):
-    return explanations(run(config(tmp_path_factory.mktemp("in-process"), "out", None)))
+    with pytest.MonkeyPatch.context() as mp:
+        ticking(mp)
+        return explanations(run(config(tmp_path_factory.mktemp("in-process"), "out", None)))
+
+
+def known_costs(rows: dict[tuple[str, int], dict]) -> dict[tuple[str, int], dict]:
+    """What each row of topk (5 images, the shared prompt) or describe-top1 (1 image, the describe
+    prompt) cost, from the prompt's layout and the row's raw answer: prompt tokens are <bos>, the image
+    tokens and the prompt's and answer prefix's words (a word-level tokenizer); a row's answer tokens
+    are its answer's words and <eos>, at most max_new_tokens; a feature is charged its batch's mean, and
+    STEP seconds over its batch's size."""
+    source = open_source(("world", "tiny", "small"))
+    prompts = source.spec.prompts
+
+    def prompt_tokens(n: int) -> int:
+        prompt = prompts.shared if n > 1 else prompts.describe
+        return 1 + n * source.vlm.tokens_per_image + len(f"{prompt} {prompts.answer_prefix}".split())
+
+    def answer_tokens(row: dict) -> int:
+        return min(len(row["answer"].split()) + 1, source.max_new_tokens(row["method"] == "topk"))
+
+    out = {}
+    for (method, f), row in rows.items():
+        batch = [rows[method, g] for g in range(f - f % BATCH, f - f % BATCH + BATCH) if (method, g) in rows]
+        out[method, f] = {"cost_prompt_tokens": prompt_tokens(5 if method == "topk" else 1),
+                          "cost_answer_tokens": np.mean([answer_tokens(r) for r in batch]),
+                          "cost_seconds": STEP / len(batch)}
+    return out
 
 
 def test_an_endpoint_serving_the_subject_gives_the_in_process_explanations(served, in_process, tmp_path, monkeypatch):
     monkeypatch.setenv("FEATUREBENCH_TEST_KEY", "secret")
+    ticking(monkeypatch)
     rows = explanations(run(config(tmp_path, "endpoint", endpoint(served, api_key_env="FEATUREBENCH_TEST_KEY"))))
     assert {k: r["explanation"] for k, r in rows.items()} == {k: r["explanation"] for k, r in in_process.items()}
     assert len({r["explanation"] for r in rows.values()}) > 1
-    for (method, _), row in rows.items():  # one request per feature
-        assert row["cost_images"] == (5 if method == "topk" else 1) and row["cost_seconds"] > 0
+    known = known_costs(rows)
+    for (method, f), row in rows.items():  # one request per feature
+        assert row["cost_images"] == (5 if method == "topk" else 1)
+        assert row["cost_seconds"] == known[method, f]["cost_seconds"]  # a request batch's time, shared
     for method in ("topk", "describe-top1"):  # the provider's usage adds up to the tokens the subject counted
         for column in ("cost_prompt_tokens", "cost_answer_tokens"):
             served_total = sum(r[column] for (m, _), r in rows.items() if m == method)
             assert served_total == pytest.approx(sum(r[column] for (m, _), r in in_process.items() if m == method))
-            assert served_total > 0
+            assert served_total == pytest.approx(sum(c[column] for (m, _), c in known.items() if m == method))
 
 
 def test_a_run_that_dies_mid_batch_resumes_asking_only_what_is_missing(served, in_process, tmp_path):
@@ -128,9 +167,10 @@ def test_a_missing_api_key_is_refused_before_anything_runs(served, tmp_path, mon
 
 
 def test_subject_rows_record_tokens_images_and_seconds(in_process):
-    for row in in_process.values():
+    known = known_costs(in_process)
+    for key, row in in_process.items():
         assert row["cost_images"] == (5 if row["method"] == "topk" else 1)
-        assert row["cost_prompt_tokens"] > 0 and row["cost_answer_tokens"] > 0 and row["cost_seconds"] > 0
+        assert {c: row[c] for c in known[key]} == pytest.approx(known[key])
     topk = np.mean([r["cost_prompt_tokens"] for r in in_process.values() if r["method"] == "topk"])
     one = np.mean([r["cost_prompt_tokens"] for r in in_process.values() if r["method"] == "describe-top1"])
     assert topk > 3 * one  # five images' tokens against one

@@ -12,7 +12,7 @@ from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steered_generate
 from benchmark.steering.interventions import Intervention, intervene
 from tests.test_adapters import PROMPT, STEERED, planted_image
-from tests.test_engine import NEW_TOKENS, _no_specials, vlms  # noqa: F401  (the tiny checkpoints)
+from tests.test_engine import NEW_TOKENS, _no_specials
 
 
 def identity_relu_sae(d: int) -> SAE:

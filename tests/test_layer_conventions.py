@@ -19,18 +19,15 @@ from benchmark.registry import UsageError
 from benchmark.sources.source import Source
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steer
-from tests.test_adapters import PROMPT, STEERED, planted_image
-from tests.test_real_models import files, tables, write_toml  # noqa: F401  (the module's tiny files)
-
-
-def tiny_sae() -> SAE:
-    torch.manual_seed(0)
-    sae = SAE(32, 16, k=4)
-    with torch.no_grad():
-        sae.W_enc.normal_()
-        sae.W_dec.copy_(sae.W_enc.T)
-        sae.normalize_decoder()
-    return sae
+from benchmark.testing import (  # noqa: F401  (tiny_sae, write_dictionary_learning: other modules import them here)
+    PROMPT,
+    STEERED,
+    tables,
+    tiny_sae,
+    write_dictionary_learning,
+    write_toml,
+)
+from tests.test_adapters import planted_image
 
 
 def write_saelens(dpath, sae: SAE) -> None:
@@ -39,16 +36,6 @@ def write_saelens(dpath, sae: SAE) -> None:
     cfg = {**sae.config(), "metadata": {"hook_name": "blocks.1.hook_resid_post"}}
     (dpath / "cfg.json").write_text(json.dumps(cfg))
     save_file({n: t.contiguous() for n, t in sae.state_dict().items()}, str(dpath / "sae_weights.safetensors"))
-
-
-def write_dictionary_learning(dpath, sae: SAE, layer: int = 1) -> None:
-    """The seed paper's files: `trainer_0/ae.pt` (AutoEncoderTopK) + `config.json` with `layer`."""
-    dpath.mkdir(parents=True)
-    torch.save({"encoder.weight": sae.W_enc.T.contiguous(), "encoder.bias": sae.b_enc, "decoder.weight":
-                sae.W_dec.T.contiguous(), "b_dec": sae.b_dec, "k": torch.tensor(sae.k), "threshold": torch.tensor(-1.0)},
-               dpath / "ae.pt")
-    trainer = {"dict_class": "AutoEncoderTopK", "activation_dim": 32, "dict_size": 16, "k": sae.k, "layer": layer}
-    (dpath / "config.json").write_text(json.dumps({"trainer": trainer}))
 
 
 def write_saev(fpath, sae: SAE) -> None:

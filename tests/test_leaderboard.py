@@ -1,6 +1,7 @@
 """Leaderboard tables from fixed score rows: known values, byte-stable output, safe concurrent writes."""
 import gzip
 import math
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 
 from benchmark.registry import UsageError
-from benchmark.results.leaderboard import COST_COLUMNS, markdown, pairwise_table, regenerate
+from benchmark.results.board_rows import COST_COLUMNS
+from benchmark.results.leaderboard import markdown, pairwise_table, regenerate
 from benchmark.scoring.stats import greater, mean_ci
 
 EXPECTED_MAIN = """source,lm,method,protocol,n_features,detection_auroc,detection_auroc_ci_low,detection_auroc_ci_high,\
@@ -129,6 +131,25 @@ def test_a_run_on_other_models_under_the_same_name_is_refused_until_replaced(tmp
     regenerate(board, [other], replace=True)
     rows = pd.read_csv(board / "rows" / "w-small.csv.gz")
     assert set(rows.source_id) == {"id-other"} and len(rows) == 8
+
+
+def test_the_command_line_refuses_other_models_in_one_line_and_adds_them_with_replace(tmp_path, run_dir, capsys):
+    """The refusal above through `leaderboard --add`: exit 2, one line saying how to replace, nothing
+    written; `--replace` then adds the run."""
+    from benchmark.cli import main
+
+    board = tmp_path / "board"
+    assert main(["leaderboard", "--add", str(run_dir), "--dir", str(board)]) == 0
+    before = {p: p.read_bytes() for p in board.rglob("*.csv*")}
+    other = write_run(tmp_path / "other", source_id="id-other")
+    capsys.readouterr()
+    assert main(["leaderboard", "--add", str(other), "--dir", str(board)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.search(r"holds rows of id-w/featurebench \(other models under the same name, or "
+                                         r"another protocol: .*\); to replace them, add it with --replace", err)
+    assert {p: p.read_bytes() for p in board.rglob("*.csv*")} == before
+    assert main(["leaderboard", "--add", str(other), "--dir", str(board), "--replace"]) == 0
+    assert set(pd.read_csv(board / "rows" / "w-small.csv.gz").source_id) == {"id-other"}
 
 
 def test_rows_of_two_identities_under_one_name_are_never_compared(tmp_path, run_dir):

@@ -18,7 +18,7 @@ from benchmark.results.board_readme import (
     verdict,
     write_readme,
 )
-from benchmark.results.leaderboard import load_rows
+from benchmark.results.board_rows import load_rows
 from benchmark.scoring.validation import with_board_checks
 from metrics import all_metrics
 
@@ -78,7 +78,9 @@ def test_a_constant_label_above_every_method_beats_the_metric():
     assert verdict(entry).startswith(f"{BEATEN} ('a photo')")
     assert "tells trained features from random ones (AUROC 1.00)" in verdict(entry)
     detection = sanity(rows, SOURCE, "large", metrics())["detection"]["constant"]
-    assert detection["label"] == "objects" and detection["margin"] > 0
+    best = methods.groupby("method").detection_auroc.mean()
+    assert detection["label"] == "objects" and detection["method"] == best.idxmax()
+    assert detection["margin"] == pytest.approx(round(best.max() - 0.5, 4))  # its constant label scores 0.5
 
 
 def test_missing_controls_give_none_and_say_so():

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+pytestmark = pytest.mark.slow  # every test installs with pip and runs the CLI in a subprocess
 
 
 def install(package: str, tmp_path_factory) -> Path:

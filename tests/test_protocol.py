@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmark.config.fields import ITEM, governed_fields
 from benchmark.config.method import MethodConfig
 from benchmark.config.models import PoolSpec, PromptSpec, VLMLoading
 from benchmark.config.protocol import (
@@ -21,7 +22,7 @@ from benchmark.config.protocol import (
     SEED,
     clean_answer,
 )
-from benchmark.config.resolve import ITEM, governed_fields, require_resolved, resolve
+from benchmark.config.resolve import require_resolved, resolve
 from benchmark.config.run import RunConfig
 from benchmark.config.scoring import ScoringConfig
 from benchmark.pipeline import counted_features, run
@@ -256,3 +257,40 @@ def test_the_papers_heatmap_option_is_viridis_bicubic_at_opacity_035():
     assert (shown[0, 1, :, :8] == low).all() and (shown[0, 1, :, 24:] == high).all()  # min-max normalised
     middle = shown[0, 1, 16, 12:20, 1].astype(int)  # bicubic: a smooth step between, no nearest jump
     assert len(set(middle.tolist())) > 2 and (np.diff(middle) >= 0).all()
+
+
+class UnionOnly:
+    """A plug-in segmenter that declares no optional ability: the union of its masks on the scoring pool."""
+
+    def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
+        raise AssertionError("a refused run never segments")
+
+
+@pytest.mark.parametrize("protocol_name, offers, refused", [("seed", (), "mask or pool"), ("seed", ("mask",), "pool"),
+                                                            ("seed", ("mask", "pool"), None), (None, (), None)])
+def test_a_segmenter_is_refused_up_front_for_what_it_does_not_declare(protocol_name, offers, refused):
+    from types import SimpleNamespace
+
+    from benchmark.pipeline import refuse_unoffered
+    from benchmark.scoring.context import ScoringContext
+    from benchmark.sources.capabilities import Capabilities
+    from metrics import named_metrics
+
+    localization_iou = named_metrics("localization-iou")[0]
+    segmenter = type("Declared", (UnionOnly,), {"offers": offers})() if offers else UnionOnly()
+    source = SimpleNamespace(capabilities=Capabilities(segmenter=segmenter), protocol=protocol_name)
+    sctx = ScoringContext(source, resolve(ScoringConfig(), protocol_name))
+    if refused is None:
+        refuse_unoffered(sctx, [localization_iou])
+        return
+    with pytest.raises(UsageError, match=rf"the segmenter \w+ offers no {refused};"):
+        refuse_unoffered(sctx, [localization_iou])
+
+
+def test_a_segmenter_offering_an_unknown_ability_fails_as_it_registers():
+    from benchmark.sources.segmenters import SEGMENTERS
+
+    bad = type("Bad", (), {"settings": None, "check": None, "segment": None, "offers": ("masks",)})
+    with pytest.raises(TypeError, match=r"offers \['masks'\]; a segmenter may offer mask, pool"):
+        SEGMENTERS.register("bad-offers")(bad)
+    assert "bad-offers" not in SEGMENTERS.names()

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.cli import config_arguments, main, parser
+from benchmark.cli import main
+from benchmark.commands.run import run_options
 from benchmark.config.models import models_config, parse_random_sae, random_sae_name, trained_source_of
+from benchmark.config.read import read_run_file
 from benchmark.models.sae import SAE, random_like
 from benchmark.registry import UsageError
 from benchmark.sources import open_source
@@ -75,8 +77,7 @@ def test_a_malformed_sae_flag_is_one_line_exit_2(tmp_path, capsys):
 
 def test_the_config_key_is_the_flag_or_the_sae_tables_random(tmp_path):
     toml = write_toml(tmp_path / "world.toml", {"sae": "random:2", "world": "tiny"}, {})
-    run = parser()._subparsers._group_actions[0].choices["run"]
-    assert config_arguments(toml, run) == ["--sae", "random:2", "--world", "tiny"]
+    assert read_run_file(toml).arguments(run_options()[1]) == ["--sae", "random:2", "--world", "tiny"]
     spec = models_config({"vlm": {"family": "llava", "path": "x"}, "sae": {"path": "y", "random": 2},
                           "pool": {"source": "z"}}, "t")
     assert spec.sae.random == 2

@@ -12,30 +12,22 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.models.scorer import Scorer
+from benchmark.testing import tables, write_toml
 from tests.test_components import refuse_loading
-from tests.test_real_models import files, tables, write_toml  # noqa: F401  (the module's tiny files)
-from tests.tiny_components import save_tiny_clipseg, save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam
 
 COLUMNS = ("generation_auroc", "generation_mad", "localization_iou", "localization_precision", "localization_recall")
 
-
-@pytest.fixture(scope="module")
-def components(files):
-    return {"diffusers": save_tiny_diffusers(files / "sd"), "clipseg": save_tiny_clipseg(files / "clipseg"),
-            "dino": save_tiny_grounding_dino(files / "dino"), "sam": save_tiny_sam(files / "sam")}
-
-
-SEGMENTERS = {
-    "grounding-sam": lambda c: {"kind": "grounding-sam", "detector": str(c["dino"]), "sam": str(c["sam"]),
+SEGMENTERS = {  # c: the session's tiny component checkpoints (`components` in tests/conftest.py)
+    "grounding-sam": lambda c: {"kind": "grounding-sam", "detector": c["gdino"], "sam": c["sam"],
                                 "box_threshold": 0.0, "text_threshold": 0.0},
-    "clipseg": lambda c: {"kind": "clipseg", "path": str(c["clipseg"]), "threshold": 0.5},
+    "clipseg": lambda c: {"kind": "clipseg", "path": c["clipseg"], "threshold": 0.5},
 }
 
 
 @pytest.mark.parametrize("segmenter", SEGMENTERS)
 def test_generation_and_localization_on_real_models_then_from_the_caches(files, components, tmp_path, monkeypatch,
                                                                          capsys, segmenter):
-    models = {**tables(files), "generator": {"kind": "diffusers", "path": str(components["diffusers"]), "steps": 2},
+    models = {**tables(files), "generator": {"kind": "diffusers", "path": components["sd"], "steps": 2},
               "segmenter": SEGMENTERS[segmenter](components)}
     toml = write_toml(tmp_path / "run.toml", {"features": "0:4", "method": "topk,steering",
                                               "metrics": "generation-auroc,localization-iou"}, models)

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import pandas as pd
 import pytest
 import torch
@@ -22,75 +21,20 @@ from benchmark.config.resolve import resolve
 from benchmark.explaining.context import Context
 from benchmark.models.sae import SAE
 from benchmark.models.sae_formats import save_sae
-from benchmark.models.scorer import WEIGHTS, Scorer
+from benchmark.models.scorer import Scorer
 from benchmark.sources.source import Source
-from tests.test_adapters import PATCH, SIZE, STEERED, save_tiny_checkpoint
+from benchmark.testing import IMAGES, PATCH, SIZE, STEERED, save_tiny_checkpoint, tables, write_toml
+from tests.conftest import files  # noqa: F401  (re-exported for tests/test_random_sae.py, which imports it from here)
 from tests.timing import untimed
 
-SCORER = "featurebench-test-scorer"
-IMAGES = 120  # scoring_fraction 0.5: 60 held out, more than simulation's 50 top records
 METRIC_COLUMNS = ("detection_auroc", "detection_balanced_accuracy", "detection_precision_at_k", "simulation_r",
                   "simulation_spearman", "simulation_patch_r")
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """The checkpoints, SAE, images and scorer a user would have on disk, and a cache of their own."""
-    root = tmp_path_factory.mktemp("real")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FEATUREBENCH_CACHE", str(root / "cache"))
-    for family in ("llava", "gemma3"):
-        save_tiny_checkpoint(family, root / family, seed=3)
-    torch.manual_seed(0)
-    sae = SAE(32, 16, k=4)  # the tiny towers are 32 wide
-    with torch.no_grad():
-        sae.W_enc.normal_()
-        sae.W_dec.copy_(sae.W_enc.T)
-        sae.normalize_decoder()
-    save_sae(sae, root / "sae.safetensors", hidden_state=STEERED)
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir()
-    for i in range(IMAGES):  # a flat colour with one patch of another
-        image = np.full((SIZE, SIZE, 3), rng.integers(0, 256, 3), np.uint8)
-        r, c = rng.integers(0, SIZE // PATCH, 2)
-        image[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = rng.integers(0, 256, 3)
-        Image.fromarray(image).save(root / "images" / f"{i:03}.png")
-    # the scorer's patch grid (2 x 2) differs from the tower's (4 x 4), as in every real setup
-    config = {"embed_dim": 16, "vision_cfg": {"image_size": SIZE, "patch_size": 2 * PATCH, "width": 32, "layers": 1,
-                                              "head_width": 16},
-              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (root / f"{SCORER}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(root / f"{SCORER}.json")  # as open_clip knows ViT-L-14
-    torch.manual_seed(1)
-    Scorer(open_clip.create_model(SCORER), open_clip.get_tokenizer(SCORER), SCORER).save_weights(root)
-    (root / "scorer-pt").mkdir()  # a scorer directory with a .pt where its safetensors file should be
-    (root / "scorer-pt" / f"{SCORER}.json").write_text(json.dumps(config))
-    (root / "scorer-pt" / "open_clip_model.pt").write_bytes(b"not safetensors")
-    yield root
-    mp.undo()
-
-
-def tables(root, family: str = "llava") -> dict:
-    return {"vlm": {"family": family, "path": str(root / family), "device": "cpu", "dtype": "float32",
-                    "max_new_tokens": 3},
-            "sae": {"path": str(root / "sae.safetensors")},
-            "scorer": {"model": SCORER, "pretrained": str(root / WEIGHTS)},
-            "pool": {"source": str(root / "images"), "scoring_fraction": 0.5},
-            "prompts": {"describe": "describe what you see .", "shared": "what do you see ."}}
-
-
-def write_toml(fpath, flat: dict, models: dict) -> str:
-    def value(v):
-        return json.dumps(v)  # a JSON string or number is a TOML one
-
-    lines = [f"{k} = {value(v)}" for k, v in flat.items()]
-    for name, table in models.items():
-        lines += [f"[{name}]", *(f"{k} = {value(v)}" for k, v in table.items())]
-    fpath.write_text("\n".join(lines) + "\n")
-    return str(fpath)
-
-
 def test_run_on_real_models_then_again_from_the_caches(files, tmp_path, monkeypatch, capsys):
+    # A cache of its own: the first run computes everything (the modules sharing `files` may have filled
+    # theirs), so the second, served from the caches, is compared with a computed one.
+    monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "cache"))
     toml = write_toml(tmp_path / "run.toml", {"features": "0:6", "batch-size": 4}, tables(files))
     args = ["--config", toml, "--method", "steering,topk,hybrid", "--metrics", "detection,simulation",
             "--out", str(tmp_path / "out")]
@@ -185,6 +129,7 @@ def test_bad_model_tables_are_one_line_exit_2_and_write_nothing(files, tmp_path,
     assert not (tmp_path / "out").exists() and sorted((files / "cache").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_ray_backend_on_real_models_gives_the_local_explanations(files, tmp_path, monkeypatch):
     """Workers open the same checkpoints from the run's spec; the activation pass shards over images."""
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'featurebench[ray]')")

@@ -17,7 +17,8 @@ from benchmark.registry import UsageError
 from benchmark.report import MARKER, data, html, svg, write_report
 from benchmark.report.images import DIM, caption_column, heat_colours, heat_overlay, strip, top_image_arrays
 from benchmark.report.inputs import Run, first_runs
-from benchmark.results.leaderboard import COST_COLUMNS, regenerate
+from benchmark.results.board_rows import COST_COLUMNS
+from benchmark.results.leaderboard import regenerate
 from benchmark.sources.image_pools import ImagePool
 
 LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"

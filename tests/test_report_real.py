@@ -12,11 +12,11 @@ from PIL import Image
 from benchmark.cli import main
 from benchmark.registry import UsageError
 from benchmark.report import write_report
-from tests.test_real_models import files, tables, write_toml  # noqa: F401  (files is a fixture)
+from benchmark.testing import tables, write_toml
 
 
 @pytest.fixture(scope="module")
-def report(files, tmp_path_factory):  # noqa: F811
+def report(files, tmp_path_factory):
     """(run directory, report directory) of steering and top-k on features 0-3, scored by detection."""
     root = tmp_path_factory.mktemp("report-real")
     toml = write_toml(root / "run.toml", {"batch-size": 4}, tables(files))
@@ -87,6 +87,7 @@ def test_files_changed_since_the_run_are_a_usage_error(report, tmp_path):
     assert "\n" not in str(error.value) and not (tmp_path / "report").exists()
 
 
+@pytest.mark.slow
 def test_pages_say_there_is_no_ground_truth(report):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -2,11 +2,14 @@
 here on a small shape (a Gemma-3 tower at 56 px, 16 tokens pooled to 4, a 64-latent SAE)."""
 import os
 
+import pytest
+
 from benchmark.bench.scale import AnonSampler, ScaleShape, growth, measure, measure_one_process, scale_bench
 
 SMALL = ScaleShape("gemma3", 56, 14, 4, d_sae=64, k=4)
 
 
+@pytest.mark.slow
 def test_measure_reports_memory_disk_and_time_of_each_stage(tmp_path):
     report = measure(SMALL, 40, tmp_path)  # 8 scoring images: simulation's minimum
     assert set(report["seconds"]) == {"activations", "explaining", "scoring"}
@@ -20,13 +23,15 @@ def test_measure_reports_memory_disk_and_time_of_each_stage(tmp_path):
     assert growth([{"n_images": 10, "x": 110}], "x")["per_image"] is None
 
 
+@pytest.mark.slow
 def test_one_process_reports_peak_resident_and_anonymous_memory_of_the_whole_run(tmp_path):
     report = measure_one_process(SMALL, 40, tmp_path)
     run = tmp_path / f"run-{next(tmp_path.glob('standin-*')).name[8:]}-40-this-one"
     assert len(list((run / "results").glob("*/scores.csv"))) == 1  # the whole run, scoring included
     anon, rss = report["peak_anon_bytes"]["max"], report["peak_rss_bytes"]["max"]
     assert 50e6 < anon <= rss  # torch's heap at least, and never more than all that was resident
-    assert report["samples"] > 10 and report["cache_bytes"]["final"] > 0
+    on_disk = sum(p.stat().st_size for p in (run / "cache").rglob("*") if p.is_file() and not p.is_symlink())
+    assert report["samples"] > 10 and report["cache_bytes"]["final"] == on_disk > 0  # what the run left, not nothing
 
 
 def test_the_sampler_reads_a_live_process_and_ignores_a_gone_one():

@@ -32,8 +32,7 @@ from benchmark.explaining.explain import explain
 from benchmark.registry import METHODS
 from benchmark.sources.source import Source
 from benchmark.steering.interventions import intervene
-from tests.test_adapters import PROMPT, STEERED, save_tiny_checkpoint
-from tests.test_layer_conventions import tiny_sae, write_dictionary_learning
+from benchmark.testing import PROMPT, STEERED, save_tiny_checkpoint, tiny_sae, write_dictionary_learning
 
 IMAGES = 24
 COEFF = 200.0  # the paper's steering coefficient

@@ -18,7 +18,9 @@ import pytest
 import tomllib
 from PIL import Image
 
-from benchmark.cli import config_arguments, config_models, main, parser
+from benchmark.cli import main
+from benchmark.commands.run import run_options
+from benchmark.config.read import read_run_file
 from benchmark.models.scorer import Scorer
 from benchmark.sources.source import Source
 from tests.test_adapters import SIZE, save_tiny_checkpoint
@@ -90,10 +92,11 @@ def test_shipped_config_opens_on_its_papers_hidden_state(standins, tmp_path, mon
     config = standins / name
     shutil.copy(CONFIGS / name, config)
     layer, derivation, options, capabilities = EXPECTED[name]
-    run = parser()._subparsers._group_actions[0].choices["run"]
-    args = vars(run.parse_args(config_arguments(str(config), run)))
+    run, flags = run_options()
+    run_file = read_run_file(config)
+    args = vars(run.parse_args(run_file.arguments(flags)))
     assert {k: args[k] for k in options} == options
-    source = Source(config_models(str(config)), protocol=args["protocol"])
+    source = Source(run_file.models, protocol=args["protocol"])
     described = source.describe()
     assert described["protocol"] == options["protocol"]
     assert (described["layer"], described["layer_from"]) == (layer, derivation)

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess
 METHOD = '''from benchmark.explaining.context import method
 
 

@@ -26,7 +26,6 @@ with the same stand-in, images and config.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -39,12 +38,12 @@ import torch
 from PIL import Image
 
 from benchmark.cache import config_hash
+from benchmark.models.sae import SAE
+from benchmark.testing import WIDTH, save_tiny_checkpoint, write_dictionary_learning  # WIDTH: narrow, so a CPU runs it
 
 FEATURES = "0:64"
 METHODS = "steering,topk,hybrid"
 METRICS = "detection,simulation,clip-score"
-WIDTH = 32
-"""The stand-in's tower and language-model width: narrow, so a CPU runs it."""
 
 
 @dataclass(frozen=True)
@@ -59,81 +58,28 @@ class ScaleShape:
 
 
 SHAPES = {"seed": ScaleShape("gemma3", 896, 14, 256), "llava": ScaleShape("llava", 336, 14, 576)}
-WORDS = ("<pad>", "<unk>", "<bos>", "<eos>", "describe", "what", "you", "see", ".", "a", "red", "square", "nothing")
-SPECIALS = {"llava": {"image_token": "<image>"},
-            "gemma3": {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"}}
-TEMPLATES = {
-    "llava": "USER: {% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}"
-             "{{ c['text'] }}{% endif %}{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}",
-    "gemma3": "{{ bos_token }}<start_of_turn>user\n{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}"
-              "<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<end_of_turn>\n"
-              "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
-}
 
 
 def build_standin(shape: ScaleShape, dpath: Path) -> None:
     """A random-weight VLM of the family's real class at the shape's image and token sizes, its
-    processor, a dictionary_learning TopK SAE on its hidden state 2 and a tiny open_clip scorer."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import WhitespaceSplit
-    from transformers import (
-        CLIPImageProcessor,
-        Gemma3ImageProcessor,
-        Gemma3Processor,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
-
-    from benchmark.models.adapters import ADAPTERS
-
-    specials = SPECIALS[shape.family]
-    core = Tokenizer(WordLevel({w: i for i, w in enumerate([*WORDS, *specials.values()])}, unk_token="<unk>"))
-    core.pre_tokenizer = WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                  unk_token="<unk>", extra_special_tokens=specials, model_max_length=4096)
-    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-           "pad_token_id": tok.pad_token_id}
-    vision = {"hidden_size": WIDTH, "intermediate_size": 2 * WIDTH, "num_hidden_layers": 3, "num_attention_heads": 2,
-              "image_size": shape.image_size, "patch_size": shape.patch}
-    text = {"hidden_size": WIDTH, "intermediate_size": 2 * WIDTH, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, **ids}
-    adapter = ADAPTERS.get(shape.family)
-    square = {"height": shape.image_size, "width": shape.image_size}
-    if shape.family == "gemma3":
-        config = adapter.build_config(vision, {**text, "head_dim": 8, "sliding_window": 16},
-                                      mm_tokens_per_image=shape.image_tokens, image_token_index=tok.image_token_id,
-                                      boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id)
-        processor = Gemma3Processor(Gemma3ImageProcessor(size=square), tok, image_seq_length=shape.image_tokens,
-                                    chat_template=TEMPLATES["gemma3"])
-    else:
-        config = adapter.build_config(vision, text, image_token_id=tok.image_token_id)
-        processor = LlavaProcessor(CLIPImageProcessor(size={"shortest_edge": shape.image_size}, crop_size=square), tok,
-                                   patch_size=shape.patch, vision_feature_select_strategy="default",
-                                   num_additional_image_tokens=1, chat_template=TEMPLATES["llava"])
-    torch.manual_seed(0)
-    model = adapter.model_class(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    model.save_pretrained(dpath / "vlm")
-    processor.save_pretrained(dpath / "vlm")
-    _save_dictionary_learning(dpath / "sae" / "trainer_0", shape)
+    processor (the tests' tiny checkpoint, `benchmark.testing.save_tiny_checkpoint`, at these sizes),
+    a dictionary_learning TopK SAE on its hidden state 2 and a tiny open_clip scorer."""
+    save_tiny_checkpoint(shape.family, dpath / "vlm", seed=0, image_size=shape.image_size, patch=shape.patch,
+                         image_tokens=shape.image_tokens, max_length=4096)
+    write_dictionary_learning(dpath / "sae" / "trainer_0", _standin_sae(shape), layer=1)  # its output: hidden state 2
     _save_scorer(dpath / "scorer")
 
 
-def _save_dictionary_learning(dpath: Path, shape: ScaleShape) -> None:
-    """The seed paper's SAE files: `ae.pt` (AutoEncoderTopK) and `config.json` with `layer` 1 (its
-    output is hidden state 2)."""
-    dpath.mkdir(parents=True)
+def _standin_sae(shape: ScaleShape) -> SAE:
+    """The seed paper's SAE at the shape's size: random unit decoder directions, the encoder tied to
+    them, zero biases."""
     g = torch.Generator().manual_seed(1)
     decoder_DF = torch.nn.functional.normalize(torch.randn(WIDTH, shape.d_sae, generator=g), dim=0)
-    torch.save({"encoder.weight": decoder_DF.T.contiguous(), "encoder.bias": torch.zeros(shape.d_sae),
-                "decoder.weight": decoder_DF, "b_dec": torch.zeros(WIDTH), "k": torch.tensor(shape.k),
-                "threshold": torch.tensor(-1.0)}, dpath / "ae.pt")
-    trainer = {"dict_class": "AutoEncoderTopK", "activation_dim": WIDTH, "dict_size": shape.d_sae, "k": shape.k,
-               "layer": 1}
-    (dpath / "config.json").write_text(json.dumps({"trainer": trainer}))
+    sae = SAE(WIDTH, shape.d_sae, k=shape.k)
+    with torch.no_grad():
+        sae.W_enc.copy_(decoder_DF)
+        sae.W_dec.copy_(decoder_DF.T)
+    return sae
 
 
 def _save_scorer(dpath: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from benchmark.config.resolve import governed
+from benchmark.config.fields import governed, invalid_choice, one_of
 from benchmark.explainers import ExplainerSpec
 from benchmark.registry import UsageError
 
@@ -26,13 +26,13 @@ class MethodConfig:
     """The protocol table that governs it (`benchmark.config.protocol`)."""
     top_k: int = 5
     """Images shown by top-k and hybrid."""
-    top_images: str = "masked"
+    top_images: str = one_of("masked", TOP_IMAGES)
     """How top-k and hybrid show each top image: masked (patches where the feature is inactive
     blacked out; the paper's default), heatmap (the whole image under a green overlay as strong as
     the activation) or viridis (the paper's heatmap option: viridis, bicubic, opacity 0.35)."""
-    empty: str = "white"
+    empty: str = one_of("white", EMPTY_IMAGES)
     """Empty image for steering: white, black or noise."""
-    intervention: str = "add"
+    intervention: str = one_of("add", INTERVENTIONS)
     """How steering writes its vector (`benchmark.steering.interventions`): add (the paper), replace
     (the paper's code's replacement) or clamp (the latent's code set to the coefficient; Pach et al.)."""
     steering_multiplier: float | None = None
@@ -57,16 +57,16 @@ class MethodConfig:
     """Whether top-k and hybrid show only the top images on which the feature fires (fewer than
     `top_k` for a rare feature; none: no question, an empty explanation; the seed paper's) rather
     than always `top_k`, a blank one where it never fires. None: the run's protocol's."""
-    direction: str | None = governed(4)
+    direction: str | None = governed(4, DIRECTIONS)
     """What an absolute coefficient multiplies: the decoder row as a unit direction (unit: the
     coefficient is the vector's norm) or as stored (row: the seed paper's arithmetic, the same for
     its unit-norm rows). None: the run's protocol's."""
-    vector_dtype: str | None = governed(4)
+    vector_dtype: str | None = governed(4, VECTOR_DTYPES)
     """Where a steering vector is formed: in float32, then cast once to the tower's dtype (float32),
     or in the model's dtype, the decoder row cast to it first and every product rounded there (model:
     the seed paper's code, whose SAE is cast to bf16 with the model; states then differ from
     float32's by up to a bf16 ulp of the vector). The same under a float32 model. None: the run's protocol's."""
-    permute: str | None = governed(20)
+    permute: str | None = governed(20, PERMUTES)
     """The permuted control's partner of a feature: the latent d_sae / 2 further on (latents) or the
     feature half the evaluated list further on (list: the seed paper's). None: the run's protocol's."""
     evaluated: tuple[int, ...] = ()
@@ -76,10 +76,6 @@ class MethodConfig:
     def __post_init__(self):
         if self.hybrid_multiplier is None and self.hybrid_coeff is None:
             raise UsageError("the hybrid needs a multiplier or an absolute coefficient")
-        for name, value, choices in (("intervention", self.intervention, INTERVENTIONS),
-                                     ("top_images", self.top_images, TOP_IMAGES),
-                                     ("direction", self.direction, (None, *DIRECTIONS)),
-                                     ("vector_dtype", self.vector_dtype, (None, *VECTOR_DTYPES)),
-                                     ("permute", self.permute, (None, *PERMUTES))):
-            if value not in choices:
-                raise UsageError(f"{name} {value!r}; choose {', '.join(c for c in choices if c)}")
+        if bad := invalid_choice(self):
+            name, value, choices = bad
+            raise UsageError(f"{name} {value!r}; choose {', '.join(choices)}")

@@ -26,7 +26,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
-from benchmark.config.resolve import governed
+from benchmark.config.fields import governed
 from benchmark.registry import UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")

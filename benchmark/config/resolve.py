@@ -1,7 +1,8 @@
 """Resolving a protocol: the one place where a setting nobody gave takes the run's protocol's value.
 
-A setting a protocol governs is declared once, in its settings dataclass, with `governed(item)`: its
-default None means "not given", and `item` names the PAPER_PROTOCOL.md item it implements. Each
+A setting a protocol governs is declared once, in its settings dataclass, with `governed(item)`
+(`benchmark.config.fields`): its default None means "not given", and `item` names the
+PAPER_PROTOCOL.md item it implements. Each
 protocol (`benchmark.config.protocol`) holds one typed value per governed field, by the dataclass's
 `PART`. `resolve` runs where a run's settings become objects (the top of `benchmark.pipeline.run`, a
 source as it is opened, a command's own settings); every stage below receives resolved, frozen
@@ -9,23 +10,13 @@ objects and checks them with `require_resolved`: no stage reads a protocol.
 """
 from __future__ import annotations
 
-from dataclasses import Field, field, fields, replace
-from typing import Any, TypeVar
+from dataclasses import fields, replace
+from typing import TypeVar
 
+from benchmark.config.fields import governed_fields
 from benchmark.config.protocol import protocol
 
 T = TypeVar("T")
-ITEM = "protocol_item"
-
-
-def governed(item: int) -> Any:
-    """A dataclass field a protocol sets unless given: default None, PAPER_PROTOCOL.md item `item`."""
-    return field(default=None, metadata={ITEM: item})
-
-
-def governed_fields(cls: type) -> dict[str, Field]:
-    """The governed fields of settings dataclass `cls`, by name."""
-    return {f.name: f for f in fields(cls) if ITEM in f.metadata}
 
 
 def resolve(obj: T, name: str | None) -> T:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from benchmark.config.fields import governed, invalid_choice
 from benchmark.config.method import MethodConfig
 from benchmark.config.models import ModelsConfig
 from benchmark.config.protocol import protocol
-from benchmark.config.resolve import governed
 from benchmark.config.scoring import ScoringConfig
 from benchmark.registry import UsageError
 
@@ -51,7 +51,7 @@ class RunConfig:
     protocol: str | None = None
     """The named set of settings every one left unset takes (`benchmark.config.protocol`): featurebench
     (None) or seed. Recorded in run.json and every row."""
-    latents: str | None = governed(15)
+    latents: str | None = governed(15, LATENTS)
     """What `features` and `tune_features` count: latent ids (ids) or positions in the sorted list of
     alive latents, those that fire on some top-k pool image (alive: the seed paper's slices). None:
     the protocol's."""
@@ -62,5 +62,6 @@ class RunConfig:
 
     def __post_init__(self):
         protocol(self.protocol)  # an unknown name fails here, before anything is opened
-        if self.latents not in (None, *LATENTS):
-            raise UsageError(f"latents {self.latents!r}; choose {' or '.join(LATENTS)}")
+        if bad := invalid_choice(self):
+            name, value, choices = bad
+            raise UsageError(f"{name} {value!r}; choose {' or '.join(choices)}")

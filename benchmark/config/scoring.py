@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+from benchmark.config.fields import governed, invalid_choice, one_of
 from benchmark.config.method import TOP_IMAGES
-from benchmark.config.resolve import governed
 from benchmark.registry import UsageError
+
+MASKS = ("union", "first")
+CLIP_IMAGES = ("shown", "sampled")
+CONTROLS = ("shared", "per-latent")
+STATISTICS = ("mean", "pooled")
+LOCALIZATION_FROM = ("scoring", "sampled")
 
 
 @dataclass(frozen=True)
@@ -20,7 +26,7 @@ class ScoringConfig:
     """The protocol table that governs it (`benchmark.config.protocol`)."""
     top_k: int = 5
     """Top images per feature for clip-score (the methods' own top-k)."""
-    top_images: str = "masked"
+    top_images: str = one_of("masked", TOP_IMAGES)
     """How clip-score shows them: masked, heatmap or viridis (the methods' own style)."""
     detection_k: int = 20
     """Precision@k of retrieval over the whole pool (k is capped at the feature's positives)."""
@@ -29,15 +35,15 @@ class ScoringConfig:
     localization_images: int | None = governed(18)
     """With `localization_from = "scoring"`: top scoring-pool images per feature over which
     localization IoU is averaged."""
-    localization_from: str | None = governed(18)
+    localization_from: str | None = governed(18, LOCALIZATION_FROM)
     """Which images localization IoU segments: the feature's top held-out scoring-pool images
     (scoring), or the top-k pool images clip-score reads (sampled: the seed paper's, its 5 sampled
     top images)."""
-    mask: str | None = governed(18)
+    mask: str | None = governed(18, MASKS)
     """What the segmenter's masks of an explanation are on an image: the union of every box's mask
     (union; an empty explanation names nothing and scores IoU 0) or the first box's alone (first: the
     seed paper's LangSAM use, which leaves an empty explanation out of the mean)."""
-    clip_images: str | None = governed(16)
+    clip_images: str | None = governed(16, CLIP_IMAGES)
     """Which top images clip-score reads: the `top_k` the methods showed (shown), or `top_k` of the
     feature's n firing images among its `clip_from` best, drawn with a generator seeded `clip_seed`
     afresh for each feature, so features with as many firing images get the same ranks (sampled:
@@ -50,14 +56,14 @@ class ScoringConfig:
     """Images rendered from each explanation for generation-AUROC."""
     control_images: int | None = governed(17)
     """Random scoring-pool images generation-AUROC compares each feature's against."""
-    controls: str | None = governed(17)
+    controls: str | None = governed(17, CONTROLS)
     """Which: one draw shared by every feature (shared), or a draw per feature seeded by its latent id
     (per-latent: the seed paper's)."""
     generation_prompt: str | None = governed(17)
     """The generator's prompt, {} standing for the explanation (the seed paper: "A realistic image of {}")."""
     generation_lowercase: bool | None = governed(17)
     """Whether the explanation is lowercased in that prompt (the seed paper's code lowercases it)."""
-    statistic: str | None = governed(17)
+    statistic: str | None = governed(17, STATISTICS)
     """generation-AUROC's statistic: the mean of each feature's AUROC (mean), or also one AUROC pooled
     over every feature's images (pooled: the seed paper's; the rows then keep each feature's
     activations so that `main.csv` can pool them)."""
@@ -66,12 +72,9 @@ class ScoringConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name, value, choices in (("top_images", self.top_images, TOP_IMAGES), ("mask", self.mask, MASKS),
-                                     ("clip_images", self.clip_images, CLIP_IMAGES),
-                                     ("controls", self.controls, CONTROLS), ("statistic", self.statistic, STATISTICS),
-                                     ("localization_from", self.localization_from, LOCALIZATION_FROM)):
-            if value is not None and value not in choices:
-                raise UsageError(f"[scoring] {name} {value!r}: one of {', '.join(choices)}")
+        if bad := invalid_choice(self):
+            name, value, choices = bad
+            raise UsageError(f"[scoring] {name} {value!r}: one of {', '.join(choices)}")
         if self.generation_prompt is not None and self.generation_prompt.count("{}") != 1:
             raise UsageError(f"[scoring] generation_prompt {self.generation_prompt!r}: write {{}} once, where the "
                              f"explanation goes")
@@ -83,10 +86,3 @@ class ScoringConfig:
         if self.clip_from is not None and self.clip_images == "sampled" and self.clip_from < self.top_k:
             raise UsageError(f"[scoring] clip_from = {self.clip_from}: sampling top_k = {self.top_k} images needs "
                              f"at least as many to draw from")
-
-
-MASKS = ("union", "first")
-CLIP_IMAGES = ("shown", "sampled")
-CONTROLS = ("shared", "per-latent")
-STATISTICS = ("mean", "pooled")
-LOCALIZATION_FROM = ("scoring", "sampled")

@@ -48,15 +48,8 @@ from benchmark.registry import UsageError
 from benchmark.report import data, html
 from benchmark.report.images import FeatureImages
 from benchmark.report.inputs import Leaderboard, Run, check_out, first_runs, open_run_source, read_leaderboard, read_run
-from benchmark.results.leaderboard import (
-    COST_COLUMNS,
-    KEYS,
-    ROW_COLUMNS,
-    category_table,
-    headline_columns,
-    main_table,
-    pairwise_table,
-)
+from benchmark.results.board_rows import COST_COLUMNS, KEYS, ROW_COLUMNS
+from benchmark.results.leaderboard import category_table, headline_columns, main_table, pairwise_table
 
 MARKER = ".featurebench-report"
 """A file every report holds, so that writing a report again may replace that directory."""

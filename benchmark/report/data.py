@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report.inputs import Run
-from benchmark.results.leaderboard import COST_MEDIANS, KEYS
+from benchmark.results.board_rows import KEYS
+from benchmark.results.leaderboard import COST_MEDIANS
 from benchmark.scoring.stats import ALPHA
 
 SHARD = 100

@@ -12,7 +12,7 @@ import pandas as pd
 
 from benchmark.config.models import models_config
 from benchmark.registry import UsageError
-from benchmark.results.leaderboard import read_run_scores
+from benchmark.results.board_rows import read_run_scores
 from benchmark.sources.source import Source
 
 SHARED_ROLES = ("sae", "pools")

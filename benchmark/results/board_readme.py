@@ -251,12 +251,12 @@ def sanity_lines(rows: pd.DataFrame, source: str, lm: str, metrics: list,
 
 def write_readme(dpath: Path, agreement: dict[str, dict] | None = None) -> Path:
     """Writes `<dpath>/README.md` from `<dpath>/rows` (nothing else is written) and returns its path."""
-    from benchmark.results.leaderboard import _locked, load_rows
+    from benchmark.results.board_rows import load_rows, locked
     from benchmark.results.rows import write_atomic
 
     dpath = Path(dpath)
     fpath = dpath / README_NAME
-    with _locked(dpath):  # rows read whole, as `regenerate` leaves them
+    with locked(dpath):  # rows read whole, as `regenerate` leaves them
         write_atomic(fpath, readme(load_rows(dpath), agreement, board=dpath.as_posix()).encode())
     return fpath
 

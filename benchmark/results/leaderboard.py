@@ -35,13 +35,8 @@ so concurrent writers serialise and a reader never sees a torn file. Output is d
 """
 from __future__ import annotations
 
-import fcntl
-import gzip
-import io
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import permutations
 from pathlib import Path
 
@@ -49,6 +44,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.registry import UsageError
+from benchmark.results.board_rows import (
+    COST_COLUMNS,
+    KEYS,
+    add_runs,
+    load_rows,
+    locked,
+)
 from benchmark.results.rows import write_atomic
 from benchmark.scoring.stats import (
     ALPHA,
@@ -62,11 +64,7 @@ from benchmark.scoring.stats import (
     reseed_spread,
 )
 
-KEYS = ["source", "lm", "method"]
-ROW_COLUMNS = [*KEYS, "source_id", "protocol", "feature", "explanation", "concept", "category", "level", "aligned"]
-IDENTITY = ["source_id", "protocol"]
 """What rows of one (source, LM) must share: the models' content and the protocol that scored them."""
-COST_COLUMNS = ("cost_seconds", "cost_prompt_tokens", "cost_answer_tokens", "cost_images")
 """What one feature's explanation cost, its share of its method batch: wall seconds of the explaining
 step, prompt tokens sent to the explainer (image tokens included), answer tokens generated, images
 shown. Optional in rows; NaN where unknown (explanations made elsewhere, rows older than costs)."""
@@ -75,7 +73,6 @@ COST_MEDIANS = tuple(f"{c}_median" for c in COST_COLUMNS)
 CONSTANT_METHOD = "constant-label"
 """The best-constant-label control: the run expands it into one method per metric (`constant_name`)."""
 TABLE_FORMAT = "%.4g"
-ROW_FORMAT = "%.9g"
 """Enough digits that a score read back from the rows equals a rerun's to 1e-6 (float32 has 7 to 9)."""
 
 
@@ -280,75 +277,6 @@ def constant_flags(main: pd.DataFrame, pairwise: pd.DataFrame) -> pd.DataFrame:
     return main
 
 
-def load_rows(dpath: Path) -> pd.DataFrame:
-    files = sorted((dpath / "rows").glob("*.csv.gz"))
-    if not files:
-        raise UsageError(f"{dpath / 'rows'}: no score rows (*.csv.gz); add a run with --add RUN_DIR")
-    rows = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
-    if missing:
-        raise UsageError(f"{dpath / 'rows'}: rows lack {', '.join(missing)} (rows from before sources had an "
-                         f"identity); regenerate them from runs")
-    ids = identity_of(rows).groupby([rows.source, rows.lm]).nunique()
-    if (ids > 1).any():
-        source, lm = ids[ids > 1].index[0]
-        raise UsageError(f"{dpath / 'rows'}: rows of {source} {lm} come from {ids.max()} different source identities "
-                         f"or protocols; keep one (leaderboard --add RUN_DIR --replace), or put the other protocol's "
-                         f"rows in their own leaderboard directory")
-    return rows.sort_values([*KEYS, "feature"], kind="stable").reset_index(drop=True)
-
-
-def read_run_scores(run_dpath: Path, flag: str) -> pd.DataFrame:
-    """A run directory's scores.csv, checked for the row columns; `flag` names the option in errors."""
-    scores_fpath = run_dpath / "scores.csv"
-    if not scores_fpath.is_file():
-        raise UsageError(f"{flag} {run_dpath}: no scores.csv (was the run made with --metrics none?)")
-    scores = pd.read_csv(scores_fpath)
-    missing = [c for c in ROW_COLUMNS if c not in scores.columns]
-    if missing:
-        raise UsageError(f"{scores_fpath}: missing columns {', '.join(missing)}")
-    text = [c for c in COST_COLUMNS if c in scores.columns and not pd.api.types.is_numeric_dtype(scores[c])]
-    if text:
-        raise UsageError(f"{scores_fpath}: cost columns {', '.join(text)} are not numeric (give numbers, empty "
-                         f"where unknown)")
-    return scores
-
-
-def add_runs(dpath: Path, runs: list[Path], replace: bool = False) -> None:
-    """Merges runs' scores into the rows file of each (source, LM), replacing their methods' rows;
-    with `replace`, rows of another source identity there are dropped instead of refused. Every run is
-    checked before anything is written."""
-    merged: dict[Path, pd.DataFrame] = {}
-    for run_dpath in runs:
-        new = read_run_scores(run_dpath, "--add")
-        for (source, lm), part in new.groupby(["source", "lm"], sort=True):
-            fpath = dpath / "rows" / f"{source}-{lm}.csv.gz"
-            old = merged[fpath] if fpath in merged else pd.read_csv(fpath) if fpath.exists() else part.iloc[:0]
-            ours = set(identity_of(part))
-            if len(ours) > 1:
-                raise UsageError(f"--add {run_dpath}: its {source} {lm} rows come from {len(ours)} source identities "
-                                 f"or protocols")
-            ours_id = ours.pop()
-            known = all(c in old.columns for c in IDENTITY)
-            kept = identity_of(old) == ours_id if known else pd.Series(False, old.index)
-            if not kept.all() and not replace:
-                theirs = ", ".join(sorted(set(identity_of(old)) - {ours_id})) if known else "none recorded"
-                raise UsageError(f"--add {run_dpath}: computed on {source} {lm} with source identity / protocol "
-                                 f"{ours_id}, but {fpath} holds rows of {theirs} (other models under the same name, or "
-                                 f"another protocol: give each protocol its own --dir); to replace them, add it with "
-                                 f"--replace, then add every method again")
-            old = old[kept.to_numpy()]
-            rows = pd.concat([old[~old.method.isin(part.method.unique())], part], ignore_index=True)
-            merged[fpath] = rows.sort_values(["method", "feature"], kind="stable")
-    for fpath, rows in merged.items():
-        write_atomic(fpath, _gzip(rows.to_csv(index=False, float_format=ROW_FORMAT, lineterminator="\n")))
-
-
-def identity_of(rows: pd.DataFrame) -> pd.Series:
-    """Each row's `source_id/protocol`."""
-    return rows.source_id.astype(str) + "/" + rows.protocol.astype(str)
-
-
 def regenerate(dpath: Path, add: list[Path] = (), replace: bool = False,
                seeds: list[Path] | None = None) -> dict[str, pd.DataFrame]:
     """Adds runs (if any; `replace`: dropping rows of another source identity), then rewrites the three
@@ -358,7 +286,7 @@ def regenerate(dpath: Path, add: list[Path] = (), replace: bool = False,
         if not Path(run_dpath).is_dir():
             raise UsageError(f"--add {run_dpath}: no such run directory")
     seeds = default_seeds(dpath) if seeds is None else [Path(d) for d in seeds]
-    with _locked(dpath):
+    with locked(dpath):
         add_runs(dpath, [Path(p) for p in add], replace)
         rows = load_rows(dpath)
         seed_rows = pd.concat([load_rows(d) for d in seeds], ignore_index=True) if seeds else None
@@ -400,22 +328,3 @@ def markdown(main: pd.DataFrame) -> str:
             cells.append(", ".join(held) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-@contextmanager
-def _locked(dpath: Path) -> Iterator[None]:
-    dpath.mkdir(parents=True, exist_ok=True)
-    with open(dpath / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _gzip(text: str) -> bytes:
-    """gzip with a zero timestamp, so equal rows give equal bytes."""
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
-        fh.write(text.encode())
-    return buffer.getvalue()

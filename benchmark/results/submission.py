@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.registry import UsageError
-from benchmark.results.leaderboard import IDENTITY, headline_columns, identity_of, read_run_scores
+from benchmark.results.board_rows import IDENTITY, identity_of, read_run_scores
+from benchmark.results.leaderboard import headline_columns
 
 
 def check_submission(run_dpath: Path, board_dpath: Path) -> list[tuple[bool, str]]:

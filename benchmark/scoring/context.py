@@ -17,7 +17,6 @@ identically by two methods is scored once and a killed run resumes where it stop
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import random
 from dataclasses import asdict
@@ -181,16 +180,17 @@ class ScoringContext:
     def segment(self, text: str, index_I: np.ndarray, pool: str = "scoring") -> np.ndarray:
         """(I, P) bool: the source's segmenter's mask of what `text` names on images `index_I` of the
         scoring (or top-k) pool: the union of its masks, or (`mask = "first"`, the seed paper's LangSAM
-        use) its first mask alone. A segmenter whose `segment` takes no `mask` or `pool` argument
-        offers only the union on the scoring pool: asking more is a one-line UsageError."""
-        segmenter = self.source.capabilities.segmenter
+        use) its first mask alone. A segmenter offering no `mask` or `pool` (`offers`) gives only the
+        union on the scoring pool: a run asking more is refused up front (`segmenter_lacks`)."""
         asked = {"mask": self.config.mask} if self.config.mask != "union" else {}
         asked |= {"pool": pool} if pool != "scoring" else {}
-        lacks = [k for k in asked if k not in inspect.signature(segmenter.segment).parameters]
-        if lacks:
-            raise UsageError(f"[scoring] the segmenter {type(segmenter).__name__} takes no {' or '.join(lacks)} "
-                             f"argument: it gives the union of its masks on the scoring pool only")
-        return segmenter.segment(text, index_I, **asked)
+        return self.source.capabilities.segmenter.segment(text, index_I, **asked)
+
+    def segmenter_lacks(self) -> list[str]:
+        """What these settings ask of the source's segmenter that it does not offer: `mask` for a mask
+        other than the union, `pool` for the top-k pool's images (`localization_from = "sampled"`)."""
+        asked = ["mask"] * (self.config.mask != "union") + ["pool"] * (self.config.localization_from == "sampled")
+        return [k for k in asked if k not in getattr(self.source.capabilities.segmenter, "offers", ())]
 
     def sampled_top(self, features: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K) top-k pool ids of the images clip-score reads (`clip_ranks`; -1 none) and (B, K, P)

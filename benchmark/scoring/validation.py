@@ -89,7 +89,7 @@ def with_board_checks(report: dict[str, dict], board: Path | None, source: str, 
     No board, or one without rows: every new number None, and the notes say why. Rows of another
     protocol than `protocol` are read, with a note saying so."""
     from benchmark.results.board_readme import sanity
-    from benchmark.results.leaderboard import load_rows
+    from benchmark.results.board_rows import load_rows
 
     rows, why = None, None
     if board is None:

@@ -4,7 +4,8 @@
     open_source(("world", "default", "large", "seed"))      # the embedded world under the seed protocol
 
 A recipe is a kind registered in `SOURCES` and its arguments; a kind is a function returning a
-`Source`. Plug-in kinds use the entry-point group `featurebench.sources`. The world is registered
+`Source`. No run names a kind of its own (a run explains real models or a world, and a world is a
+plug-in of `featurebench.worlds`), so sources take no entry points. The world is registered
 here by name only (`benchmark.sources.world`, imported on first use), the one place outside
 `benchmark/world/` that knows it.
 """
@@ -18,7 +19,7 @@ from benchmark.registry import Registry
 if TYPE_CHECKING:
     from benchmark.sources.source import Source
 
-SOURCES: Registry[Callable[..., "Source"]] = Registry("source", entry_point_group="featurebench.sources")
+SOURCES: Registry[Callable[..., "Source"]] = Registry("source")
 """Source kinds: callables from a recipe's arguments to a `Source`. Registered by name only, so that
 reading a run config (`benchmark.config.models`) imports no model library."""
 SOURCES.register_lazy("models", "benchmark.sources.source:open_models")

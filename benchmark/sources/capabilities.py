@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+SEGMENT_OPTIONS = ("mask", "pool")
+"""The optional keywords a segmenter's `segment` may take; it declares those it takes as `offers`."""
 GROUNDTRUTH_COLUMNS = ("concept", "category", "level", "aligned", "position_tag")
 """Columns of `GroundTruth.table()` besides `feature`; NaN on a source without ground truth."""
 
@@ -44,9 +46,14 @@ class Generator(Protocol):
 
 
 class Segmenter(Protocol):
+    offers: tuple[str, ...]
+    """The optional keywords its `segment` takes, of `SEGMENT_OPTIONS` (none declared: none): `mask`
+    (union or first) and `pool` (scoring or topk). A run whose scoring settings ask for one it does
+    not offer is refused before anything is computed."""
+
     def segment(self, text: str, index_I: np.ndarray) -> np.ndarray:
-        """(I, P) bool: the patches of scoring-pool images `index_I` that show what `text` names.
-        Optional keywords: `mask` (union or first) and `pool` (scoring or topk)."""
+        """(I, P) bool: the patches of scoring-pool images `index_I` that show what `text` names, and
+        the keywords of `offers`."""
 
     def cut(self, text: str) -> bool:
         """Optional: whether the segmenter reads only part of `text`, as `Generator.cut`."""
@@ -62,3 +69,12 @@ class Capabilities:
 
 NEEDS = tuple(f.name for f in fields(Capabilities))
 """What a method or metric may declare it needs."""
+
+
+def checked_offers(cls: type) -> type:
+    """`cls` if its declared `offers` (if any) name only `SEGMENT_OPTIONS`: checked as a segmenter
+    registers, so a misspelt ability fails then, not in a run."""
+    unknown = set(getattr(cls, "offers", ())) - set(SEGMENT_OPTIONS)
+    if unknown:
+        raise TypeError(f"{cls!r} offers {sorted(unknown)}; a segmenter may offer {', '.join(SEGMENT_OPTIONS)}")
+    return cls

@@ -33,10 +33,13 @@ from benchmark.cache import config_hash
 from benchmark.config.models import DTYPES
 from benchmark.identity import code_identity
 from benchmark.registry import Registry, UsageError, class_contract, warn
+from benchmark.sources.capabilities import SEGMENT_OPTIONS, checked_offers
 from benchmark.sources.components import cached_array, content, require, torch_device
 
-SEGMENTERS: Registry[type] = Registry("segmenter", entry_point_group="featurebench.segmenters", contract=class_contract(
-    "a segmenter: a class with a `settings` dataclass, check() and segment()", ("settings", "check", "segment")))
+_A_SEGMENTER = class_contract("a segmenter: a class with a `settings` dataclass, check() and segment()",
+                              ("settings", "check", "segment"))
+SEGMENTERS: Registry[type] = Registry("segmenter", entry_point_group="featurebench.segmenters",
+                                      contract=lambda obj: checked_offers(_A_SEGMENTER(obj)))
 """Segmenter kinds: classes built by `open_component(SEGMENTERS, table, where, images=, patch=, cache_dir=)`."""
 
 MIN_COVER = 0.5
@@ -100,6 +103,8 @@ class PixelSegmenter:
             settings.pop(key)
         files = {key: content(getattr(self.config, key)) for key in self.checkpoints}
         return config_hash({**settings, "files": files, "dtype": str(self.dtype), "code": code_identity(type(self))})
+
+    offers = SEGMENT_OPTIONS
 
     def segment(self, text: str, index_I: np.ndarray, mask: str = "union", pool: str = "scoring") -> np.ndarray:
         """(I, P) bool: the patches of images `index_I` of `pool` that show what `text` names (`mask`:

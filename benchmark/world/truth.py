@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from benchmark.sources.capabilities import Capabilities
+from benchmark.sources.capabilities import SEGMENT_OPTIONS, Capabilities
 from benchmark.world.concepts import (
     CATEGORY_VALUES,
     CONCEPT_BY_NAME,
@@ -89,6 +89,8 @@ class WorldSegmenter:
     def cut(self, text: str) -> bool:
         """The exact masks are looked up from the whole text."""
         return False
+
+    offers = SEGMENT_OPTIONS
 
     def segment(self, text: str, index_I: np.ndarray, mask: str = "union", pool: str = "scoring") -> np.ndarray:
         """(I, P) the named objects' patches on images `index_I` of `pool`: all of them (union) or the
