@@ -30,7 +30,7 @@ class MethodConfig:
     """How top-k and hybrid show each top image: masked (patches where the feature is inactive
     blacked out; the paper's default), heatmap (the whole image under a green overlay as strong as
     the activation) or viridis (the paper's heatmap option: viridis, bicubic, opacity 0.35)."""
-    empty: str = one_of("white", EMPTY_IMAGES)
+    empty: str | None = governed(6, EMPTY_IMAGES)
     """Empty image for steering: white, black or noise."""
     intervention: str = one_of("add", INTERVENTIONS)
     """How steering writes its vector (`benchmark.steering.interventions`): add (the paper), replace
