@@ -10,11 +10,28 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 META = "meta.json"
+
+
+def write_atomic(fpath: Path, data: str | bytes | Callable[[BinaryIO], None]) -> None:
+    """Writes `data` (text, bytes, or a function writing to the open file) to `fpath` so that readers
+    see the old file or the new one, never a half-written one: into a temporary file of this process
+    and thread, then renamed into place (the last of concurrent writers wins). The one way the
+    project writes a whole file atomically."""
+    fpath.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fpath.with_name(f".{fpath.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    with open(tmp, "wb") as f:
+        if callable(data):
+            data(f)
+        else:
+            f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, fpath)
 
 
 def cache_root() -> Path:

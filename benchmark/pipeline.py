@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.activations.stores import TOP_KEPT
-from benchmark.cache import config_hash
+from benchmark.cache import config_hash, write_atomic
 from benchmark.config.models import COMPONENTS
 from benchmark.config.resolve import resolve
 from benchmark.config.run import RunConfig
@@ -37,7 +37,6 @@ from benchmark.explaining.explain import explain_rows
 from benchmark.explaining.tuning import constant_labels, parse_sweep, tune
 from benchmark.registry import METHODS, UsageError, warn
 from benchmark.results.leaderboard import CONSTANT_METHOD, constant_name
-from benchmark.results.rows import write_atomic
 from benchmark.scoring.context import Metric, ScoringContext, score
 from benchmark.sources import open_source
 from benchmark.sources.capabilities import NEEDS

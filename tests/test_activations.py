@@ -54,7 +54,7 @@ def test_a_relu_sae_with_hundreds_of_active_latents_is_stored_exactly(tmp_path, 
     torch.testing.assert_close(store.means_of(images), dense_NPF[images].sum(1) / 9)
     expected_scale = dense_NPF.reshape(-1, 512).topk(16, dim=0).values.mean(0)
     torch.testing.assert_close(torch.from_numpy(store.scales_F), expected_scale)
-    assert store.alive_F.tolist() == (dense_NPF > 0).flatten(0, 1).any(0).tolist()
+    assert store.firing_F.tolist() == (dense_NPF > 0).flatten(0, 1).any(0).tolist()
 
 
 @pytest.mark.parametrize("batch", [1, 3, 40])

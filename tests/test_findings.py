@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from benchmark.results.findings import METRICS, orderings, table
+from benchmark.results.findings import FINDING_METRICS, orderings, table
 
 MEANS = {"caption-top1": 0.9, "steering": 0.7, "hybrid": 0.5, "topk": 0.3,
          "random-direction": 0.1, "permuted": 0.1, "no-steer": 0.1, "random-words": 0.1}
@@ -17,7 +17,7 @@ def rows(swap: bool = False) -> pd.DataFrame:
             if swap and lm == "large" and method in ("steering", "topk"):
                 mean = MEANS["topk" if method == "steering" else "steering"]
             for f in range(40):
-                out.append({"lm": lm, "method": method, "feature": f, **{m: mean + 0.001 * f for m in METRICS}})
+                out.append({"lm": lm, "method": method, "feature": f, **{m: mean + 0.001 * f for m in FINDING_METRICS}})
     return pd.DataFrame(out)
 
 
@@ -87,7 +87,7 @@ def reseeded(steering_shift: float, hybrid_shift: float = 0.3) -> pd.DataFrame:
         base = 0.4 + 0.01 * np.cos(f)
         for method, shift in (("topk", 0.0), ("steering", steering_shift), ("hybrid", hybrid_shift)):
             out.append({"lm": "large", "method": method, "feature": f, "protocol": "featurebench",
-                        **{m: base + shift + 0.001 * (f % 3 - 1) * (method != "topk") for m in METRICS}})
+                        **{m: base + shift + 0.001 * (f % 3 - 1) * (method != "topk") for m in FINDING_METRICS}})
     return pd.DataFrame(out)
 
 

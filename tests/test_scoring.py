@@ -30,7 +30,7 @@ def test_a_run_scores_every_explanation_with_every_metric(world, scored):
     assert len(table) == 3 * 48
     for m in all_metrics():
         assert set(m.columns) <= set(table.columns)
-    alive = ScoringContext(world.source("small"), resolve(ScoringConfig(), None)).alive_F
+    alive = ScoringContext(world.source("small"), resolve(ScoringConfig(), None)).firing_F
     oracle = table[(table.method == "oracle") & alive[table.feature] & table.concept.notna()]
     assert len(oracle) > 10 and (oracle.oracle == 1).all() and np.allclose(oracle.semantic_similarity, 1, atol=1e-5)
     nothing = table[(table.method == "submission:blank") & alive[table.feature]]  # names nothing renderable
@@ -48,7 +48,7 @@ def test_scores_are_cached_per_feature_and_explanation(world):
 
     metric = Metric("count-chars", ("n",), True, (), count)
     ctx = ScoringContext(world.source("small"), resolve(ScoringConfig(), None))
-    alive = [int(f) for f in np.flatnonzero(ctx.alive_F)[:3]]
+    alive = [int(f) for f in np.flatnonzero(ctx.firing_F)[:3]]
     first = score(ctx, metric, alive, ["red", "blue", "red"])
     again = score(ctx, metric, alive + alive[:1], ["red", "blue", "red", "green"])
     assert first.n.tolist() == [3, 4, 3] and again.n.tolist() == [3, 4, 3, 5]

@@ -8,7 +8,7 @@ The batches stream into `benchmark.activations.stores` (`TopImages` for the top-
 for the scoring pool), cached in a directory keyed by the tower, the SAE, the pool, the split and
 the store's settings; nothing of size pool x latents or pool x patches x anything is held in memory.
 
-Shape letters: E sparse entries, N images, P patches, D tower width, F latents.
+Shape letters: the key in `benchmark`'s package docstring.
 """
 from __future__ import annotations
 

@@ -9,8 +9,7 @@ not grow with the pool beyond what the result needs.
   patches), so a metric reads one feature batch's rows and never a dense pool; and each latent's
   `SCALE_TOP` largest token activations (its scale, the unit of steering coefficients).
 
-Shape letters (the project's key): B features of a batch, N pool images, P patches (tower tokens
-that are patches), F latents, K top images kept, E sparse entries, I images asked for.
+Shape letters: the key in `benchmark`'s package docstring.
 """
 from __future__ import annotations
 
@@ -128,7 +127,7 @@ class TopImages:
 
     @property
     def alive_F(self) -> np.ndarray:
-        """Latents that fire on at least one image of the pool."""
+        """Latents that fire on at least one image of the top-k pool: the seed paper's alive latents."""
         return (self.score_FK[:, 0] > 0).numpy()
 
     def ids(self, features: list[int], k: int) -> torch.Tensor:
@@ -296,8 +295,8 @@ class ScoringActivations:
         self.d_sae = len(self.mean_index)
 
     @property
-    def alive_F(self) -> np.ndarray:
-        """Latents that fire on at least one image of the pool."""
+    def firing_F(self) -> np.ndarray:
+        """Latents that fire on at least one scoring-pool image (`TopImages.alive_F`: on the top-k pool)."""
         return np.diff(self.mean_index.offsets) > 0
 
     def image_means(self, features: list[int]) -> torch.Tensor:

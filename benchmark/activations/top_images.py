@@ -3,7 +3,7 @@ inactive blacked out; the seed paper's default), under a green heatmap, or under
 heatmap option (viridis). Only the
 B x K images shown are decoded, from the pool's own files.
 
-Shape letters: B features, K top images, H, W, C pixels, P patches.
+Shape letters: the key in `benchmark`'s package docstring.
 """
 from __future__ import annotations
 

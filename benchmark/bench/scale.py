@@ -42,8 +42,8 @@ from benchmark.models.sae import SAE
 from benchmark.testing import WIDTH, save_tiny_checkpoint, write_dictionary_learning  # WIDTH: narrow, so a CPU runs it
 
 FEATURES = "0:64"
-METHODS = "steering,topk,hybrid"
-METRICS = "detection,simulation,clip-score"
+SCALE_METHODS = "steering,topk,hybrid"
+SCALE_METRICS = "detection,simulation,clip-score"
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,9 @@ def write_images(dpath: Path, n: int, seed: int = 0) -> None:
 
 
 def write_config(fpath: Path, models: Path, images: Path, family: str) -> None:
-    fpath.write_text(f"""method = "{METHODS}"
+    fpath.write_text(f"""method = "{SCALE_METHODS}"
 features = "{FEATURES}"
-metrics = "{METRICS}"
+metrics = "{SCALE_METRICS}"
 
 [vlm]
 family = "{family}"
@@ -297,6 +297,6 @@ def scale_bench(shape: str, sizes: list[int], work: Path, python_path: str | Non
     run_one = measure_one_process if one_process else measure
     reports = [run_one(SHAPES[shape], n, work, python_path) for n in sizes]
     fields = ("peak_rss_bytes.max", *(("peak_anon_bytes.max",) if one_process else ()), "cache_bytes.final")
-    return {"shape": shape, **SHAPES[shape].__dict__, "features": FEATURES, "methods": METHODS, "metrics": METRICS,
+    return {"shape": shape, **SHAPES[shape].__dict__, "features": FEATURES, "methods": SCALE_METHODS, "metrics": SCALE_METRICS,
             "code": python_path or "this checkout", "mode": "one process" if one_process else "a process per stage",
             "runs": reports, "growth": {f: growth(reports, f) for f in fields}}

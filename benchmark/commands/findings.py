@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.results.findings import (
         CONTROLS,
         FIDELITY,
-        METHODS,
+        FINDING_METHODS,
         control_comparisons,
         markdown,
         orderings,
@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     for source, source_rows in by_source.items():
         weak = control_comparisons(source_rows, "large")
         weak = weak[weak.p >= 0.05]
-        print(f"{source}: methods vs controls, {len(weak)} of {len(METHODS) * len(CONTROLS) * len(FIDELITY)} not "
+        print(f"{source}: methods vs controls, {len(weak)} of {len(FINDING_METHODS) * len(CONTROLS) * len(FIDELITY)} not "
               f"significant" + "".join(f"; {r.method} > {r.control} on {r.metric} p = {r.p:.2g}"
                                        for r in weak.itertuples()))
     if args.json:

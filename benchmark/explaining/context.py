@@ -7,8 +7,7 @@ engine can put many features in one `generate`. It is registered with `@method(n
 naming the source capabilities it reads (`benchmark.sources.capabilities.NEEDS`); a run on a source
 without them is refused before anything is computed.
 
-Shape letters: B rows (features), N images per row, H, W, C pixels, T tower tokens, D tower width,
-K top images, P patches, F features.
+Shape letters: the key in `benchmark`'s package docstring.
 """
 from __future__ import annotations
 
@@ -81,18 +80,18 @@ COSTS = ("seconds", "prompt_tokens", "answer_tokens", "images")
 """What `Context.usage` counts, and each explanation row records as `cost`."""
 
 
-class Answer(str):
+class Explanation(str):
     """An explanation that keeps the answer it was cleaned from (`raw`), so a run's rows hold both."""
 
     raw: str
 
-    def __new__(cls, explanation: str, raw: str) -> Answer:
+    def __new__(cls, explanation: str, raw: str) -> Explanation:
         out = super().__new__(cls, explanation)
         out.raw = raw
         return out
 
     def __reduce__(self):  # pickled whole to and from Ray workers
-        return Answer, (str(self), self.raw)
+        return Explanation, (str(self), self.raw)
 
 
 class Context:
@@ -161,7 +160,7 @@ class Context:
 
     def answer(self, images_BNHWC: np.ndarray, vectors_BD: torch.Tensor | None = None,
                positions_BNT: torch.Tensor | None = None, features: list[int] | None = None,
-               shared: bool | None = None) -> list[Answer]:
+               shared: bool | None = None) -> list[Explanation]:
         """The VLM's answers, cleaned as the prompts say (`benchmark.config.protocol.clean_answer`; each
         keeps its raw answer), row b showing its N images (`shared`: ask the shared prompt, as for
         top images; None: when N > 1, else the describe prompt), steered by vectors_BD[b] at the
@@ -170,7 +169,7 @@ class Context:
         added). Rows that all show the same images share the tower prefix. Unsteered rows are added
         zero, whatever the intervention."""
         prompts = self.source.spec.prompts
-        return [Answer(clean_answer(raw, prompts.remove, prompts.capitalize), raw) for raw in
+        return [Explanation(clean_answer(raw, prompts.remove, prompts.capitalize), raw) for raw in
                 self._raw_answers(images_BNHWC, vectors_BD, positions_BNT, features,
                                   images_BNHWC.shape[1] > 1 if shared is None else shared)]
 
@@ -230,7 +229,7 @@ class Context:
         patch_T = self.token_patch_T
         return shown, active_BKP[..., patch_T.clamp(min=0)] & (patch_T >= 0)
 
-    def answer_top(self, features: list[int], vectors_BD: torch.Tensor | None = None) -> list[Answer]:
+    def answer_top(self, features: list[int], vectors_BD: torch.Tensor | None = None) -> list[Explanation]:
         """The shared prompt's answers over each feature's top images as the config shows them,
         steered by vectors_BD where the feature fires (hybrid) or not at all (top-k). With
         `firing_only`, a feature is shown only its top images where it fires: rows are asked in
@@ -240,7 +239,7 @@ class Context:
             return self.answer(images_BKHWC, vectors_BD, positions_BKT if vectors_BD is not None else None,
                                features, shared=True)
         firing_BK = positions_BKT.any(-1).numpy()
-        out: list[Answer] = [Answer("", "")] * len(features)
+        out: list[Explanation] = [Explanation("", "")] * len(features)
         for count in sorted(set(firing_BK.sum(1).tolist()) - {0}):
             rows = np.flatnonzero(firing_BK.sum(1) == count)
             keep_RC = np.stack([np.flatnonzero(firing_BK[r]) for r in rows])  # C: the row's firing images, in rank order

@@ -251,8 +251,8 @@ def sanity_lines(rows: pd.DataFrame, source: str, lm: str, metrics: list,
 
 def write_readme(dpath: Path, agreement: dict[str, dict] | None = None) -> Path:
     """Writes `<dpath>/README.md` from `<dpath>/rows` (nothing else is written) and returns its path."""
+    from benchmark.cache import write_atomic
     from benchmark.results.board_rows import load_rows, locked
-    from benchmark.results.rows import write_atomic
 
     dpath = Path(dpath)
     fpath = dpath / README_NAME

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.cache import write_atomic
 from benchmark.registry import UsageError
-from benchmark.results.rows import write_atomic
 
 KEYS = ["source", "lm", "method"]
 ROW_COLUMNS = [*KEYS, "source_id", "protocol", "feature", "explanation", "concept", "category", "level", "aligned"]

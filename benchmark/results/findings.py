@@ -31,8 +31,8 @@ from scipy import stats
 from benchmark.config.models import trained_source_of
 from benchmark.scoring.stats import ALPHA, RESAMPLES, SEED, greater, holm, paired_difference, paired_greater
 
-METRICS = ("detection_auroc", "simulation_r", "clip_score", "generation_auroc", "localization_iou", "oracle")
-METHODS = ("caption-top1", "steering", "hybrid", "topk")
+FINDING_METRICS = ("detection_auroc", "simulation_r", "clip_score", "generation_auroc", "localization_iou", "oracle")
+FINDING_METHODS = ("caption-top1", "steering", "hybrid", "topk")
 CONTROLS = ("random-direction", "permuted", "no-steer", "random-words")
 FIDELITY = ("detection_auroc", "simulation_r", "generation_auroc", "localization_iou")
 
@@ -52,7 +52,7 @@ def comparisons(lms: list[str]) -> list[Comparison]:
     (steering, top-k, hybrid), per metric."""
     large, small = lms[-1], lms[0]
     out = []
-    for metric in METRICS:
+    for metric in FINDING_METRICS:
         out.append(Comparison("steering vs top-k", metric, ("steering", large), ("topk", large)))
         out.append(Comparison("hybrid vs top-k", metric, ("hybrid", large), ("topk", large)))
         for method in ("steering", "topk", "hybrid"):
@@ -101,7 +101,7 @@ def table(rows_by_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
         out.append(record)
     out = verdict_holds(out, f"{sources[0]} paired")
     controls = {"finding": "methods vs controls", "metric": "fidelity (4)",
-                "verdict": f"each of {len(METHODS)} methods > each of {len(CONTROLS)} controls (weakest p)"}
+                "verdict": f"each of {len(FINDING_METHODS)} methods > each of {len(CONTROLS)} controls (weakest p)"}
     for source, rows in rows_by_source.items():  # the weakest of all method-control comparisons
         tests = control_comparisons(rows, lms[-1])
         controls[source], controls[f"{source} paired"] = float(tests.p.max()), float(tests.p_paired.max())
@@ -142,7 +142,7 @@ def _noise_floor(rows_by_source: dict[str, pd.DataFrame]) -> dict[tuple[str, str
     sources = list(rows_by_source)
     first = rows_by_source[sources[0]].assign(source=sources[0])
     others = [rows.assign(source=name) for name, rows in list(rows_by_source.items())[1:]]
-    metrics = [m for m in METRICS if m in first]
+    metrics = [m for m in FINDING_METRICS if m in first]
     return noise_floor(first, metrics, {m: True for m in metrics},
                        pd.concat(others, ignore_index=True) if others else None)
 
@@ -153,17 +153,17 @@ def control_comparisons(rows: pd.DataFrame, lm: str) -> pd.DataFrame:
     return pd.DataFrame([{"method": m, "control": c, "metric": metric,
                           "p": greater(_scores(rows, m, lm, metric), _scores(rows, c, lm, metric))[1],
                           "p_paired": _paired(rows, (m, lm), (c, lm), metric)}
-                         for m in METHODS for c in CONTROLS for metric in FIDELITY])
+                         for m in FINDING_METHODS for c in CONTROLS for metric in FIDELITY])
 
 
 def orderings(rows_by_source: dict[str, pd.DataFrame], lm: str = "large") -> pd.DataFrame:
     """Per metric and source, the methods in order of their mean (best first), and whether the
     order is the same on every source."""
     out = []
-    for metric in METRICS:
+    for metric in FINDING_METRICS:
         record = {"metric": metric}
         for source, rows in rows_by_source.items():
-            means = {m: _mean(_scores(rows, m, lm, metric)) for m in METHODS}
+            means = {m: _mean(_scores(rows, m, lm, metric)) for m in FINDING_METHODS}
             record[source] = " > ".join(sorted(means, key=lambda m: -means[m]))
         record["same on all"] = len({record[s] for s in rows_by_source}) == 1
         out.append(record)
@@ -245,11 +245,11 @@ def without_random_saes(by_source: dict[str, pd.DataFrame]) -> dict[str, pd.Data
 def separation_table(by_source: dict[str, pd.DataFrame], metrics: list[str] | None = None) -> pd.DataFrame:
     """Per (trained source, random SAE, LM, metric, method in `SEPARATED`): `separation` of the
     trained source's per-feature scores from the random SAE's, and both means. `metrics`: the
-    columns to compare (default: `METRICS` that the rows hold)."""
+    columns to compare (default: `FINDING_METRICS` that the rows hold)."""
     out = []
     for random_name, trained_name in random_sae_sources(by_source).items():
         trained_rows, random_rows = by_source[trained_name], by_source[random_name]
-        columns = [m for m in (metrics or METRICS) if m in trained_rows and m in random_rows]
+        columns = [m for m in (metrics or FINDING_METRICS) if m in trained_rows and m in random_rows]
         for lm in [lm for lm in ("small", "medium", "large") if lm in set(random_rows.lm)] or sorted(set(random_rows.lm)):
             for metric in columns:
                 for method in SEPARATED:

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.cache import write_atomic
 from benchmark.registry import UsageError
 from benchmark.results.board_rows import (
     COST_COLUMNS,
@@ -51,7 +52,6 @@ from benchmark.results.board_rows import (
     load_rows,
     locked,
 )
-from benchmark.results.rows import write_atomic
 from benchmark.scoring.stats import (
     ALPHA,
     greater,

@@ -1,9 +1,8 @@
-"""Writing results: an append-only row store that survives kill -9, and atomic files."""
+"""Writing results: an append-only row store that survives kill -9 (whole files: `benchmark.cache.write_atomic`)."""
 from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 
@@ -41,11 +40,3 @@ class RowStore:
         with open(self.fpath, "rb") as fh:
             fh.seek(-1, os.SEEK_END)
             return fh.read(1) == b"\n"
-
-
-def write_atomic(fpath: Path, data: str | bytes) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    fpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fpath.with_name(f".{fpath.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, fpath)

@@ -65,8 +65,7 @@ class ScoringContext:
     and the source's capabilities (ground truth, generator, segmenter) for the metrics that declared
     they need them. Nothing here holds a dense pool x patches x features tensor.
 
-    Shape letters: N scoring-pool images, B features of a batch, P tower patches, R records, D
-    embedding width, K top images, M control images, F latents."""
+    Shape letters: the key in `benchmark`'s package docstring (D: the scorer's embedding width)."""
 
     def __init__(self, source: Source, config: ScoringConfig):
         require_resolved(config)
@@ -91,8 +90,9 @@ class ScoringContext:
         return self.activations.image_means(features)
 
     @cached_property
-    def alive_F(self) -> np.ndarray:
-        return self.activations.alive_F
+    def firing_F(self) -> np.ndarray:
+        """Latents that fire on at least one scoring-pool image."""
+        return self.activations.firing_F
 
     def patch_acts(self, f: int, images_R: np.ndarray) -> torch.Tensor:
         """(R, P) feature f's activation on each tower patch of scoring images `images_R`."""
@@ -297,7 +297,7 @@ def score(ctx: ScoringContext, metric_: Metric, features: list[int], texts: list
     done = {(int(r["feature"]), r["explanation"]): r["scores"] | ({SAMPLES: r["samples"]} if "samples" in r else {})
             for r in store.load() if "scores" in r}
     pairs = list(dict.fromkeys(zip(features, texts)))
-    todo = [(f, t) for f, t in pairs if (f, t) not in done and ctx.alive_F[f]]
+    todo = [(f, t) for f, t in pairs if (f, t) not in done and ctx.firing_F[f]]
     for start in tqdm(range(0, len(todo), batch_size), desc=metric_.name, unit="batch", disable=not todo, leave=False):
         chunk = todo[start:start + batch_size]
         returned = metric_.score(ctx, [f for f, _ in chunk], [t for _, t in chunk])

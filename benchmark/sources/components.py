@@ -10,12 +10,12 @@ settings dataclass and a constructor `cls(settings, **kwargs)`. Nothing here imp
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.cache import write_atomic
 from benchmark.config.models import read_table
 from benchmark.identity import fingerprint
 from benchmark.registry import Registry, UsageError
@@ -65,11 +65,7 @@ def cached_array(fpath: Path, build: Callable[[], np.ndarray]) -> np.ndarray:
     if fpath.is_file():
         return np.load(fpath)
     array = build()
-    fpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fpath.with_name(f".{fpath.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, fpath)
+    write_atomic(fpath, lambda f: np.save(f, array))
     return array
 
 

@@ -10,7 +10,7 @@ engine and the reference hook both apply.
   c(h) is the SAE's own encoding of the token (a TopK latent outside the token's top k is 0). A
   row that steers no latent (the random-direction control) is added.
 
-Shape letters: n rows (one per image shown), T tower tokens, D width, F latents.
+Shape letters: the key in `benchmark`'s package docstring.
 """
 from __future__ import annotations
 
