@@ -4,8 +4,9 @@ against its pool's size (`--scale`, `benchmark.bench.scale`)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from benchmark.commands import emit
 
 
 def add_parser(commands) -> None:
@@ -42,13 +43,13 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.bench.engine import bench
 
     report = bench(("world", args.world, args.lm), args.features, args.loop_features, args.batch_size)
-    for name in ("steering", "hybrid"):
-        r = report[name]
-        print(f"{name:<9} engine {r['engine_features_per_s']:8.1f} feat/s   loop {r['loop_features_per_s']:6.1f} feat/s"
-              f"   x{r['ratio']:.1f}")
-    if args.json:
-        print(json.dumps(report, separators=(",", ":")))
-    return 0
+    return emit(engine_lines(report, "engine_features_per_s", "loop_features_per_s", "ratio", 1), report, args.json)
+
+
+def engine_lines(report: dict, engine: str, loop: str, ratio: str, digits: int) -> list[str]:
+    """The engine against the one-feature loop, for steering and hybrid: features per second and their ratio."""
+    return [f"{name:<9} engine {report[name][engine]:8.{digits}f} feat/s   loop {report[name][loop]:6.{digits}f} feat/s"
+            f"   x{report[name][ratio]:.1f}" for name in ("steering", "hybrid")]
 
 
 def scale_main(args: argparse.Namespace) -> int:
@@ -62,27 +63,24 @@ def scale_main(args: argparse.Namespace) -> int:
         raise UsageError(f"--images {args.images!r}: a comma list of pool sizes, e.g. 500,1000,2000") from None
     work = Path(args.work) if args.work else cache_root() / "scale-bench"
     report = scale_bench(args.scale_shape, sizes, work, args.python_path, args.one_process)
-    if args.one_process:
-        print(f"{'N':>6} {'peak RSS MB':>12} {'peak anon MB':>13} {'cache MB':>9} {'images MB':>10}   seconds")
-        for r in report["runs"]:
-            print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} "
+    return emit(scale_lines(report, args.one_process), report, args.json)
+
+
+def scale_lines(report: dict, one_process: bool) -> list[str]:
+    """Per pool size: peak memory, cache and image bytes, seconds; then each quantity's growth per image."""
+    if one_process:
+        lines = [f"{'N':>6} {'peak RSS MB':>12} {'peak anon MB':>13} {'cache MB':>9} {'images MB':>10}   seconds"]
+        lines += [f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} "
                   f"{r['peak_anon_bytes']['max'] / 1e6:>13.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
-                  f"{r['source_image_bytes'] / 1e6:>10.1f}   {r['seconds']}")
+                  f"{r['source_image_bytes'] / 1e6:>10.1f}   {r['seconds']}" for r in report["runs"]]
     else:
-        print(f"{'N':>6} {'peak RSS MB':>12} {'cache MB':>9} {'images MB':>10}   seconds: activations / explaining / "
-              f"scoring")
-        for r in report["runs"]:
-            s = r["seconds"]
-            print(f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
-                  f"{r['source_image_bytes'] / 1e6:>10.1f}   {s['activations']} / {s['explaining']} / {s['scoring']}")
-    for field, g in report["growth"].items():
-        if g["per_image"] is None:
-            continue
-        print(f"{field}: {g['per_image'] / 1e3:.1f} KB per image + {g['fixed'] / 1e6:.0f} MB; at 50,000 images "
-              f"{g['at_50000'] / 1e9:.2f} GB")
-    if args.json:
-        print(json.dumps(report, separators=(",", ":")))
-    return 0
+        lines = [f"{'N':>6} {'peak RSS MB':>12} {'cache MB':>9} {'images MB':>10}   seconds: activations / explaining / "
+                 f"scoring"]
+        lines += [f"{r['n_images']:>6} {r['peak_rss_bytes']['max'] / 1e6:>12.0f} {r['cache_bytes']['final'] / 1e6:>9.1f} "
+                  f"{r['source_image_bytes'] / 1e6:>10.1f}   {r['seconds']['activations']} / "
+                  f"{r['seconds']['explaining']} / {r['seconds']['scoring']}" for r in report["runs"]]
+    return lines + [f"{field}: {g['per_image'] / 1e3:.1f} KB per image + {g['fixed'] / 1e6:.0f} MB; at 50,000 images "
+                    f"{g['at_50000'] / 1e9:.2f} GB" for field, g in report["growth"].items() if g["per_image"] is not None]
 
 
 def shape_main(args: argparse.Namespace) -> int:
@@ -90,10 +88,5 @@ def shape_main(args: argparse.Namespace) -> int:
 
     report = run_shape_bench(args.shape, args.device, random_weights=args.random_weights, path=args.checkpoint,
                              static_cache=args.static_cache)
-    for name in ("steering", "hybrid"):
-        r = report[name]
-        print(f"{name:<9} engine {r['engine_per_s']:8.2f} feat/s   loop {r['loop_per_s']:6.2f} feat/s   x{r['engine_ratio']:.1f}")
-    print(f"top-k pass {report['topk']['images_per_s']:.0f} images/s")
-    if args.json:
-        print(json.dumps(report, separators=(",", ":")))
-    return 0
+    lines = engine_lines(report, "engine_per_s", "loop_per_s", "engine_ratio", 2)
+    return emit([*lines, f"top-k pass {report['topk']['images_per_s']:.0f} images/s"], report, args.json)

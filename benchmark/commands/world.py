@@ -3,9 +3,10 @@ its quality report, or trained and written as the next shipped version (maintain
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from benchmark.commands import emit
 
 
 def add_parser(commands) -> None:
@@ -49,11 +50,8 @@ def build_main(args: argparse.Namespace) -> int:
     config = Path(report["run_configs"][largest])
     for line in report.get("differences", []):
         print(line)
-    print(f"run configs (the world's files, read as real models): "
-          f"{', '.join(report['run_configs'].values())}\n--- {config}\n{config.read_text().rstrip()}")
-    if args.json:
-        print(json.dumps(report, separators=(",", ":")))
-    return 0
+    return emit([f"run configs (the world's files, read as real models): {', '.join(report['run_configs'].values())}",
+                 f"--- {config}", config.read_text().rstrip()], report, args.json)
 
 
 def ship_main(args: argparse.Namespace) -> int:
