@@ -1,4 +1,5 @@
 """The registry: decorator, lazy targets, files on disk, entry points, and one-line errors."""
+import importlib
 import importlib.metadata
 import re
 
@@ -143,3 +144,25 @@ def test_a_plug_in_of_the_wrong_type_is_one_line_naming_its_route(tmp_path, monk
     assert "wrong" not in reg._items
     with pytest.raises(UsageError, match=rf"^{reg.kind} file .*wrong_plugin.py:Nothing: .*{re.escape(what)}"):
         reg.get(f"{tmp_path / 'wrong_plugin.py'}:Nothing")  # the file route, the same contract
+
+
+def test_the_example_package_ships_one_plug_in_of_every_entry_point_group():
+    """Its docstring's claim, checked: every registry that takes plug-ins by entry point is declared once."""
+    import pkgutil
+    import tomllib
+    from pathlib import Path
+
+    import benchmark
+    import metrics  # noqa: F401  (the metric registry's module)
+
+    for info in pkgutil.walk_packages(benchmark.__path__, "benchmark."):
+        if ".world.shipped" not in info.name and not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    import sys
+
+    groups = {obj.group for module in list(sys.modules.values()) if (module.__name__ or "").startswith("benchmark")
+              for obj in vars(module).values() if isinstance(obj, Registry) and obj.group}
+    project = tomllib.loads((Path(__file__).parents[1] / "examples/featurebench-example/pyproject.toml").read_text())
+    declared = project["project"]["entry-points"]
+    assert set(declared) == groups
+    assert all(len(entries) == 1 for entries in declared.values())
