@@ -114,7 +114,7 @@ def test_readme_states_each_columns_verdict_with_its_numbers_and_is_deterministi
 
 
 def test_committed_readme_regenerates_byte_for_byte():
-    committed = Path(__file__).resolve().parent.parent / "leaderboards"
+    committed = Path(__file__).resolve().parents[2] / "leaderboards"
     assert (committed / "README.md").read_bytes() == readme(load_rows(committed), board="leaderboards").encode(), (
         "regenerate: python -m benchmark leaderboard --dir leaderboards --readme")
 
@@ -140,7 +140,7 @@ def test_validation_report_carries_the_boards_numbers(tmp_path):
 def test_cli_readme_writes_only_the_readme(tmp_path, capsys):
     from benchmark.cli import main
 
-    shutil.copytree(Path(__file__).resolve().parent.parent / "leaderboards" / "rows", tmp_path / "rows")
+    shutil.copytree(Path(__file__).resolve().parents[2] / "leaderboards" / "rows", tmp_path / "rows")
     validation = tmp_path / "validation.json"
     validation.write_text("detection   ...\n" + json.dumps({"detection": {"pairwise_auroc": 0.9,
                                                                          "spearman_oracle": 0.5}}) + "\n")

@@ -1,7 +1,7 @@
 """One world on every machine: the default world is read from its shipped files (checked against
 their manifest), its pools regenerate bit-identically, it reproduces the committed leaderboard rows,
 and a retrained world says how it differs from a shipped one. (Rows of other models under the same
-name are refused by the leaderboard: tests/test_leaderboard.py.)"""
+name are refused by the leaderboard: tests/results/test_leaderboard.py.)"""
 import gzip
 import os
 import re
@@ -21,7 +21,7 @@ from benchmark.world import shipped
 from benchmark.world.build import build_world
 from benchmark.world.presets import WORLDS
 
-LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
+LEADERBOARDS = Path(__file__).resolve().parents[2] / "leaderboards"
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ from benchmark.commands.run import run_options
 from benchmark.config.read import read_run_file
 from benchmark.models.scorer import Scorer
 from benchmark.sources.source import Source
-from tests.test_adapters import SIZE, save_tiny_checkpoint
-from tests.test_layer_conventions import tiny_sae, write_dictionary_learning
+from tests.sources.test_adapters import SIZE, save_tiny_checkpoint
+from tests.sources.test_layer_conventions import tiny_sae, write_dictionary_learning
 from tests.tiny_components import save_tiny_diffusers, save_tiny_grounding_dino, save_tiny_sam2
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SEED_OPTIONS = {"protocol": "seed", "steering_coeff": 200.0, "hybrid_coeff": 50.0, "intervention": "add",
                 "features": "0:1500", "tune_features": "0:500", "tune": "clip-score"}
 

@@ -11,8 +11,8 @@ from benchmark.models.sae import SAE
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steered_generate
 from benchmark.steering.interventions import Intervention, intervene
-from tests.test_adapters import PROMPT, STEERED, planted_image
-from tests.test_engine import NEW_TOKENS, _no_specials
+from tests.sources.test_adapters import PROMPT, STEERED, planted_image
+from tests.steering.test_engine import NEW_TOKENS, _no_specials
 
 
 def identity_relu_sae(d: int) -> SAE:

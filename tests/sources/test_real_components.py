@@ -13,7 +13,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.models.scorer import Scorer
 from benchmark.testing import tables, write_toml
-from tests.test_components import refuse_loading
+from tests.sources.test_components import refuse_loading
 
 COLUMNS = ("generation_auroc", "generation_mad", "localization_iou", "localization_precision", "localization_recall")
 

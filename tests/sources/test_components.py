@@ -179,7 +179,7 @@ def test_open_component_reads_a_table(tmp_path):
 
 def test_component_modules_import_no_model_library_at_the_top():
     for module in ("generators", "segmenters", "components"):
-        fpath = Path(__file__).resolve().parents[1] / "benchmark" / "sources" / f"{module}.py"
+        fpath = Path(__file__).resolve().parents[2] / "benchmark" / "sources" / f"{module}.py"
         top = [node for node in ast.parse(fpath.read_text()).body if isinstance(node, (ast.Import, ast.ImportFrom))]
         names = {alias.name for node in top for alias in node.names} | {node.module for node in top
                                                                            if isinstance(node, ast.ImportFrom)}

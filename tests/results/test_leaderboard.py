@@ -207,7 +207,7 @@ def test_bootstrap_ci_and_mann_whitney_known_answers():
 def test_committed_leaderboards_regenerate_byte_for_byte(tmp_path, board):
     """The project's, the two extra worlds' and the seed protocol's leaderboards (the project's reads the
     extra worlds' rows beside it, `seeds/`, for the reseed spread)."""
-    committed = Path(__file__).resolve().parent.parent / "leaderboards" / board
+    committed = Path(__file__).resolve().parents[2] / "leaderboards" / board
     shutil.copytree(committed / "rows", tmp_path / "rows")
     if (committed / "seeds" / "rows").is_dir():
         shutil.copytree(committed / "seeds" / "rows", tmp_path / "seeds" / "rows")

@@ -9,7 +9,7 @@ import torch
 from benchmark.bench.shapes import run_shape_bench
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steered_generate
-from tests.test_adapters import FAMILIES, PROMPT, STEERED, planted_image
+from tests.sources.test_adapters import FAMILIES, PROMPT, STEERED, planted_image
 from tests.timing import TickingClock
 
 NEW_TOKENS = 5

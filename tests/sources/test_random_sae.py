@@ -18,7 +18,7 @@ from benchmark.models.sae import SAE, random_like
 from benchmark.registry import UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
-from tests.test_real_models import files, tables, write_toml  # noqa: F401  (files: the tiny checkpoints fixture)
+from tests.sources.test_real_models import files, tables, write_toml  # noqa: F401  (files: the tiny checkpoints fixture)
 
 
 def trained(architecture: str = "topk") -> SAE:

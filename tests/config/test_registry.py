@@ -162,7 +162,7 @@ def test_the_example_package_ships_one_plug_in_of_every_entry_point_group():
 
     groups = {obj.group for module in list(sys.modules.values()) if (module.__name__ or "").startswith("benchmark")
               for obj in vars(module).values() if isinstance(obj, Registry) and obj.group}
-    project = tomllib.loads((Path(__file__).parents[1] / "examples/featurebench-example/pyproject.toml").read_text())
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "examples/featurebench-example/pyproject.toml").read_text())
     declared = project["project"]["entry-points"]
     assert set(declared) == groups
     assert all(len(entries) == 1 for entries in declared.values())

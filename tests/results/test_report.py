@@ -21,7 +21,7 @@ from benchmark.results.board_rows import COST_COLUMNS
 from benchmark.results.leaderboard import regenerate
 from benchmark.sources.image_pools import ImagePool
 
-LEADERBOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
+LEADERBOARDS = Path(__file__).resolve().parents[2] / "leaderboards"
 SOURCE_ID = "0123456789ab"
 """The content identity rows and run.json carry of the source they were computed on."""
 

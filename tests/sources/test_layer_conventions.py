@@ -27,7 +27,7 @@ from benchmark.testing import (  # noqa: F401  (tiny_sae, write_dictionary_learn
     write_dictionary_learning,
     write_toml,
 )
-from tests.test_adapters import planted_image
+from tests.sources.test_adapters import planted_image
 
 
 def write_saelens(dpath, sae: SAE) -> None:
