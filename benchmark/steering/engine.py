@@ -20,14 +20,16 @@ Not done, on purpose:
 - Sharing the KV cache of the text before the image. That prefix is 1 to 5 tokens (`USER: `,
   `<bos><start_of_turn>user\\n`) of a 280 to 600 token prefill, under 2% of it; what follows the
   image depends on the image tokens, so it differs per row.
-- A static cache with torch.compile by default. Compiling (CUDA graphs) removes the per-step
-  Python and kernel-launch cost of decoding, which dominates the batch-1 loop. At the engine's batch
-  sizes a decoding step's own GPU time already covers those launches (LLaVA-7B at B = 256 reads
-  14 GB of weights and ~80 GB of KV cache per step, ~20 ms), and decoding is the smaller part of the
-  work: by FLOP and byte counts about 5 of 19 ms per row for LLaVA-7B, the rest a compute-bound
-  prefill of ~600 tokens. Compiling also costs minutes per batch shape (the last, partial batch
-  compiles again). So it is opt-in: `cache_implementation="static"` in `generate_kwargs`, which
-  transformers compiles on CUDA; `run_shape_bench(..., static_cache=True)` times it beside the default.
+- A static cache by default. With `static_cache=True` the KV cache is transformers' static one,
+  whose decoding step transformers compiles on CUDA (CUDA graphs: no per-step Python or launch
+  cost); every `generate` then has the planned number of rows, the last partial batch padded with
+  copies of its last row (their answers dropped), so a batch shape compiles once. Whether it wins
+  at the engine's batch sizes is for the GPU bench to show (`bench --shape`, its `engine_static`
+  rival); on the CPU it runs uncompiled, which is how a test checks its answers.
+
+Rows per `generate`: `batch_size` at most; on CUDA as many as the free device memory holds
+(`benchmark.steering.memory`), planned once per prompt shape so every batch has the same shape.
+On the CPU, per-row images are bounded by `ROW_PIXELS` (host memory for their pixel values).
 """
 from __future__ import annotations
 
@@ -36,24 +38,35 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from transformers import StoppingCriteriaList
 
 from benchmark.models.adapters.base import ImageLike, VLMAdapter
+from benchmark.steering.clock import StageClock
 from benchmark.steering.interventions import Intervention
+from benchmark.steering.memory import free_device_bytes, row_bytes, rows_that_fit
 
 ROW_PIXELS = 2 ** 25
-"""Image pixels per `generate` of per-row images at most (their pixel values are 384 MB of float32):
-hybrid's five 896-px images a row allow 8 rows; the world's 32-px ones never cut a batch."""
+"""Image pixels per `generate` of per-row images at most on the CPU (their pixel values are 384 MB
+of float32): hybrid's five 896-px images a row allow 8 rows; the world's 32-px ones never cut a batch."""
 
 
 class SteeringEngine:
     def __init__(self, vlm: VLMAdapter, hidden_state: int, batch_size: int = 256,
-                 intervention: Intervention = Intervention(), **generate_kwargs: Any):
-        """Steers tower hidden state `hidden_state` of `vlm`, `batch_size` features per `generate`, by
-        `intervention` (`benchmark.steering.interventions`: add, replace or clamp); `generate_kwargs`
-        go to every `generate` (e.g. min_new_tokens, cache_implementation)."""
+                 intervention: Intervention = Intervention(), static_cache: bool = False,
+                 clock: StageClock | None = None, **generate_kwargs: Any):
+        """Steers tower hidden state `hidden_state` of `vlm`, at most `batch_size` features per
+        `generate`, by `intervention` (`benchmark.steering.interventions`: add, replace or clamp);
+        `static_cache`: transformers' static KV cache, batches padded to one shape; `clock`: times
+        each batch's stages (`benchmark.steering.clock`); `generate_kwargs` go to every `generate`
+        (e.g. min_new_tokens)."""
         vlm.layer(hidden_state)  # refuses a state the language model never sees
         self.vlm, self.hidden_state, self.batch_size = vlm, hidden_state, batch_size
-        self.intervention, self.generate_kwargs = intervention, generate_kwargs
+        self.intervention, self.static_cache, self.clock = intervention, static_cache, clock
+        self.generate_kwargs = {**generate_kwargs, **({"cache_implementation": "static"} if static_cache else {})}
+        if clock is not None:
+            self.generate_kwargs["stopping_criteria"] = StoppingCriteriaList([clock])
+        self.plans: dict[tuple[int, int, int], dict] = {}
+        """Rows per `generate` by (images per row, prompt tokens, new tokens), with what decided them."""
         self.counts: Counter[str] = Counter()
         """Tokens so far, for what an explanation cost: `prompt_tokens` (each row's prompt, image
         tokens included) and `answer_tokens` (each row's new tokens up to its end)."""
@@ -72,16 +85,37 @@ class SteeringEngine:
                     answer_prefix: str = "", features_B: torch.Tensor | None = None) -> list[str]:
         """B answers; row b shows its own N images, steered by vectors_BD[b] where positions_BNT[b] is true."""
         answers: list[str] = []
-        pixels = sum(_pixels(image) for image in images_BN[0]) if len(images_BN) else 1
-        rows = max(1, min(self.batch_size, ROW_PIXELS // max(pixels, 1)))
+        if not len(images_BN):
+            return answers
+        if self.vlm.device.type == "cuda":
+            prompt_tokens = self.vlm.encode(images_BN[:1], prompt, answer_prefix)["input_ids"].shape[1]
+            rows = self.rows_per_generate(len(images_BN[0]), prompt_tokens, max_new_tokens)
+        else:
+            pixels = sum(_pixels(image) for image in images_BN[0])
+            rows = max(1, min(self.batch_size, ROW_PIXELS // max(pixels, 1)))
         for start in range(0, len(vectors_BD), rows):
             stop = start + rows
             inputs = self.vlm.encode(images_BN[start:stop], prompt, answer_prefix)
             positions = None if positions_BNT is None else positions_BNT[start:stop]
             features = None if features_B is None else features_B[start:stop]
             answers += self.vlm.decode(self.generate_rows(inputs, vectors_BD[start:stop], positions, max_new_tokens,
-                                                          features))
+                                                          features, rows))
         return answers
+
+    def rows_per_generate(self, n_images: int, prompt_tokens: int, new_tokens: int) -> int:
+        """Rows one `generate` takes for rows of `n_images` images and `prompt_tokens`: `batch_size`,
+        lowered on CUDA to what free device memory holds; planned once per shape (`plans`)."""
+        key = (n_images, prompt_tokens, new_tokens)
+        if key not in self.plans:
+            plan: dict = {"rows": self.batch_size, "batch_size": self.batch_size}
+            free = free_device_bytes(self.vlm.device)
+            if free is not None:
+                per_row = row_bytes(self.vlm.model.config, prompt_tokens, new_tokens, n_images,
+                                    len(self.vlm.token_patches()), self.vlm.dtype.itemsize)
+                plan.update(rows=rows_that_fit(per_row, free, self.batch_size), free_bytes=free,
+                            allocated_bytes=torch.cuda.memory_allocated(self.vlm.device), row_bytes=per_row.as_dict())
+            self.plans[key] = plan
+        return self.plans[key]["rows"]
 
     @torch.no_grad()
     def generate_shared(self, inputs: Mapping[str, torch.Tensor], vectors_BD: torch.Tensor,
@@ -90,33 +124,40 @@ class SteeringEngine:
         """New token ids per row (pads after an early stop). `inputs`: one encoded row with its N
         images' `pixel_values`, as `VLMAdapter.encode` gives it; the prefix runs once for all rows
         (and a clamp's codes are encoded once from it)."""
+        if self.clock is not None:
+            self.clock.begin()
         prefix_NTD = self.vlm.tower_prefix(inputs["pixel_values"], self.hidden_state)
         n_images = len(prefix_NTD)
         text = {k: v for k, v in inputs.items() if k != "pixel_values"}
+        rows = self.rows_per_generate(n_images, text["input_ids"].shape[1], max_new_tokens)
         out: list[torch.Tensor] = []
-        for start in range(0, len(vectors_BD), self.batch_size):
-            vectors_bD = vectors_BD[start:start + self.batch_size]
+        for start in range(0, len(vectors_BD), rows):
+            vectors_bD = vectors_BD[start:start + rows]
             b = len(vectors_bD)
-            features_b = None if features_B is None else features_B[start:start + self.batch_size]
+            features_b = None if features_B is None else features_B[start:start + rows]
             positions = None if positions_NT is None else positions_NT.repeat(b, 1)
             prefix_nTD = prefix_NTD.unsqueeze(0).expand(b, -1, -1, -1).flatten(0, 1)
             hidden_nTD = self.intervention(prefix_nTD, vectors_bD.repeat_interleave(n_images, dim=0), positions,
                                            _per_image(features_b, n_images),
                                            self.intervention.shared_codes(prefix_NTD, features_b))
-            out += self._generate(hidden_nTD, {k: v.expand(b, -1) for k, v in text.items()}, max_new_tokens)
+            out += self._generate(hidden_nTD, {k: v.expand(b, -1) for k, v in text.items()}, max_new_tokens, rows)
         return out
 
     @torch.no_grad()
     def generate_rows(self, inputs: Mapping[str, torch.Tensor], vectors_bD: torch.Tensor,
                       positions_bNT: torch.Tensor | None, max_new_tokens: int,
-                      features_b: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """New token ids per row for one batch of encoded rows, each with its own N images."""
+                      features_b: torch.Tensor | None = None, rows: int | None = None) -> list[torch.Tensor]:
+        """New token ids per row for one batch of encoded rows, each with its own N images; `rows`:
+        the batch shape a static cache pads to (default: these rows)."""
+        if self.clock is not None:
+            self.clock.begin()
         n_images = len(inputs["pixel_values"]) // len(vectors_bD)
         prefix_nTD = self.vlm.tower_prefix(inputs["pixel_values"], self.hidden_state)
         positions = None if positions_bNT is None else positions_bNT.flatten(0, 1)
         hidden = self.intervention(prefix_nTD, vectors_bD.repeat_interleave(n_images, dim=0), positions,
                                    _per_image(features_b, n_images))
-        return self._generate(hidden, {k: v for k, v in inputs.items() if k != "pixel_values"}, max_new_tokens)
+        return self._generate(hidden, {k: v for k, v in inputs.items() if k != "pixel_values"}, max_new_tokens,
+                              rows or len(vectors_bD))
 
     @torch.no_grad()
     def tower_states(self, images: torch.Tensor | Sequence[ImageLike], batch_size: int = 512) -> Iterator[torch.Tensor]:
@@ -127,12 +168,21 @@ class SteeringEngine:
             pixels = batch if isinstance(batch, torch.Tensor) else self.vlm.pixel_values(batch)
             yield self.vlm.tower_prefix(pixels, self.hidden_state)
 
-    def _generate(self, hidden_nTD: torch.Tensor, text: Mapping[str, torch.Tensor],
-                  max_new_tokens: int) -> list[torch.Tensor]:
+    def _generate(self, hidden_nTD: torch.Tensor, text: Mapping[str, torch.Tensor], max_new_tokens: int,
+                  rows: int) -> list[torch.Tensor]:
+        """Finishes the tower and generates; with a static cache a partial batch is padded to `rows`
+        with copies of its last row, whose answers are dropped."""
+        b = text["input_ids"].shape[0]
+        if self.static_cache and b < rows:
+            text = {k: _pad_rows(v, rows) for k, v in text.items()}
+            hidden_nTD = _pad_rows(hidden_nTD.unflatten(0, (b, -1)), rows).flatten(0, 1)
         features = self.vlm.image_features(hidden_nTD, self.hidden_state)
+        if self.clock is not None:
+            self.clock.tower_done(text["input_ids"].shape[0])
         out = self.vlm.model.generate(**text, mm_encoder_outputs={"image": self.vlm.encoder_output(features)},
                                       max_new_tokens=max_new_tokens, do_sample=False, **self.generate_kwargs)
-        new_bS = out[:, text["input_ids"].shape[1]:]
+        new_bS = out[:b, text["input_ids"].shape[1]:]
+        text = {k: v[:b] for k, v in text.items()}
         pad = self.vlm.model.generation_config.pad_token_id
         mask = text.get("attention_mask")
         self.counts["prompt_tokens"] += int(mask.sum()) if mask is not None else text["input_ids"].numel()
@@ -144,6 +194,11 @@ def _pixels(image: ImageLike) -> int:
     """Pixels of one image: a PIL image, or an (H, W, C) array as the harness passes them."""
     size = getattr(image, "size", None)
     return size[0] * size[1] if isinstance(size, tuple) else image.shape[0] * image.shape[1]
+
+
+def _pad_rows(x_B: torch.Tensor, rows: int) -> torch.Tensor:
+    """`x_B` with its last row repeated up to `rows` rows."""
+    return torch.cat([x_B, x_B[-1:].expand(rows - len(x_B), *x_B.shape[1:])])
 
 
 def _per_image(features_b: torch.Tensor | None, n_images: int) -> torch.Tensor | None:

@@ -1,12 +1,13 @@
 """The split-tower steering engine gives the plain hook + `generate` path's answers, for every family,
-in fp32 on tiny random-weight checkpoints; the random-weight benchmark runs its tiny shapes."""
+in fp32 on tiny random-weight checkpoints, with the dynamic KV cache and with the static one (its
+partial batches padded to one shape); its clock splits each batch into tower, prefill and decode."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark.bench.shapes import run_shape_bench
+from benchmark.steering.clock import StageClock
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.hook import steered_generate
 from tests.sources.test_adapters import FAMILIES, PROMPT, STEERED, planted_image
@@ -34,10 +35,11 @@ def _vectors(vlm, n: int, scale: float = 8.0) -> torch.Tensor:
     return scale * torch.randn(n, vlm.model.config.vision_config.hidden_size, generator=g)
 
 
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic", "static"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_shared_image_engine_equals_the_hook_loop(vlms, family):
+def test_shared_image_engine_equals_the_hook_loop(vlms, family, static_cache):
     vlm = vlms[family]
-    engine = SteeringEngine(vlm, STEERED, batch_size=4, **_no_specials(vlm))
+    engine = SteeringEngine(vlm, STEERED, batch_size=4, static_cache=static_cache, **_no_specials(vlm))
     vectors = _vectors(vlm, 7)  # two batches, the last one partial
     vectors[3] = 0  # an unsteered row in the middle of a batch
     empty = planted_image(255)
@@ -48,11 +50,12 @@ def test_shared_image_engine_equals_the_hook_loop(vlms, family):
     assert got[3] == vlm.generate([[empty]], PROMPT, NEW_TOKENS, **_no_specials(vlm))[0]
 
 
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic", "static"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_per_row_images_with_positions_equal_the_hook_loop(vlms, family):
+def test_per_row_images_with_positions_equal_the_hook_loop(vlms, family, static_cache):
     """Hybrid's case: each row its own images, steered only at chosen tower tokens."""
     vlm = vlms[family]
-    engine = SteeringEngine(vlm, STEERED, batch_size=2, **_no_specials(vlm))
+    engine = SteeringEngine(vlm, STEERED, batch_size=2, static_cache=static_cache, **_no_specials(vlm))
     rng = np.random.default_rng(0)
     images = np.stack([[planted_image(int(v), (int(r), int(c))) for v, r, c in rng.integers(0, 4, (2, 3)) * (60, 1, 1)]
                        for _ in range(5)])  # (5 rows, 2 images, H, W, C)
@@ -85,33 +88,33 @@ def test_tower_states_are_the_models_hidden_states(vlms, family):
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("shape", ["tiny", "tiny-gemma3"])
-def test_random_weight_bench_runs_its_tiny_shapes_on_cpu(shape, monkeypatch):
-    """On a clock where every timed run takes `STEP` seconds, each rate is the items it ran over STEP
-    and the engine's ratio is its features over the loop's: known answers, where real timings have none."""
-    monkeypatch.setattr("benchmark.bench.shapes.time", TickingClock(STEP))
-    report = run_shape_bench(shape, "cpu", loop_features=2, engine_batches=1, topk_images=8)
-    assert report["shape"] == shape and report["dtype"] == "float32"
-    for section in ("steering", "hybrid"):
-        s = report[section]
-        assert {"loop_per_s", "engine_per_s", "engine_ratio"} <= s.keys()
-        assert (s["loop_features"], s["engine_features"]) == (2, s["batch_size"])  # one engine batch
-        assert (s["loop_per_s"], s["engine_per_s"]) == (2 / STEP, s["batch_size"] / STEP)
-        assert s["loop_s"] == s["engine_s"] == STEP and s["engine_ratio"] == round(s["batch_size"] / 2, 2)
-    assert report["topk"]["images"] == 8 and report["topk"]["images_per_s"] == 8 / STEP
-    assert report["ratios"] == {name: report[name]["engine_ratio"] for name in ("steering", "hybrid")}
+def test_a_static_cache_pads_the_last_batch_to_the_planned_shape(vlms, monkeypatch):
+    """7 features at 4 a batch: both `generate` calls get 4 rows (one shape to compile), 7 answers come
+    back, and only real rows are counted as tokens."""
+    vlm = vlms["llava"]
+    engine = SteeringEngine(vlm, STEERED, batch_size=4, static_cache=True, min_new_tokens=NEW_TOKENS,
+                            **_no_specials(vlm))
+    seen: list[int] = []
+    generate = vlm.model.generate
+    monkeypatch.setattr(vlm.model, "generate", lambda **kw: seen.append(len(kw["input_ids"])) or generate(**kw))
+    got = engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 7), max_new_tokens=NEW_TOKENS)
+    assert seen == [4, 4] and len(got) == 7
+    assert engine.counts["answer_tokens"] == 7 * NEW_TOKENS
 
 
-def test_cli_shape_bench_prints_its_report_as_the_last_json_line(capsys, monkeypatch):
-    import json
-
-    from benchmark.cli import main
-
-    monkeypatch.setattr("benchmark.bench.shapes.time", TickingClock(STEP))  # as above: known rates
-    assert main(["bench", "--shape", "tiny", "--random-weights", "--device", "cpu", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    steering = report["steering"]
-    assert report["shape"] == "tiny" and report["random_weights"] is True
-    assert steering["engine_features"] == 2 * steering["batch_size"]  # the default: two engine batches
-    assert steering["engine_per_s"] == steering["engine_features"] / STEP
-    assert main(["bench", "--shape", "llava-1.5-7b", "--device", "cpu"]) == 2  # no weights named: a usage error
+def test_the_clock_splits_each_batch_into_tower_prefill_and_decode(vlms, monkeypatch):
+    """On a clock where each reading is `STEP` after the last: per batch the tower took one step
+    (call start or last batch's end -> features ready), the prefill one (-> first token), and the
+    decode one a further token; 5 features at 2 a batch are three batches of 2, 2 and 1 rows."""
+    monkeypatch.setattr("benchmark.steering.clock.time", TickingClock(STEP))
+    vlm = vlms["gemma3"]
+    clock = StageClock(vlm.device)
+    engine = SteeringEngine(vlm, STEERED, batch_size=2, clock=clock, min_new_tokens=NEW_TOKENS, **_no_specials(vlm))
+    engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 5), max_new_tokens=NEW_TOKENS)
+    batches = clock.batches()
+    assert [b["rows"] for b in batches] == [2, 2, 1]
+    for b in batches:
+        assert (b["tower_s"], b["prefill_s"]) == (STEP, STEP)
+        assert b["decode_steps"] == NEW_TOKENS - 1 and b["decode_s"] == (NEW_TOKENS - 1) * STEP
+    clock.reset()
+    assert clock.batches() == []
