@@ -32,7 +32,7 @@ from benchmark.cache import cached_stage
 from benchmark.models.adapters.base import VLMAdapter
 from benchmark.models.sae import SAE
 from benchmark.numerics import near_tie_tolerance
-from benchmark.sources.image_pools import ImagePool
+from benchmark.sources.image_pools import ImagePool, loader_workers
 from benchmark.steering.engine import SteeringEngine
 
 TOKENS_PER_BATCH = 2 ** 15
@@ -86,7 +86,7 @@ class TowerCodes:
     def of_pool(self, pool: ImagePool, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Codes]]:
         """(first image, codes) batch by batch over pool images [start, stop), decoded as they go."""
         stop = len(pool) if stop is None else stop
-        batches = pool.batches(self.batch, start, stop)
+        batches = pool.batches(self.batch, start, stop, loader_workers(self.engine.vlm.device))
         total = -(-(stop - start) // self.batch)
         for first, images in tqdm(batches, total=total, desc="SAE activations", unit="batch", leave=False):
             yield first, self(images)

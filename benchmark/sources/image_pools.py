@@ -10,11 +10,13 @@ A split of one pool into `topk` and `scoring` parts is a list of row numbers, no
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from benchmark.registry import UsageError
@@ -53,16 +55,54 @@ class ImagePool:
                                    self.whole)
         return out
 
-    def batches(self, batch: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """(first index, images) for consecutive batches of pool images [start, stop)."""
+    def batches(self, batch: int, start: int = 0, stop: int | None = None,
+                workers: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """(first index, images) for consecutive batches of pool images [start, stop), in order.
+        `workers` > 0: decoded by that many processes of a `torch.utils.data.DataLoader`, a few
+        batches ahead, so the model never waits on JPEG decoding (an accelerator's case; on a CPU
+        the model needs the cores itself)."""
         stop = len(self) if stop is None else stop
-        for first in range(start, stop, batch):
-            yield first, self.images(np.arange(first, min(first + batch, stop)))
+        if workers == 0:
+            for first in range(start, stop, batch):
+                yield first, self.images(np.arange(first, min(first + batch, stop)))
+            return
+        from torch.utils.data import DataLoader
+
+        yield from DataLoader(_PoolBatches(self, batch, start, stop), batch_size=None, num_workers=workers,
+                              collate_fn=_as_is, prefetch_factor=4)
 
     def part(self, index: np.ndarray) -> "ImagePool":
         """The pool images `index`, in that order, as a pool of their own (a view: nothing is copied)."""
         labels = None if self.labels is None else [self.labels[i] for i in index]
         return ImagePool(self.dataset, self.column, self.rows[index], self.size, labels, self.resize, self.whole)
+
+
+@dataclass
+class _PoolBatches:
+    """A pool's batches as a map-style dataset: item i is (first index, images) of batch i."""
+
+    pool: ImagePool
+    batch: int
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return -(-(self.stop - self.start) // self.batch)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        first = self.start + i * self.batch
+        return first, self.pool.images(np.arange(first, min(first + self.batch, self.stop)))
+
+
+def _as_is(item: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
+    """The DataLoader's collate: a batch stays (first index, uint8 array), not tensors."""
+    return item
+
+
+def loader_workers(device: torch.device) -> int:
+    """Decoding processes for a pass whose model runs on `device`: none on the CPU (the model needs
+    the cores), else all cores but one, at most 8."""
+    return 0 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def open_dataset(source: str, split: str = "train", quiet: bool = False):

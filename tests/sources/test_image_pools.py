@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 
 from benchmark.registry import UsageError
-from benchmark.sources.image_pools import ProcessorResize, load_image_pool, processor_resize, square, to_square
+from benchmark.sources.image_pools import (
+    ProcessorResize,
+    load_image_pool,
+    loader_workers,
+    processor_resize,
+    square,
+    to_square,
+)
 
 
 def planted(colour: tuple[int, int, int], w: int = 12, h: int = 8) -> Image.Image:
@@ -52,6 +59,30 @@ def test_image_folder_labels_from_sub_folders(tmp_path, monkeypatch):
     assert sorted(pool.labels) == ["cats", "cats", "dogs", "dogs"]
     for image, label in zip(pool.images(range(4)), pool.labels):
         assert (image == ((10, 20, 30) if label == "cats" else (200, 100, 0))).all()
+
+
+def test_decoding_workers_give_the_same_batches_in_order(tmp_path, monkeypatch):
+    """The top-k pass on an accelerator decodes in DataLoader workers: the same (first index, images)
+    batches, in the same order, as decoding in the process (a partial last batch and a start included)."""
+    monkeypatch.setenv("FEATUREBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "folder").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 255, (9, 13, 3), dtype=np.uint8)).save(tmp_path / "folder" / f"{i}.jpg")
+    pool = load_image_pool(str(tmp_path / "folder"), size=6)
+    inline = list(pool.batches(3, start=1))
+    loaded = list(pool.batches(3, start=1, workers=2))
+    assert [first for first, _ in loaded] == [first for first, _ in inline] == [1, 4]
+    for (_, a), (_, b) in zip(inline, loaded):
+        assert isinstance(b, np.ndarray) and b.dtype == np.uint8 and np.array_equal(a, b)
+    assert sum(len(images) for _, images in loaded) == 6
+
+
+def test_decoding_workers_only_beside_an_accelerator():
+    import torch
+
+    assert loader_workers(torch.device("cpu")) == 0
+    assert 1 <= loader_workers(torch.device("cuda")) <= 8
 
 
 @pytest.mark.parametrize("source, column, message", [

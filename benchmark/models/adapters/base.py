@@ -154,8 +154,15 @@ class VLMAdapter:
     def pixel_values(self, images: Sequence[ImageLike]) -> torch.Tensor:
         """(N, C, H, W) processed images on the model's device, in its dtype (no text)."""
         pixels = self.processor.image_processor([_as_pil(image) for image in images], return_tensors="pt",
-                                                **self.processor_kwargs)["pixel_values"]
+                                                **self._processing_kwargs())["pixel_values"]
         return pixels.to(self.device, self.dtype)
+
+    def _processing_kwargs(self) -> dict[str, Any]:
+        """Every processor call's settings; on an accelerator the image processor (transformers'
+        torchvision backend) resizes and normalises there: only uint8 pixels cross the bus, and the
+        host's cores are left to decoding."""
+        on_device = {} if self.device.type == "cpu" else {"device": self.device}
+        return {**self.processor_kwargs, **on_device}
 
     def _embed(self, pixel_values_NCHW: torch.Tensor) -> torch.Tensor:
         """Family hook: pixels to hidden state 0."""
@@ -190,7 +197,7 @@ class VLMAdapter:
         model's device; pixel values in the model's dtype, all images of all rows in row order."""
         rows = [[_as_pil(image) for image in row] for row in images]
         texts = [self.prompt_text(len(row), prompt, answer_prefix) for row in rows]
-        enc = self.processor(images=rows, text=texts, padding=True, return_tensors="pt", **self.processor_kwargs)
+        enc = self.processor(images=rows, text=texts, padding=True, return_tensors="pt", **self._processing_kwargs())
         enc = enc.to(self.device)
         enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
         return enc
