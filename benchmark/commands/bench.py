@@ -4,6 +4,7 @@ against its pool's size (`--scale`, `benchmark.bench.scale`)."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from benchmark.commands import emit
@@ -16,12 +17,14 @@ def add_parser(commands) -> None:
     bench.add_argument("--features", type=int, default=512, help="features the engine explains")
     bench.add_argument("--loop-features", type=int, default=32, help="features the one-at-a-time loop explains")
     bench.add_argument("--batch-size", type=int, default=256, help="the engine's features per generate call")
-    bench.add_argument("--shape", help="time a real model shape instead of the world: llava-1.5-7b, gemma-3-27b, "
-                       "tiny (CPU), tiny-gemma3 (CPU)")
+    bench.add_argument("--shape", help="time the engine against the seed's setting and plain batched generate on a "
+                       "real model shape: llava-1.5-7b, gemma-3-4b, gemma-3-27b, tiny (CPU), tiny-gemma3 (CPU)")
     bench.add_argument("--random-weights", action="store_true", help="with --shape: build it from its config, no download")
     bench.add_argument("--checkpoint", help="with --shape: a local checkpoint of that family instead of random weights")
     bench.add_argument("--device", default="cuda", help="with --shape: torch device (cuda, cpu)")
     bench.add_argument("--static-cache", action="store_true", help="with --shape: also time a static KV cache")
+    bench.add_argument("--new-tokens", type=int, default=100, help="with --shape: new tokens every rival generates "
+                       "(the seed's 100)")
     bench.add_argument("--scale", action="store_true", help="memory, disk and time against the pool's size at a real "
                        "setup's shapes, on a narrow random-weight stand-in (CPU)")
     bench.add_argument("--scale-shape", default="seed", help="with --scale: seed (Gemma-3, 896 px, 4,096 tokens) or "
@@ -43,13 +46,13 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.bench.engine import bench
 
     report = bench(("world", args.world, args.lm), args.features, args.loop_features, args.batch_size)
-    return emit(engine_lines(report, "engine_features_per_s", "loop_features_per_s", "ratio", 1), report, args.json)
+    return emit(engine_lines(report), report, args.json)
 
 
-def engine_lines(report: dict, engine: str, loop: str, ratio: str, digits: int) -> list[str]:
+def engine_lines(report: dict) -> list[str]:
     """The engine against the one-feature loop, for steering and hybrid: features per second and their ratio."""
-    return [f"{name:<9} engine {report[name][engine]:8.{digits}f} feat/s   loop {report[name][loop]:6.{digits}f} feat/s"
-            f"   x{report[name][ratio]:.1f}" for name in ("steering", "hybrid")]
+    return [f"{name:<9} engine {s['engine_features_per_s']:8.1f} feat/s   loop {s['loop_features_per_s']:6.1f} feat/s"
+            f"   x{s['ratio']:.1f}" for name, s in ((name, report[name]) for name in ("steering", "hybrid"))]
 
 
 def scale_main(args: argparse.Namespace) -> int:
@@ -84,9 +87,27 @@ def scale_lines(report: dict, one_process: bool) -> list[str]:
 
 
 def shape_main(args: argparse.Namespace) -> int:
-    from benchmark.bench.shapes import run_shape_bench
+    """With --json every finished part is printed as a JSON line as it ends (a time-out keeps them),
+    then the lines for people, then the whole report."""
+    from benchmark.bench.shape_bench import run_shape_bench
+
+    def part(name: str, value: dict) -> None:
+        if args.json:
+            print(json.dumps({"shape": args.shape, "part": name, **value}, separators=(",", ":")), flush=True)
 
     report = run_shape_bench(args.shape, args.device, random_weights=args.random_weights, path=args.checkpoint,
-                             static_cache=args.static_cache)
-    lines = engine_lines(report, "engine_per_s", "loop_per_s", "engine_ratio", 2)
-    return emit([*lines, f"top-k pass {report['topk']['images_per_s']:.0f} images/s"], report, args.json)
+                             new_tokens=args.new_tokens, static_cache=args.static_cache, on_part=part)
+    return emit(shape_lines(report), report, args.json)
+
+
+def shape_lines(report: dict) -> list[str]:
+    """Per method: each rival's features/s and the engine's ratios; then the top-k pass."""
+    lines = []
+    for name in ("steering", "hybrid"):
+        s = report[name]
+        rivals = [k for k in ("seed", "plain", "engine", "engine_static") if k in s]
+        lines.append(f"{name:<9} " + "   ".join(f"{k} {s[k]['features_per_s']:.2f}" for k in rivals)
+                     + f" feat/s   engine x{s['engine_over_seed']:.1f} seed, x{s['engine_over_plain']:.2f} plain"
+                     f"   ({s['rows']} rows)")
+    return lines + [f"top-k pass {report['topk']['images_per_s']:.0f} images/s from tensors, "
+                    f"{report['topk_jpeg']['images_per_s']:.0f} from JPEGs"]

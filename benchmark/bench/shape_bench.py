@@ -1,0 +1,243 @@
+"""`bench --shape`: the steering engine against its rivals on a real model's shape, in one run, on
+one model, every rival forced to the same number of new tokens (the seed's 100 by default), so a
+ratio compares equal work.
+
+Rivals, for steering (the white image, a vector at every tower token) and hybrid (5 images a row,
+vectors at 20% of their tower tokens):
+- `seed`: the seed paper's setting: the steering hook around the model's own `generate`, 8
+  features a call (`src/get_steering_explanations.py` of HPAI-BSC/vision-interp);
+- `plain`: the same hook + `generate` at the engine's batch (the full tower for every row);
+- `engine`: `benchmark.steering.engine.SteeringEngine` at its planned batch (free device memory,
+  `benchmark.steering.memory`), its stages timed per batch (`benchmark.steering.clock`) and set
+  against the card's peaks (`benchmark.bench.roofline`);
+- `engine_static` (`static_cache=True`): the engine with transformers' static KV cache, which it
+  compiles on CUDA.
+`tokens_equal`: the share of rows whose new tokens the engine and `plain` give alike (the same
+features; bf16 on a GPU, where kernels differ with the batch shape).
+
+The top-k pass is timed from pixel tensors on the device (`topk`) and from JPEG files on disk
+(`topk_jpeg`: decoded by DataLoader workers, resized by the pool, processed on the device).
+With `on_part`, each finished section is handed over as it ends, so a time-out keeps what finished.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import BaseImageProcessor
+
+from benchmark.bench.roofline import LMCosts, breakdown, card_peaks
+from benchmark.bench.shapes import SHAPES, Shape, build_random_vlm, image_processor, synthetic_inputs, white_pixels
+from benchmark.models.adapters import load_vlm
+from benchmark.models.adapters.base import VLMAdapter, default_dtype
+from benchmark.registry import UsageError
+from benchmark.sources.image_pools import ImagePool, loader_workers, open_dataset
+from benchmark.steering.clock import StageClock
+from benchmark.steering.engine import SteeringEngine
+from benchmark.steering.hook import steer
+
+SEED_NEW_TOKENS = 100
+"""New tokens per answer in the seed's steering script, and in this comparison."""
+SEED_ROWS = 8
+"""Features per `generate` in the seed's steering script."""
+HYBRID_IMAGES = 5
+HYBRID_ACTIVE = 0.2
+"""Share of tower tokens where a hybrid row is steered (where the feature fires in its top images)."""
+GIB = 2 ** 30
+
+
+def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = True, path: str | None = None,
+                    new_tokens: int = SEED_NEW_TOKENS, seed_calls: int = 2, engine_batches: int = 2,
+                    static_cache: bool = False, topk_images: int | None = None, jpeg_images: int | None = None,
+                    on_part: Callable[[str, dict], None] = lambda name, part: None) -> dict:
+    """One JSON-able report: per method each rival's features/s, the engine's ratios to them, its
+    stage breakdown and token agreement; top-k pass images/s from tensors and from JPEGs; peak
+    accelerator memory (GiB). `path`: a real checkpoint of the shape's family instead of random weights."""
+    if shape not in SHAPES:
+        raise UsageError(f"unknown shape {shape!r}; available: {', '.join(SHAPES)}")
+    if not random_weights and path is None:
+        raise UsageError("without --random-weights the bench needs a checkpoint path")
+    spec = SHAPES[shape]
+    dtype = default_dtype(device)
+    start = time.perf_counter()
+    vlm = build_random_vlm(spec, device, dtype) if random_weights else load_vlm(spec.family, path, device, dtype)
+    card, peaks = card_peaks(vlm.device)
+    report = {"shape": shape, "family": spec.family, "device": card, "dtype": str(dtype).removeprefix("torch."),
+              "random_weights": random_weights, "sae_layer": spec.sae_layer, "new_tokens": new_tokens,
+              "image_tokens": vlm.tokens_per_image, "tower_tokens": len(vlm.token_patches()),
+              "build_s": round(time.perf_counter() - start, 2),
+              "weights_gib": round(sum(p.numel() * p.element_size() for p in vlm.model.parameters()) / GIB, 2)}
+    if peaks is not None:
+        report["peaks"] = {"tflop_per_s": peaks.flop_per_s / 1e12, "gb_per_s": peaks.bytes_per_s / 1e9}
+    on_part("model", report)
+    clock = StageClock(vlm.device)
+    fixed = {"min_new_tokens": new_tokens}
+    engines = {"engine": SteeringEngine(vlm, spec.sae_layer, spec.max_rows, clock=clock, **fixed)}
+    if static_cache:
+        engines["engine_static"] = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed)
+    costs = LMCosts.of(vlm)
+    for name, n_images in (("steering", 1), ("hybrid", HYBRID_IMAGES)):
+        report[name] = _method(vlm, spec, name, n_images, engines, clock, costs, peaks, new_tokens, seed_calls,
+                               engine_batches)
+        on_part(name, report[name])
+    images = topk_images or 4 * spec.topk_batch
+    pixels = white_pixels(vlm, images)
+    tower = engines["engine"]
+    topk = lambda k: [None for _ in tower.tower_states(pixels[:k], spec.topk_batch)]  # noqa: E731
+    report["topk"] = {"images": images, "batch_size": spec.topk_batch,
+                      **_timed("images", topk, images, spec.topk_batch, vlm.device)}
+    on_part("topk", report["topk"])
+    processor = vlm.processor.image_processor if vlm.processor is not None else image_processor(spec)
+    report["topk_jpeg"] = _jpeg_pass(tower, processor, spec, jpeg_images or images)
+    on_part("topk_jpeg", report["topk_jpeg"])
+    report["ratios"] = {name: {k: report[name][k] for k in report[name] if k.startswith("engine") and "_over_" in k}
+                        for name in ("steering", "hybrid")}
+    return report
+
+
+def _method(vlm: VLMAdapter, spec: Shape, name: str, n_images: int, engines: dict[str, SteeringEngine],
+            clock: StageClock, costs: LMCosts, peaks, new_tokens: int, seed_calls: int, engine_batches: int) -> dict:
+    """One method's rivals on the same vectors: seed, plain, the engine(s); ratios, breakdown, agreement."""
+    one_row = synthetic_inputs(vlm, n_images, spec.prompt_tokens, 1)
+    prompt = one_row["input_ids"].shape[1]
+    engine = engines["engine"]
+    rows = engine.rows_per_generate(n_images, prompt, new_tokens)
+    n = rows * engine_batches
+    g = torch.Generator().manual_seed(1)
+    vectors = torch.randn(n, vlm.model.config.vision_config.hidden_size, generator=g).to(vlm.device)
+    tokens_T = len(vlm.token_patches())
+    positions = None if n_images == 1 else (torch.rand(n, n_images, tokens_T, generator=g) < HYBRID_ACTIVE).to(vlm.device)
+    plan = engine.plans[(n_images, prompt, new_tokens)]
+    section: dict = {"prompt_tokens": prompt, "rows": rows, "engine_features": n,
+                     "plan": plan}
+
+    def hooked(batch: int) -> Callable[[int], list[torch.Tensor]]:
+        return lambda k: _hooked(vlm, spec.sae_layer, one_row, vectors[:k], _first(positions, k), batch, new_tokens)
+
+    seed_features = min(n, SEED_ROWS * seed_calls)
+    section["seed"] = _timed("features", hooked(SEED_ROWS), seed_features, min(SEED_ROWS, seed_features), vlm.device)
+    plain_timing = _timed("features", hooked(rows), rows, 1, vlm.device, keep=True)
+    plain_tokens = plain_timing.pop("outputs")
+    section["plain"] = plain_timing
+    for key, eng in engines.items():
+        run = _engine_run(eng, spec, n_images, vectors, positions, rows, new_tokens)
+        # a static cache compiles per batch shape: warm it up on a full batch; the others on one row
+        timing = _timed("features", run, n, rows if eng.static_cache else 1, vlm.device, keep=True,
+                        before=clock.reset if eng.clock is clock else None)
+        timing["tokens_equal"] = _share_equal(timing.pop("outputs")[:rows], plain_tokens)
+        if "row_bytes" in plan:
+            timing["planned_peak_gib"] = round((plan["allocated_bytes"] + rows * plan["row_bytes"]["total"]) / GIB, 2)
+        if eng.clock is clock:
+            timing["breakdown"] = breakdown(clock.batches(), costs, prompt, peaks)
+        section[key] = timing
+        for rival in ("seed", "plain"):
+            section[f"{key}_over_{rival}"] = round(section[key]["features_per_s"] / section[rival]["features_per_s"], 2)
+    return section
+
+
+def _first(positions: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if positions is None else positions[:k]
+
+
+def _hooked(vlm: VLMAdapter, layer: int, one_row: dict, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
+            batch: int, new_tokens: int) -> list[torch.Tensor]:
+    """The hook + `generate` path, `batch` features a call: every row runs the whole tower on its images."""
+    n_images = len(one_row["pixel_values"])
+    out: list[torch.Tensor] = []
+    for start in range(0, len(vectors_BD), batch):
+        vectors = vectors_BD[start:start + batch]
+        b = len(vectors)
+        inputs = {k: (v.repeat(b, 1, 1, 1) if k == "pixel_values" else v.expand(b, -1)) for k, v in one_row.items()}
+        positions = None if positions_BNT is None else positions_BNT[start:start + batch].flatten(0, 1)
+        with steer(vlm.layer(layer), vectors.repeat_interleave(n_images, dim=0), positions), torch.no_grad():
+            ids = vlm.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        out += list(ids[:, inputs["input_ids"].shape[1]:])
+    return out
+
+
+def _engine_run(engine: SteeringEngine, spec: Shape, n_images: int, vectors_BD: torch.Tensor,
+                positions_BNT: torch.Tensor | None, rows: int, new_tokens: int) -> Callable[[int], list[torch.Tensor]]:
+    """Steering: all rows share the white image. Hybrid: each batch is encoded rows of their own images."""
+    if positions_BNT is None:
+        one_row = synthetic_inputs(engine.vlm, 1, spec.prompt_tokens, 1)
+        return lambda k: engine.generate_shared(one_row, vectors_BD[:k], None, new_tokens)
+    batch = synthetic_inputs(engine.vlm, n_images, spec.prompt_tokens, rows)
+
+    def run(k: int) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for start in range(0, k, rows):
+            stop = min(k, start + rows)
+            part = {key: value[:(stop - start) * (n_images if key == "pixel_values" else 1)]
+                    for key, value in batch.items()}
+            out += engine.generate_rows(part, vectors_BD[start:stop], positions_BNT[start:stop], new_tokens, rows=rows)
+        return out
+    return run
+
+
+def _share_equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """Share of rows whose token ids are all equal."""
+    return round(sum(bool(torch.equal(x.cpu(), y.cpu())) for x, y in zip(a, b)) / max(1, min(len(a), len(b))), 4)
+
+
+def _jpeg_pass(engine: SteeringEngine, processor: BaseImageProcessor, spec: Shape, n_images: int) -> dict:
+    """The top-k pass as a run reads a pool: JPEG files (ImageNet-sized, 500 x 375) decoded and
+    cropped to the tower's side by DataLoader workers, made pixel values by the family's image
+    processor on the device (as `VLMAdapter.pixel_values` does), the tower to the SAE layer."""
+    vision = engine.vlm.model.config.vision_config
+    side = vision.image_size if isinstance(vision.image_size, int) else vision.image_size[0]
+    workers = loader_workers(engine.vlm.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        for i in range(n_images):
+            _photo_like(i).save(folder / f"{i:05d}.jpg", quality=90)
+        pool = ImagePool(open_dataset(str(folder), quiet=True), "image", np.arange(n_images), side, None)
+
+        def run(k: int) -> None:
+            on_device = {} if engine.vlm.device.type == "cpu" else {"device": engine.vlm.device}
+            for _, images in pool.batches(spec.topk_batch, 0, k, workers):
+                pixels = processor(list(images), return_tensors="pt", **on_device)["pixel_values"]
+                for _ in engine.tower_states(pixels.to(engine.vlm.device, engine.vlm.dtype), spec.topk_batch):
+                    pass
+        timing = _timed("images", run, n_images, min(n_images, spec.topk_batch), engine.vlm.device)
+    return {"images": n_images, "batch_size": spec.topk_batch, "workers": workers, "side": side, **timing}
+
+
+def _photo_like(seed: int) -> Image.Image:
+    """A 500 x 375 image with smooth gradients and edges: decodes like a photo (noise would not compress)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:375, 0:500] / 500.0
+    channels = [np.sin(x * rng.uniform(2, 9) + rng.uniform(0, 6)) * np.cos(y * rng.uniform(2, 9)) for _ in range(3)]
+    pixels = (np.stack(channels, -1) * 110 + 128).clip(0, 255).astype(np.uint8)
+    r, c = rng.integers(40, 300, 2)
+    pixels[r:r + 60, c:c + 90] = rng.integers(0, 255, 3, dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _timed(key: str, run: Callable[[int], object], n: int, warmup: int, device: torch.device, keep: bool = False,
+           before: Callable[[], object] | None = None) -> dict:
+    """`key`_per_s: items per second of run(n) after a warm-up run(warmup); seconds; peak GiB
+    (accelerators); `outputs` (what run(n) returned) when `keep`. `before`: called after the warm-up
+    (e.g. to drop the clock's warm-up batches)."""
+    run(warmup)
+    if before is not None:
+        before()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    outputs = run(n)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    out = {"n": n, f"{key}_per_s": round(n / seconds, 3), "seconds": round(seconds, 3)}
+    if device.type == "cuda":
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
+    if keep:
+        out["outputs"] = outputs
+    return out
