@@ -18,7 +18,7 @@ from benchmark.models.sae import SAE, random_like
 from benchmark.registry import UsageError
 from benchmark.sources import open_source
 from benchmark.sources.source import Source
-from tests.sources.test_real_models import files, tables, write_toml  # noqa: F401  (files: the tiny checkpoints fixture)
+from benchmark.testing import tables, write_toml
 
 
 def trained(architecture: str = "topk") -> SAE:
@@ -86,7 +86,7 @@ def test_the_config_key_is_the_flag_or_the_sae_tables_random(tmp_path):
                        "pool": {"source": "z"}}, "t")
 
 
-def test_real_models_random_sae_is_its_own_source_with_its_own_identity(files, tmp_path):  # noqa: F811
+def test_real_models_random_sae_is_its_own_source_with_its_own_identity(files, tmp_path):
     spec = models_config(tables(files), "test")
     base = Source(spec, "llava")
     random = open_source(("models", models_config({**tables(files), "sae": {**tables(files)["sae"], "random": 0}},

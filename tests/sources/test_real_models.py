@@ -24,7 +24,6 @@ from benchmark.models.sae_formats import save_sae
 from benchmark.models.scorer import Scorer
 from benchmark.sources.source import Source
 from benchmark.testing import IMAGES, PATCH, SIZE, STEERED, save_tiny_checkpoint, tables, write_toml
-from tests.conftest import files  # noqa: F401  (re-exported for tests/sources/test_random_sae.py, which imports it from here)
 from tests.timing import untimed
 
 METRIC_COLUMNS = ("detection_auroc", "detection_balanced_accuracy", "detection_precision_at_k", "simulation_r",
