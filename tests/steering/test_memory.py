@@ -32,6 +32,16 @@ def test_kv_cache_is_the_models_known_bytes_per_token(meta_vlms):
         assert row_bytes(config, 600, 0, 1, 577).kv_cache == per_token * 600
 
 
+@pytest.mark.parametrize("family", ["llava", "gemma3", "internvl"])
+def test_kv_cache_is_what_the_language_model_keeps(vlms, family):
+    """The language model's own cache after a 12-token forward (float32): its keys and values, byte for byte."""
+    vlm = vlms[family]
+    vocab = vlm.model.config.get_text_config().vocab_size
+    out = vlm.model.model.language_model(input_ids=torch.randint(3, min(vocab, 30), (1, 12)), use_cache=True)
+    kept = sum(layer.keys.nbytes + layer.values.nbytes for layer in out["cache"].layers)
+    assert row_bytes(vlm.model.config, 12, 0, 1, len(vlm.token_patches()), dtype_bytes=4).kv_cache == kept
+
+
 def test_a_row_grows_with_its_prompt_and_its_images(meta_vlms):
     config = meta_vlms["llava-1.5-7b"].model.config
     one, five = row_bytes(config, 616, 100, 1, 577), row_bytes(config, 2920, 100, 5, 577)
