@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from transformers import BaseImageProcessor
 
-from benchmark.bench.roofline import LMCosts, breakdown, card_peaks
+from benchmark.bench.roofline import LMCosts, Peaks, breakdown, card_peaks
 from benchmark.bench.shapes import SHAPES, Shape, build_random_vlm, image_processor, synthetic_inputs, white_pixels
 from benchmark.models.adapters import load_vlm
 from benchmark.models.adapters.base import VLMAdapter, default_dtype
@@ -80,9 +80,10 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
     engines = {"engine": SteeringEngine(vlm, spec.sae_layer, spec.max_rows, clock=clock, **fixed)}
     if static_cache:
         engines["engine_static"] = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed)
+        engines["engine_static"].plans = engines["engine"].plans  # the same rows, whatever is free by then
     costs = LMCosts.of(vlm)
     for name, n_images in (("steering", 1), ("hybrid", HYBRID_IMAGES)):
-        report[name] = _method(vlm, spec, name, n_images, engines, clock, costs, peaks, new_tokens, seed_calls,
+        report[name] = _method(vlm, spec, n_images, engines, clock, costs, peaks, new_tokens, seed_calls,
                                engine_batches)
         on_part(name, report[name])
     images = topk_images or 4 * spec.topk_batch
@@ -100,8 +101,8 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
     return report
 
 
-def _method(vlm: VLMAdapter, spec: Shape, name: str, n_images: int, engines: dict[str, SteeringEngine],
-            clock: StageClock, costs: LMCosts, peaks, new_tokens: int, seed_calls: int, engine_batches: int) -> dict:
+def _method(vlm: VLMAdapter, spec: Shape, n_images: int, engines: dict[str, SteeringEngine], clock: StageClock,
+            costs: LMCosts, peaks: Peaks | None, new_tokens: int, seed_calls: int, engine_batches: int) -> dict:
     """One method's rivals on the same vectors: seed, plain, the engine(s); ratios, breakdown, agreement."""
     one_row = synthetic_inputs(vlm, n_images, spec.prompt_tokens, 1)
     prompt = one_row["input_ids"].shape[1]
@@ -109,15 +110,15 @@ def _method(vlm: VLMAdapter, spec: Shape, name: str, n_images: int, engines: dic
     rows = engine.rows_per_generate(n_images, prompt, new_tokens)
     n = rows * engine_batches
     g = torch.Generator().manual_seed(1)
-    vectors = torch.randn(n, vlm.model.config.vision_config.hidden_size, generator=g).to(vlm.device)
+    vectors_BD = torch.randn(n, vlm.model.config.vision_config.hidden_size, generator=g).to(vlm.device)
     tokens_T = len(vlm.token_patches())
-    positions = None if n_images == 1 else (torch.rand(n, n_images, tokens_T, generator=g) < HYBRID_ACTIVE).to(vlm.device)
+    positions_BNT = None if n_images == 1 else \
+        (torch.rand(n, n_images, tokens_T, generator=g) < HYBRID_ACTIVE).to(vlm.device)
     plan = engine.plans[(n_images, prompt, new_tokens)]
-    section: dict = {"prompt_tokens": prompt, "rows": rows, "engine_features": n,
-                     "plan": plan}
+    section: dict = {"prompt_tokens": prompt, "rows": rows, "engine_features": n, "plan": plan}
 
     def hooked(batch: int) -> Callable[[int], list[torch.Tensor]]:
-        return lambda k: _hooked(vlm, spec.sae_layer, one_row, vectors[:k], _first(positions, k), batch, new_tokens)
+        return lambda k: _hooked(vlm, spec.sae_layer, one_row, vectors_BD[:k], _first(positions_BNT, k), batch, new_tokens)
 
     seed_features = min(n, SEED_ROWS * seed_calls)
     section["seed"] = _timed("features", hooked(SEED_ROWS), seed_features, min(SEED_ROWS, seed_features), vlm.device)
@@ -125,7 +126,7 @@ def _method(vlm: VLMAdapter, spec: Shape, name: str, n_images: int, engines: dic
     plain_tokens = plain_timing.pop("outputs")
     section["plain"] = plain_timing
     for key, eng in engines.items():
-        run = _engine_run(eng, spec, n_images, vectors, positions, rows, new_tokens)
+        run = _engine_run(eng, spec, n_images, vectors_BD, positions_BNT, rows, new_tokens)
         # a static cache compiles per batch shape: warm it up on a full batch; the others on one row
         timing = _timed("features", run, n, rows if eng.static_cache else 1, vlm.device, keep=True,
                         before=clock.reset if eng.clock is clock else None)
@@ -140,8 +141,8 @@ def _method(vlm: VLMAdapter, spec: Shape, name: str, n_images: int, engines: dic
     return section
 
 
-def _first(positions: torch.Tensor | None, k: int) -> torch.Tensor | None:
-    return None if positions is None else positions[:k]
+def _first(positions_BNT: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if positions_BNT is None else positions_BNT[:k]
 
 
 def _hooked(vlm: VLMAdapter, layer: int, one_row: dict, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
@@ -150,11 +151,11 @@ def _hooked(vlm: VLMAdapter, layer: int, one_row: dict, vectors_BD: torch.Tensor
     n_images = len(one_row["pixel_values"])
     out: list[torch.Tensor] = []
     for start in range(0, len(vectors_BD), batch):
-        vectors = vectors_BD[start:start + batch]
-        b = len(vectors)
+        vectors_bD = vectors_BD[start:start + batch]
+        b = len(vectors_bD)
         inputs = {k: (v.repeat(b, 1, 1, 1) if k == "pixel_values" else v.expand(b, -1)) for k, v in one_row.items()}
-        positions = None if positions_BNT is None else positions_BNT[start:start + batch].flatten(0, 1)
-        with steer(vlm.layer(layer), vectors.repeat_interleave(n_images, dim=0), positions), torch.no_grad():
+        positions_nT = None if positions_BNT is None else positions_BNT[start:start + batch].flatten(0, 1)
+        with steer(vlm.layer(layer), vectors_bD.repeat_interleave(n_images, dim=0), positions_nT), torch.no_grad():
             ids = vlm.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
         out += list(ids[:, inputs["input_ids"].shape[1]:])
     return out
