@@ -69,6 +69,13 @@ SHAPES: dict[str, Shape] = {
               "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128, "query_pre_attn_scalar": 168,
               "sliding_window": 1024, "max_position_embeddings": 131072},
         top={"mm_tokens_per_image": 256}, sae_layer=16, topk_batch=64),
+    # LLaVA-1.5's prompt geometry (336 px, 576 image tokens, 2,920-token hybrid prompts) at CPU widths:
+    # where batch size, cache and prompt length decide the cost, as on the GPU, but on 2 cores.
+    "cpu-llava": Shape(
+        "llava", {**_TINY_VISION, "hidden_size": 64, "intermediate_size": 128, "image_size": 336, "patch_size": 14},
+        text={**_TINY_TEXT, "vocab_size": 4000, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 8,
+              "num_attention_heads": 8, "num_key_value_heads": 8},
+        top={"image_token_id": 3999}, sae_layer=1, max_rows=32, topk_batch=16),
     # CPU-sized shapes of both families, for tests.
     "tiny": Shape("llava", _TINY_VISION, _TINY_TEXT, top={"image_token_id": 63}, sae_layer=1, prompt_tokens=8,
                   max_rows=4, topk_batch=8),

@@ -18,7 +18,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--loop-features", type=int, default=32, help="features the one-at-a-time loop explains")
     bench.add_argument("--batch-size", type=int, default=256, help="the engine's features per generate call")
     bench.add_argument("--shape", help="time the engine against the seed's setting and plain batched generate on a "
-                       "real model shape: llava-1.5-7b, gemma-3-4b, gemma-3-27b, tiny (CPU), tiny-gemma3 (CPU)")
+                       "real model shape: llava-1.5-7b, gemma-3-4b, gemma-3-27b; cpu-llava (LLaVA's prompt geometry at CPU "
+                       "widths), tiny, tiny-gemma3 (CPU)")
     bench.add_argument("--random-weights", action="store_true", help="with --shape: build it from its config, no download")
     bench.add_argument("--checkpoint", help="with --shape: a local checkpoint of that family instead of random weights")
     bench.add_argument("--device", default="cuda", help="with --shape: torch device (cuda, cpu)")
