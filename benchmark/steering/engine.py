@@ -20,12 +20,16 @@ Not done, on purpose:
 - Sharing the KV cache of the text before the image. That prefix is 1 to 5 tokens (`USER: `,
   `<bos><start_of_turn>user\\n`) of a 280 to 600 token prefill, under 2% of it; what follows the
   image depends on the image tokens, so it differs per row.
-- A static cache by default. With `static_cache=True` the KV cache is transformers' static one,
-  whose decoding step transformers compiles on CUDA (CUDA graphs: no per-step Python or launch
-  cost); every `generate` then has the planned number of rows, the last partial batch padded with
-  copies of its last row (their answers dropped), so a batch shape compiles once. Whether it wins
-  at the engine's batch sizes is for the GPU bench to show (`bench --shape`, its `engine_static`
-  rival); on the CPU it runs uncompiled, which is how a test checks its answers.
+- A static cache by default. With `static_cache=True` the KV cache is transformers' static one:
+  written in place, where the default dynamic cache concatenates every layer's keys and values at
+  each step (a copy of the whole cache per new token, twice the traffic attention itself needs),
+  and its decoding step compiled by transformers on CUDA (CUDA graphs: no per-step Python or
+  launch cost). Every `generate` then has the planned number of rows, the last partial batch
+  padded with copies of its last row (their answers dropped), so a batch shape compiles once. On
+  the CPU it wins at large batches (`bench --shape cpu-llava --static-cache`, docs/measurements.md),
+  but there much of the dynamic cache's cost is the kernel mapping each step's fresh copy, which a
+  GPU's caching allocator avoids; whether it wins on a GPU, compile time included, is for the GPU
+  bench to show (its `engine_static` rival) before it becomes the default there.
 
 Rows per `generate`: `batch_size` at most; on CUDA as many as the free device memory holds
 (`benchmark.steering.memory`), planned once per prompt shape so every batch has the same shape.
