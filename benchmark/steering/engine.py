@@ -47,7 +47,7 @@ from transformers import StoppingCriteriaList
 from benchmark.models.adapters.base import ImageLike, VLMAdapter
 from benchmark.steering.clock import StageClock
 from benchmark.steering.interventions import Intervention
-from benchmark.steering.memory import free_device_bytes, row_bytes, rows_that_fit
+from benchmark.steering.memory import device_memory, row_bytes, rows_that_fit
 
 ROW_PIXELS = 2 ** 25
 """Image pixels per `generate` of per-row images at most on the CPU (their pixel values are 384 MB
@@ -91,7 +91,7 @@ class SteeringEngine:
         answers: list[str] = []
         if not len(images_BN):
             return answers
-        if self.vlm.device.type == "cuda":
+        if device_memory(self.vlm.device) is not None:
             prompt_tokens = self.vlm.encode(images_BN[:1], prompt, answer_prefix)["input_ids"].shape[1]
             rows = self.rows_per_generate(len(images_BN[0]), prompt_tokens, max_new_tokens)
         else:
@@ -112,12 +112,12 @@ class SteeringEngine:
         key = (n_images, prompt_tokens, new_tokens)
         if key not in self.plans:
             plan: dict = {"rows": self.batch_size, "batch_size": self.batch_size}
-            free = free_device_bytes(self.vlm.device)
-            if free is not None:
+            memory = device_memory(self.vlm.device)
+            if memory is not None:
                 per_row = row_bytes(self.vlm.model.config, prompt_tokens, new_tokens, n_images,
                                     len(self.vlm.token_patches()), self.vlm.dtype.itemsize)
-                plan.update(rows=rows_that_fit(per_row, free, self.batch_size), free_bytes=free,
-                            allocated_bytes=torch.cuda.memory_allocated(self.vlm.device), row_bytes=per_row.as_dict())
+                plan.update(rows=rows_that_fit(per_row, memory.free, self.batch_size), free_bytes=memory.free,
+                            allocated_bytes=memory.allocated, row_bytes=per_row.as_dict())
             self.plans[key] = plan
         return self.plans[key]["rows"]
 

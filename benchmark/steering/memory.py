@@ -73,10 +73,18 @@ def rows_that_fit(per_row: RowBytes, free_bytes: int, cap: int) -> int:
     return min(cap, usable // per_row.total)
 
 
-def free_device_bytes(device: torch.device) -> int | None:
-    """Bytes a new allocation could use on a CUDA device: free on the card plus what PyTorch's
-    allocator holds unused; None elsewhere (host memory is not planned this way)."""
+@dataclass(frozen=True)
+class DeviceMemory:
+    free: int
+    """Bytes a new allocation could use: free on the card plus what PyTorch's allocator holds unused."""
+    allocated: int
+    """Bytes PyTorch's tensors hold now (the weights among them)."""
+
+
+def device_memory(device: torch.device) -> DeviceMemory | None:
+    """A CUDA device's memory as a plan reads it; None elsewhere (host memory is not planned this way)."""
     if device.type != "cuda":
         return None
     free, _ = torch.cuda.mem_get_info(device)
-    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    allocated = torch.cuda.memory_allocated(device)
+    return DeviceMemory(free + torch.cuda.memory_reserved(device) - allocated, allocated)

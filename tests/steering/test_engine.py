@@ -9,6 +9,7 @@ import torch
 
 from benchmark.steering.clock import StageClock
 from benchmark.steering.engine import SteeringEngine
+from benchmark.steering.memory import RESERVE_BYTES, SAFETY, DeviceMemory, row_bytes
 from benchmark.steering.hook import steered_generate
 from tests.sources.test_adapters import FAMILIES, PROMPT, STEERED, planted_image
 from tests.timing import TickingClock
@@ -100,6 +101,36 @@ def test_a_static_cache_pads_the_last_batch_to_the_planned_shape(vlms, monkeypat
     got = engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 7), max_new_tokens=NEW_TOKENS)
     assert seen == [4, 4] and len(got) == 7
     assert engine.counts["answer_tokens"] == 7 * NEW_TOKENS
+
+
+@pytest.mark.parametrize("per_row_images", [False, True], ids=["shared", "per-row"])
+def test_rows_per_generate_follow_the_device_memory_plan(vlms, monkeypatch, per_row_images):
+    """Given a device with free memory for exactly 3 rows (a CUDA device's figures, stood in on the
+    CPU), an engine asked for 8 a batch sends 3 at a time, records its plan, and answers as before."""
+    vlm = vlms["llava"]
+    engine = SteeringEngine(vlm, STEERED, batch_size=8, **_no_specials(vlm))
+    images = [planted_image(255)] if not per_row_images else None
+    rows = np.stack([[planted_image(v)] for v in (0, 60, 120, 180, 240)])  # 5 rows, one image each
+    prompt_tokens = vlm.encode([[planted_image(255)]], PROMPT)["input_ids"].shape[1]
+    per_row = row_bytes(vlm.model.config, prompt_tokens, NEW_TOKENS, 1, len(vlm.token_patches()), 4)
+    free = int((3 * per_row.total + RESERVE_BYTES) / SAFETY) + 1
+    monkeypatch.setattr("benchmark.steering.engine.device_memory", lambda device: DeviceMemory(free, 10))
+    seen: list[int] = []
+    generate = vlm.model.generate
+    monkeypatch.setattr(vlm.model, "generate", lambda **kw: seen.append(len(kw["input_ids"])) or generate(**kw))
+    vectors = _vectors(vlm, 5)
+    if per_row_images:
+        got = engine.answer_rows(rows, PROMPT, vectors, max_new_tokens=NEW_TOKENS)
+        monkeypatch.undo()
+        assert got == _plain(vlm, rows, vectors, None)
+    else:
+        got = engine.answer(images, PROMPT, vectors, max_new_tokens=NEW_TOKENS)
+        monkeypatch.undo()
+        assert got == _plain(vlm, np.broadcast_to(images[0], (5, 1, *images[0].shape)), vectors, None)
+    assert seen == [3, 2]
+    (plan,) = engine.plans.values()
+    assert plan["rows"] == 3 and plan["batch_size"] == 8 and plan["free_bytes"] == free
+    assert plan["row_bytes"] == per_row.as_dict() and plan["allocated_bytes"] == 10
 
 
 def test_the_clock_splits_each_batch_into_tower_prefill_and_decode(vlms, monkeypatch):
