@@ -11,7 +11,7 @@ from benchmark.steering.clock import StageClock
 from benchmark.steering.engine import SteeringEngine
 from benchmark.steering.memory import RESERVE_BYTES, SAFETY, DeviceMemory, row_bytes
 from benchmark.steering.hook import steered_generate
-from tests.sources.test_adapters import FAMILIES, PROMPT, STEERED, planted_image
+from tests.sources.test_adapters import FAMILIES, PROMPT, SIZE, STEERED, planted_image
 from tests.timing import TickingClock
 
 NEW_TOKENS = 5
@@ -109,25 +109,22 @@ def test_rows_per_generate_follow_the_device_memory_plan(vlms, monkeypatch, per_
     CPU), an engine asked for 8 a batch sends 3 at a time, records its plan, and answers as before."""
     vlm = vlms["llava"]
     engine = SteeringEngine(vlm, STEERED, batch_size=8, **_no_specials(vlm))
-    images = [planted_image(255)] if not per_row_images else None
-    rows = np.stack([[planted_image(v)] for v in (0, 60, 120, 180, 240)])  # 5 rows, one image each
-    prompt_tokens = vlm.encode([[planted_image(255)]], PROMPT)["input_ids"].shape[1]
+    images_BNHWC = np.stack([[planted_image(v)] for v in (0, 60, 120, 180, 240)]) if per_row_images else \
+        np.broadcast_to(planted_image(255), (5, 1, SIZE, SIZE, 3))
+    vectors = _vectors(vlm, 5)
+    expected = _plain(vlm, images_BNHWC, vectors, None)
+    prompt_tokens = vlm.encode([images_BNHWC[0]], PROMPT)["input_ids"].shape[1]
     per_row = row_bytes(vlm.model.config, prompt_tokens, NEW_TOKENS, 1, len(vlm.token_patches()), 4)
     free = int((3 * per_row.total + RESERVE_BYTES) / SAFETY) + 1
     monkeypatch.setattr("benchmark.steering.engine.device_memory", lambda device: DeviceMemory(free, 10))
     seen: list[int] = []
     generate = vlm.model.generate
     monkeypatch.setattr(vlm.model, "generate", lambda **kw: seen.append(len(kw["input_ids"])) or generate(**kw))
-    vectors = _vectors(vlm, 5)
     if per_row_images:
-        got = engine.answer_rows(rows, PROMPT, vectors, max_new_tokens=NEW_TOKENS)
-        monkeypatch.undo()
-        assert got == _plain(vlm, rows, vectors, None)
+        got = engine.answer_rows(images_BNHWC, PROMPT, vectors, max_new_tokens=NEW_TOKENS)
     else:
-        got = engine.answer(images, PROMPT, vectors, max_new_tokens=NEW_TOKENS)
-        monkeypatch.undo()
-        assert got == _plain(vlm, np.broadcast_to(images[0], (5, 1, *images[0].shape)), vectors, None)
-    assert seen == [3, 2]
+        got = engine.answer([images_BNHWC[0, 0]], PROMPT, vectors, max_new_tokens=NEW_TOKENS)
+    assert got == expected and seen == [3, 2]
     (plan,) = engine.plans.values()
     assert plan["rows"] == 3 and plan["batch_size"] == 8 and plan["free_bytes"] == free
     assert plan["row_bytes"] == per_row.as_dict() and plan["allocated_bytes"] == 10
