@@ -6,7 +6,8 @@ Rivals, for steering (the white image, a vector at every tower token) and hybrid
 vectors at 20% of their tower tokens):
 - `seed`: the seed paper's setting: the steering hook around the model's own `generate`, 8
   features a call (`src/get_steering_explanations.py` of HPAI-BSC/vision-interp);
-- `plain`: the same hook + `generate` at the engine's batch (the full tower for every row);
+- `plain`: the same hook + `generate` at the engine's batch (the full tower for every row), its
+  prefill and decode timed as the engine's are, so the two compare stage by stage;
 - `engine`: `benchmark.steering.engine.SteeringEngine` at its planned batch (free device memory,
   `benchmark.steering.memory`), its stages timed per batch (`benchmark.steering.clock`) and set
   against the card's peaks (`benchmark.bench.roofline`);
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import BaseImageProcessor
+from transformers import BaseImageProcessor, StoppingCriteriaList
 
 from benchmark.bench.roofline import LMCosts, Peaks, breakdown, card_peaks
 from benchmark.bench.shapes import SHAPES, Shape, build_random_vlm, image_processor, synthetic_inputs, white_pixels
@@ -117,13 +118,17 @@ def _method(vlm: VLMAdapter, spec: Shape, n_images: int, engines: dict[str, Stee
     plan = engine.plans[(n_images, prompt, new_tokens)]
     section: dict = {"prompt_tokens": prompt, "rows": rows, "engine_features": n, "plan": plan}
 
-    def hooked(batch: int) -> Callable[[int], list[torch.Tensor]]:
-        return lambda k: _hooked(vlm, spec.sae_layer, one_row, vectors_BD[:k], _first(positions_BNT, k), batch, new_tokens)
+    def hooked(batch: int, hook_clock: StageClock | None = None) -> Callable[[int], list[torch.Tensor]]:
+        return lambda k: _hooked(vlm, spec.sae_layer, one_row, vectors_BD[:k], _first(positions_BNT, k), batch,
+                                 new_tokens, hook_clock)
 
     seed_features = min(n, SEED_ROWS * seed_calls)
     section["seed"] = _timed("features", hooked(SEED_ROWS), seed_features, min(SEED_ROWS, seed_features), vlm.device)
-    plain_timing = _timed("features", hooked(rows), rows, rows, vlm.device, keep=True)
+    plain_clock = StageClock(vlm.device)
+    plain_timing = _timed("features", hooked(rows, plain_clock), rows, rows, vlm.device, keep=True,
+                          before=plain_clock.reset)
     plain_tokens = plain_timing.pop("outputs")
+    plain_timing["breakdown"] = breakdown(plain_clock.batches(), costs, prompt, peaks)
     section["plain"] = plain_timing
     for key, eng in engines.items():
         run = _engine_run(eng, spec, n_images, vectors_BD, positions_BNT, rows, new_tokens)
@@ -145,8 +150,10 @@ def _first(positions_BNT: torch.Tensor | None, k: int) -> torch.Tensor | None:
 
 
 def _hooked(vlm: VLMAdapter, layer: int, one_row: dict, vectors_BD: torch.Tensor, positions_BNT: torch.Tensor | None,
-            batch: int, new_tokens: int) -> list[torch.Tensor]:
-    """The hook + `generate` path, `batch` features a call: every row runs the whole tower on its images."""
+            batch: int, new_tokens: int, clock: StageClock | None = None) -> list[torch.Tensor]:
+    """The hook + `generate` path, `batch` features a call: every row runs the whole tower on its images.
+    `clock`: its stages, the tower inside `generate` counted with the prefill (its tower_s is ~0)."""
+    timed = {} if clock is None else {"stopping_criteria": StoppingCriteriaList([clock])}
     n_images = len(one_row["pixel_values"])
     out: list[torch.Tensor] = []
     for start in range(0, len(vectors_BD), batch):
@@ -154,8 +161,12 @@ def _hooked(vlm: VLMAdapter, layer: int, one_row: dict, vectors_BD: torch.Tensor
         b = len(vectors_bD)
         inputs = {k: (v.repeat(b, 1, 1, 1) if k == "pixel_values" else v.expand(b, -1)) for k, v in one_row.items()}
         positions_nT = None if positions_BNT is None else positions_BNT[start:start + batch].flatten(0, 1)
+        if clock is not None:
+            clock.begin()
+            clock.tower_done(b)
         with steer(vlm.layer(layer), vectors_bD.repeat_interleave(n_images, dim=0), positions_nT), torch.no_grad():
-            ids = vlm.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+            ids = vlm.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                     **timed)
         out += list(ids[:, inputs["input_ids"].shape[1]:])
     return out
 

@@ -35,6 +35,7 @@ def test_rivals_rates_and_ratios_on_a_known_clock(shape, monkeypatch):
         assert (s["engine_over_seed"], s["engine_over_plain"]) == (1.5, 3.0)
         assert s["engine"]["tokens_equal"] == s["engine_static"]["tokens_equal"] == 1.0  # fp32: the same answers
         assert s["engine"]["breakdown"]["rows"] == [rows] * 3  # the warm-up's batch is not counted
+        assert s["plain"]["breakdown"]["rows"] == [rows] and s["plain"]["breakdown"]["decode_s"] > 0
         assert report["ratios"][name] == {k: s[k] for k in ("engine_over_seed", "engine_over_plain",
                                                           "engine_static_over_seed", "engine_static_over_plain")}
     assert report["hybrid"]["prompt_tokens"] > report["steering"]["prompt_tokens"]  # five images a row
