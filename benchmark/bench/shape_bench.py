@@ -19,6 +19,7 @@ features; bf16 on a GPU, where kernels differ with the batch shape).
 The top-k pass is timed from pixel tensors on the device (`topk`) and from JPEG files on disk
 (`topk_jpeg`: decoded by DataLoader workers, resized by the pool, processed on the device).
 With `on_part`, each finished section is handed over as it ends, so a time-out keeps what finished.
+A rival that runs out of device memory is reported as such (`error`), and the others still run.
 """
 from __future__ import annotations
 
@@ -91,8 +92,8 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
     pixels = white_pixels(vlm, images)
     tower = engines["engine"]
     topk = lambda k: [None for _ in tower.tower_states(pixels[:k], spec.topk_batch)]  # noqa: E731
-    report["topk"] = {"images": images, "batch_size": spec.topk_batch,
-                      **_timed("images", topk, images, spec.topk_batch, vlm.device)}
+    report["topk"] = {"images": images, "batch_size": spec.topk_batch, **_unless_out_of_memory(
+        lambda: _timed("images", topk, images, spec.topk_batch, vlm.device), spec.topk_batch, vlm.device)}
     on_part("topk", report["topk"])
     processor = vlm.processor.image_processor if vlm.processor is not None else image_processor(spec)
     report["topk_jpeg"] = _jpeg_pass(tower, processor, spec, jpeg_images or images)
@@ -123,26 +124,51 @@ def _method(vlm: VLMAdapter, spec: Shape, n_images: int, engines: dict[str, Stee
                                  new_tokens, hook_clock)
 
     seed_features = min(n, SEED_ROWS * seed_calls)
-    section["seed"] = _timed("features", hooked(SEED_ROWS), seed_features, min(SEED_ROWS, seed_features), vlm.device)
+    section["seed"] = _unless_out_of_memory(
+        lambda: _timed("features", hooked(SEED_ROWS), seed_features, min(SEED_ROWS, seed_features), vlm.device),
+        SEED_ROWS, vlm.device)
     plain_clock = StageClock(vlm.device)
-    plain_timing = _timed("features", hooked(rows, plain_clock), rows, rows, vlm.device, keep=True,
-                          before=plain_clock.reset)
-    plain_tokens = plain_timing.pop("outputs")
-    plain_timing["breakdown"] = breakdown(plain_clock.batches(), costs, prompt, peaks)
-    section["plain"] = plain_timing
+
+    def plain() -> dict:
+        timing = _timed("features", hooked(rows, plain_clock), rows, rows, vlm.device, keep=True,
+                        before=plain_clock.reset)
+        return {**timing, "breakdown": breakdown(plain_clock.batches(), costs, prompt, peaks)}
+
+    section["plain"] = _unless_out_of_memory(plain, rows, vlm.device)
+    plain_tokens = section["plain"].pop("outputs", None)
     for key, eng in engines.items():
-        run = _engine_run(eng, spec, n_images, vectors_BD, positions_BNT, rows, new_tokens)
-        timing = _timed("features", run, n, rows, vlm.device, keep=True,
-                        before=clock.reset if eng.clock is clock else None)
-        timing["tokens_equal"] = _share_equal(timing.pop("outputs")[:rows], plain_tokens)
+        def timed_engine() -> dict:
+            run = _engine_run(eng, spec, n_images, vectors_BD, positions_BNT, rows, new_tokens)
+            timing = _timed("features", run, n, rows, vlm.device, keep=True,
+                            before=clock.reset if eng.clock is clock else None)
+            if eng.clock is clock:
+                timing["breakdown"] = breakdown(clock.batches(), costs, prompt, peaks)
+            return timing
+
+        timing = _unless_out_of_memory(timed_engine, rows, vlm.device)
+        outputs = timing.pop("outputs", None)
+        if outputs is not None and plain_tokens is not None:
+            timing["tokens_equal"] = _share_equal(outputs[:rows], plain_tokens)
         if "row_bytes" in plan:
             timing["planned_peak_gib"] = round((plan["allocated_bytes"] + rows * plan["row_bytes"]["total"]) / GIB, 2)
-        if eng.clock is clock:
-            timing["breakdown"] = breakdown(clock.batches(), costs, prompt, peaks)
         section[key] = timing
         for rival in ("seed", "plain"):
-            section[f"{key}_over_{rival}"] = round(section[key]["features_per_s"] / section[rival]["features_per_s"], 2)
+            if "features_per_s" in timing and "features_per_s" in section[rival]:
+                section[f"{key}_over_{rival}"] = round(timing["features_per_s"] / section[rival]["features_per_s"], 2)
     return section
+
+
+def _unless_out_of_memory(measure: Callable[[], dict], rows: int, device: torch.device) -> dict:
+    """A rival's timing, or `{"error": "out of memory", "rows": rows}` when the device ran out: a
+    finding for the report (a plan that asked too much, or plain `generate`'s limit at the engine's
+    batch), not the end of the run; what the rival held is released for the next one."""
+    try:
+        return measure()
+    except torch.OutOfMemoryError:
+        pass
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"error": "out of memory", "rows": rows}
 
 
 def _first(positions_BNT: torch.Tensor | None, k: int) -> torch.Tensor | None:
@@ -215,7 +241,8 @@ def _jpeg_pass(engine: SteeringEngine, processor: BaseImageProcessor, spec: Shap
                 pixels = processor(list(images), return_tensors="pt", **on_device)["pixel_values"]
                 for _ in engine.tower_states(pixels.to(engine.vlm.device, engine.vlm.dtype), spec.topk_batch):
                     pass
-        timing = _timed("images", run, n_images, min(n_images, spec.topk_batch), engine.vlm.device)
+        timing = _unless_out_of_memory(lambda: _timed("images", run, n_images, min(n_images, spec.topk_batch),
+                                                      engine.vlm.device), spec.topk_batch, engine.vlm.device)
     return {"images": n_images, "batch_size": spec.topk_batch, "workers": workers, "side": side, **timing}
 
 

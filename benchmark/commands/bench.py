@@ -107,8 +107,14 @@ def shape_lines(report: dict) -> list[str]:
     for name in ("steering", "hybrid"):
         s = report[name]
         rivals = [k for k in ("seed", "plain", "engine", "engine_static") if k in s]
-        lines.append(f"{name:<9} " + "   ".join(f"{k} {s[k]['features_per_s']:.2f}" for k in rivals)
-                     + f" feat/s   engine x{s['engine_over_seed']:.1f} seed, x{s['engine_over_plain']:.2f} plain"
-                     f"   ({s['rows']} rows)")
-    return lines + [f"top-k pass {report['topk']['images_per_s']:.0f} images/s from tensors, "
-                    f"{report['topk_jpeg']['images_per_s']:.0f} from JPEGs"]
+        ratios = ", ".join(f"x{s[f'engine_over_{k}']:.2f} {k}" for k in ("seed", "plain") if f"engine_over_{k}" in s)
+        lines.append(f"{name:<9} " + "   ".join(f"{k} {_rate(s[k])}" for k in rivals)
+                     + f" feat/s   engine {ratios or 'without a ratio'}   ({s['rows']} rows)")
+    return lines + [f"top-k pass {_rate(report['topk'], 'images')} images/s from tensors, "
+                    f"{_rate(report['topk_jpeg'], 'images')} from JPEGs"]
+
+
+def _rate(timing: dict, unit: str = "features") -> str:
+    """A rival's rate, or what stopped it."""
+    rate = timing.get(f"{unit}_per_s")
+    return timing["error"].replace(" ", "-") if rate is None else f"{rate:.2f}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmark.bench.shape_bench import SEED_ROWS, run_shape_bench
 from benchmark.bench.shapes import SHAPES
@@ -43,6 +44,33 @@ def test_rivals_rates_and_ratios_on_a_known_clock(shape, monkeypatch):
     assert report["topk_jpeg"]["images"] == 6 and report["topk_jpeg"]["images_per_s"] == 6 / STEP
     assert report["topk_jpeg"]["workers"] == 0  # decoding in the process beside a CPU model
     assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg"]
+
+
+def test_a_rival_out_of_device_memory_is_reported_and_the_others_still_run(monkeypatch):
+    """Plain `generate` at the engine's batch runs out of memory (as it may on an 80 GB card): its
+    entry says so, the engine is still timed, the ratios to it and the token agreement are left out
+    (nothing to compare with), the seed's stay, and the lines for people say what happened."""
+    from benchmark.bench import shape_bench
+    from benchmark.commands.bench import shape_lines
+
+    hooked = shape_bench._hooked
+
+    def out_of_memory_at_the_engine_batch(*args, **kwargs):
+        if args[5] != SEED_ROWS:  # `batch`: the plain rival's
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return hooked(*args, **kwargs)
+
+    monkeypatch.setattr(shape_bench, "_hooked", out_of_memory_at_the_engine_batch)
+    monkeypatch.setattr(shape_bench, "time", TickingClock(STEP))
+    report = run_shape_bench("tiny", "cpu", new_tokens=2, seed_calls=1, engine_batches=3, topk_images=4, jpeg_images=2)
+    rows = SHAPES["tiny"].max_rows
+    for name in ("steering", "hybrid"):
+        s = report[name]
+        assert s["plain"] == {"error": "out of memory", "rows": rows}
+        assert s["engine"]["features_per_s"] == 3 * rows / STEP and "tokens_equal" not in s["engine"]
+        assert report["ratios"][name] == {"engine_over_seed": s["engine_over_seed"]}
+    assert shape_lines(report)[0] == (f"steering  seed {SEED_ROWS / STEP:.2f}   plain out-of-memory   engine "
+                                      f"{3 * rows / STEP:.2f} feat/s   engine x1.50 seed   ({rows} rows)")
 
 
 def test_cli_prints_parts_as_they_finish_then_the_report(capsys, monkeypatch):
