@@ -1,6 +1,7 @@
 """The split-tower steering engine gives the plain hook + `generate` path's answers, for every family,
 in fp32 on tiny random-weight checkpoints, with the dynamic KV cache and with the static one (its
-partial batches padded to one shape); its clock splits each batch into tower, prefill and decode."""
+partial batches padded to one shape, compiled once as on CUDA); its clock splits each batch into
+tower, prefill and decode."""
 from __future__ import annotations
 
 import numpy as np
@@ -101,6 +102,37 @@ def test_a_static_cache_pads_the_last_batch_to_the_planned_shape(vlms, monkeypat
     got = engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 7), max_new_tokens=NEW_TOKENS)
     assert seen == [4, 4] and len(got) == 7
     assert engine.counts["answer_tokens"] == 7 * NEW_TOKENS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_compiled_static_cache_compiles_once_and_answers_as_the_hook_loop(vlms, family, monkeypatch):
+    """What a CUDA device runs: transformers compiles a static cache's decoding step there, and only
+    there, so it is forced here on the CPU (`_compile_all_devices`). 7 features at 4 a batch: the
+    padded last batch reuses the first batch's graphs (none is added), and the answers are the hook's."""
+    from torch._dynamo.utils import counters
+    from transformers import CompileConfig
+
+    vlm = vlms[family]
+    compile_config = CompileConfig(mode="default")
+    compile_config._compile_all_devices = True
+    monkeypatch.setattr(vlm.model.generation_config, "compile_config", compile_config)
+    torch._dynamo.reset()
+    engine = SteeringEngine(vlm, STEERED, batch_size=4, static_cache=True, **_no_specials(vlm))
+    empty = planted_image(255)
+    vectors = _vectors(vlm, 7)
+    graphs: list[int] = []
+    generate = engine._generate
+
+    def counted(*args):
+        out = generate(*args)
+        graphs.append(counters["stats"]["unique_graphs"])
+        return out
+
+    monkeypatch.setattr(engine, "_generate", counted)
+    got = engine.answer([empty], PROMPT, vectors, max_new_tokens=NEW_TOKENS)
+    assert graphs[0] > 0 and graphs == [graphs[0]] * 2  # compiled in the first batch, reused in the second
+    assert got == _plain(vlm, np.broadcast_to(empty, (7, 1, *empty.shape)), vectors, None)
 
 
 @pytest.mark.parametrize("per_row_images", [False, True], ids=["shared", "per-row"])
