@@ -51,6 +51,7 @@ def test_config_values_get_the_flags_checks(tmp_path):
     assert e.value.code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, message", [
     ("methdo = 'hybrid'\n", "unknown option 'methdo'; did you mean 'method'?"),
     ("method = 'hybird'\n", "unknown method 'hybird'; did you mean hybrid?"),
