@@ -12,7 +12,8 @@ vectors at 20% of their tower tokens):
   `benchmark.steering.memory`), its stages timed per batch (`benchmark.steering.clock`) and set
   against the card's peaks (`benchmark.bench.roofline`);
 - `engine_static` (`static_cache=True`): the engine with transformers' static KV cache, which it
-  compiles on CUDA.
+  compiles on CUDA; timed after everything else (parts `steering_static`, `hybrid_static`), since
+  compiling takes minutes and a time-out should cost only these parts.
 `tokens_equal`: the share of rows whose new tokens the engine and `plain` give alike (the same
 features; bf16 on a GPU, where kernels differ with the batch shape).
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,36 +81,56 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
     on_part("model", report)
     clock = StageClock(vlm.device)
     fixed = {"min_new_tokens": new_tokens}
-    engines = {"engine": SteeringEngine(vlm, spec.sae_layer, spec.max_rows, clock=clock, **fixed)}
-    if static_cache:
-        engines["engine_static"] = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed)
-        engines["engine_static"].plans = engines["engine"].plans  # the same rows, whatever is free by then
+    engine = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, clock=clock, **fixed)
     costs = LMCosts.of(vlm)
+    workloads, plain_tokens = {}, {}
     for name, n_images in (("steering", 1), ("hybrid", HYBRID_IMAGES)):
-        report[name] = _method(vlm, spec, n_images, engines, clock, costs, peaks, new_tokens, seed_calls,
-                               engine_batches)
+        work = workloads[name] = _workload(vlm, spec, n_images, engine, new_tokens, engine_batches)
+        report[name], plain_tokens[name] = _rivals(vlm, spec, work, clock, costs, peaks, new_tokens, seed_calls)
+        report[name].update(_engine_entry("engine", engine, report[name], work, plain_tokens[name], clock, costs,
+                                          peaks, spec, new_tokens))
         on_part(name, report[name])
     images = topk_images or 4 * spec.topk_batch
     pixels = white_pixels(vlm, images)
-    tower = engines["engine"]
-    topk = lambda k: [None for _ in tower.tower_states(pixels[:k], spec.topk_batch)]  # noqa: E731
+    topk = lambda k: [None for _ in engine.tower_states(pixels[:k], spec.topk_batch)]  # noqa: E731
     report["topk"] = {"images": images, "batch_size": spec.topk_batch, **_unless_out_of_memory(
         lambda: _timed("images", topk, images, spec.topk_batch, vlm.device), spec.topk_batch, vlm.device)}
     on_part("topk", report["topk"])
     processor = vlm.processor.image_processor if vlm.processor is not None else image_processor(spec)
-    report["topk_jpeg"] = _jpeg_pass(tower, processor, spec, jpeg_images or images)
+    report["topk_jpeg"] = _jpeg_pass(engine, processor, spec, jpeg_images or images)
     on_part("topk_jpeg", report["topk_jpeg"])
+    if static_cache:  # last: it compiles per batch shape (minutes), so a time-out costs only its parts
+        static = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed)
+        static.plans = engine.plans  # the same rows, whatever is free by then
+        for name, work in workloads.items():
+            added = _engine_entry("engine_static", static, report[name], work, plain_tokens[name], clock, costs,
+                                  peaks, spec, new_tokens)
+            report[name].update(added)
+            on_part(f"{name}_static", added)
     report["ratios"] = {name: {k: report[name][k] for k in report[name] if k.startswith("engine") and "_over_" in k}
                         for name in ("steering", "hybrid")}
     return report
 
 
-def _method(vlm: VLMAdapter, spec: Shape, n_images: int, engines: dict[str, SteeringEngine], clock: StageClock,
-            costs: LMCosts, peaks: Peaks | None, new_tokens: int, seed_calls: int, engine_batches: int) -> dict:
-    """One method's rivals on the same vectors: seed, plain, the engine(s); ratios, breakdown, agreement."""
+@dataclass(frozen=True)
+class _Workload:
+    """What every rival of one method answers: `rows` per engine `generate` (its plan), `n` features
+    with their vectors (n, D) and, for hybrid, steered positions (n, images, tower tokens)."""
+
+    n_images: int
+    one_row: dict[str, torch.Tensor]
+    prompt_tokens: int
+    rows: int
+    n: int
+    vectors_BD: torch.Tensor
+    positions_BNT: torch.Tensor | None
+    plan: dict
+
+
+def _workload(vlm: VLMAdapter, spec: Shape, n_images: int, engine: SteeringEngine, new_tokens: int,
+              engine_batches: int) -> _Workload:
     one_row = synthetic_inputs(vlm, n_images, spec.prompt_tokens, 1)
     prompt = one_row["input_ids"].shape[1]
-    engine = engines["engine"]
     rows = engine.rows_per_generate(n_images, prompt, new_tokens)
     n = rows * engine_batches
     g = torch.Generator().manual_seed(1)
@@ -116,46 +138,63 @@ def _method(vlm: VLMAdapter, spec: Shape, n_images: int, engines: dict[str, Stee
     tokens_T = len(vlm.token_patches())
     positions_BNT = None if n_images == 1 else \
         (torch.rand(n, n_images, tokens_T, generator=g) < HYBRID_ACTIVE).to(vlm.device)
-    plan = engine.plans[(n_images, prompt, new_tokens)]
-    section: dict = {"prompt_tokens": prompt, "rows": rows, "engine_features": n, "plan": plan}
+    return _Workload(n_images, one_row, prompt, rows, n, vectors_BD, positions_BNT,
+                     engine.plans[(n_images, prompt, new_tokens)])
+
+
+def _rivals(vlm: VLMAdapter, spec: Shape, work: _Workload, clock: StageClock, costs: LMCosts, peaks: Peaks | None,
+            new_tokens: int, seed_calls: int) -> tuple[dict, list[torch.Tensor] | None]:
+    """The hook + `generate` rivals: the seed's 8 a call, and plain at the engine's rows (with its
+    breakdown); the section so far and plain's tokens (None when it ran out of memory)."""
+    section: dict = {"prompt_tokens": work.prompt_tokens, "rows": work.rows, "engine_features": work.n,
+                     "plan": work.plan}
 
     def hooked(batch: int, hook_clock: StageClock | None = None) -> Callable[[int], list[torch.Tensor]]:
-        return lambda k: _hooked(vlm, spec.sae_layer, one_row, vectors_BD[:k], _first(positions_BNT, k), batch,
-                                 new_tokens, hook_clock)
+        return lambda k: _hooked(vlm, spec.sae_layer, work.one_row, work.vectors_BD[:k],
+                                 _first(work.positions_BNT, k), batch, new_tokens, hook_clock)
 
-    seed_features = min(n, SEED_ROWS * seed_calls)
+    seed_features = min(work.n, SEED_ROWS * seed_calls)
     section["seed"] = _unless_out_of_memory(
         lambda: _timed("features", hooked(SEED_ROWS), seed_features, min(SEED_ROWS, seed_features), vlm.device),
         SEED_ROWS, vlm.device)
     plain_clock = StageClock(vlm.device)
 
     def plain() -> dict:
-        timing = _timed("features", hooked(rows, plain_clock), rows, rows, vlm.device, keep=True,
+        timing = _timed("features", hooked(work.rows, plain_clock), work.rows, work.rows, vlm.device, keep=True,
                         before=plain_clock.reset)
-        return {**timing, "breakdown": breakdown(plain_clock.batches(), costs, prompt, peaks)}
+        return {**timing, "breakdown": breakdown(plain_clock.batches(), costs, work.prompt_tokens, peaks)}
 
-    section["plain"] = _unless_out_of_memory(plain, rows, vlm.device)
-    plain_tokens = section["plain"].pop("outputs", None)
-    for key, eng in engines.items():
-        def timed_engine() -> dict:
-            run = _engine_run(eng, spec, n_images, vectors_BD, positions_BNT, rows, new_tokens)
-            timing = _timed("features", run, n, rows, vlm.device, keep=True,
-                            before=clock.reset if eng.clock is clock else None)
-            if eng.clock is clock:
-                timing["breakdown"] = breakdown(clock.batches(), costs, prompt, peaks)
-            return timing
+    section["plain"] = _unless_out_of_memory(plain, work.rows, vlm.device)
+    return section, section["plain"].pop("outputs", None)
 
-        timing = _unless_out_of_memory(timed_engine, rows, vlm.device)
-        outputs = timing.pop("outputs", None)
-        if outputs is not None and plain_tokens is not None:
-            timing["tokens_equal"] = _share_equal(outputs[:rows], plain_tokens)
-        if "row_bytes" in plan:
-            timing["planned_peak_gib"] = round((plan["allocated_bytes"] + rows * plan["row_bytes"]["total"]) / GIB, 2)
-        section[key] = timing
-        for rival in ("seed", "plain"):
-            if "features_per_s" in timing and "features_per_s" in section[rival]:
-                section[f"{key}_over_{rival}"] = round(timing["features_per_s"] / section[rival]["features_per_s"], 2)
-    return section
+
+def _engine_entry(key: str, engine: SteeringEngine, section: dict, work: _Workload,
+                  plain_tokens: list[torch.Tensor] | None, clock: StageClock, costs: LMCosts, peaks: Peaks | None,
+                  spec: Shape, new_tokens: int) -> dict:
+    """`key`: the engine's timing on the workload (its breakdown when it runs on `clock`, its tokens'
+    agreement with plain's, the plan's peak), and its ratios to the rivals in `section`."""
+    timed_by_clock = engine.clock is clock
+
+    def timed() -> dict:
+        run = _engine_run(engine, spec, work.n_images, work.vectors_BD, work.positions_BNT, work.rows, new_tokens)
+        timing = _timed("features", run, work.n, work.rows, engine.vlm.device, keep=True,
+                        before=clock.reset if timed_by_clock else None)
+        if timed_by_clock:
+            timing["breakdown"] = breakdown(clock.batches(), costs, work.prompt_tokens, peaks)
+        return timing
+
+    timing = _unless_out_of_memory(timed, work.rows, engine.vlm.device)
+    outputs = timing.pop("outputs", None)
+    if outputs is not None and plain_tokens is not None:
+        timing["tokens_equal"] = _share_equal(outputs[:work.rows], plain_tokens)
+    plan = work.plan
+    if "row_bytes" in plan:
+        timing["planned_peak_gib"] = round((plan["allocated_bytes"] + work.rows * plan["row_bytes"]["total"]) / GIB, 2)
+    entry = {key: timing}
+    for rival in ("seed", "plain"):
+        if "features_per_s" in timing and "features_per_s" in section[rival]:
+            entry[f"{key}_over_{rival}"] = round(timing["features_per_s"] / section[rival]["features_per_s"], 2)
+    return entry
 
 
 def _unless_out_of_memory(measure: Callable[[], dict], rows: int, device: torch.device) -> dict:
@@ -264,8 +303,11 @@ def _timed(key: str, run: Callable[[int], object], n: int, warmup: int, device: 
     (e.g. to drop the clock's warm-up batches). Every rival warms up on one full batch of its own:
     the first run at a batch size pays for memory the allocator has not mapped yet (on a CPU a
     32-row plain `generate` took 7.5 s cold and 4.0 s warm), and a static cache compiles per shape;
-    a one-row warm-up would charge that to whichever rival ran first."""
+    a one-row warm-up would charge that to whichever rival ran first. `warmup_s`: what the warm-up
+    took (a static cache's compilation shows there)."""
+    start = time.perf_counter()
     run(warmup)
+    warmup_s = time.perf_counter() - start
     if before is not None:
         before()
     if device.type == "cuda":
@@ -276,7 +318,7 @@ def _timed(key: str, run: Callable[[int], object], n: int, warmup: int, device: 
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    out = {"n": n, f"{key}_per_s": round(n / seconds, 3), "seconds": round(seconds, 3)}
+    out = {"n": n, f"{key}_per_s": round(n / seconds, 3), "seconds": round(seconds, 3), "warmup_s": round(warmup_s, 3)}
     if device.type == "cuda":
         out["peak_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
     if keep:

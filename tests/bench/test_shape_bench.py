@@ -43,7 +43,7 @@ def test_rivals_rates_and_ratios_on_a_known_clock(shape, monkeypatch):
     assert report["topk"]["images_per_s"] == 8 / STEP
     assert report["topk_jpeg"]["images"] == 6 and report["topk_jpeg"]["images_per_s"] == 6 / STEP
     assert report["topk_jpeg"]["workers"] == 0  # decoding in the process beside a CPU model
-    assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg"]
+    assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg", "steering_static", "hybrid_static"]
 
 
 def test_a_rival_out_of_device_memory_is_reported_and_the_others_still_run(monkeypatch):
