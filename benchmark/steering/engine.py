@@ -183,8 +183,9 @@ class SteeringEngine:
         features = self.vlm.image_features(hidden_nTD, self.hidden_state)
         if self.clock is not None:
             self.clock.tower_done(text["input_ids"].shape[0])
-        out = self.vlm.model.generate(**text, mm_encoder_outputs={"image": self.vlm.encoder_output(features)},
-                                      max_new_tokens=max_new_tokens, do_sample=False, **self.generate_kwargs)
+        with self.vlm.decoding():
+            out = self.vlm.model.generate(**text, mm_encoder_outputs={"image": self.vlm.encoder_output(features)},
+                                          max_new_tokens=max_new_tokens, do_sample=False, **self.generate_kwargs)
         new_bS = out[:b, text["input_ids"].shape[1]:]
         text = {k: v[:b] for k, v in text.items()}
         pad = self.vlm.model.generation_config.pad_token_id

@@ -104,6 +104,26 @@ def test_a_static_cache_pads_the_last_batch_to_the_planned_shape(vlms, monkeypat
     assert engine.counts["answer_tokens"] == 7 * NEW_TOKENS
 
 
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic", "static"])
+def test_gemma3_builds_its_image_block_masks_for_the_prefills_only(vlms, monkeypatch, static_cache):
+    """With a static cache transformers builds every decoding step's masks before the forward; the
+    bidirectional image-block ones are for the prefill (a decoding step's one new token is text), so
+    two `generate` calls build them twice, whatever the number of new tokens (`Gemma3Adapter.decoding`);
+    the answers are the hook's (the equality tests above). The model is left as it was."""
+    import transformers.models.gemma3.modeling_gemma3 as modeling_gemma3
+
+    vlm = vlms["gemma3"]
+    built: list[int] = []
+    create = modeling_gemma3.create_masks_for_vision_model
+    monkeypatch.setattr(modeling_gemma3, "create_masks_for_vision_model",
+                        lambda **kwargs: built.append(kwargs["inputs_embeds"].shape[1]) or create(**kwargs))
+    engine = SteeringEngine(vlm, STEERED, batch_size=4, static_cache=static_cache, min_new_tokens=NEW_TOKENS,
+                            **_no_specials(vlm))
+    engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 7), max_new_tokens=NEW_TOKENS)
+    assert len(built) == 2 and min(built) > 1  # one per prefill, never a one-token step
+    assert "prepare_inputs_for_generation" not in vars(vlm.model)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_compiled_static_cache_compiles_once_and_answers_as_the_hook_loop(vlms, family, monkeypatch):

@@ -15,7 +15,8 @@ engine can compute the prefix once and reuse it.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -204,6 +205,12 @@ class VLMAdapter:
 
     def decode(self, new_ids_BS: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.processor.batch_decode(new_ids_BS, skip_special_tokens=True)]
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """What the family needs around the steering engine's `generate` calls: nothing by default
+        (Gemma 3: decoding steps without image-token types)."""
+        yield
 
     @torch.no_grad()
     def generate(self, images: Sequence[Sequence[ImageLike]], prompt: str, max_new_tokens: int,
