@@ -20,7 +20,8 @@ features; bf16 on a GPU, where kernels differ with the batch shape).
 The top-k pass is timed from pixel tensors on the device (`topk`) and from JPEG files on disk
 (`topk_jpeg`: decoded by DataLoader workers, resized by the pool, processed on the device).
 With `on_part`, each finished section is handed over as it ends, so a time-out keeps what finished.
-A rival that runs out of device memory is reported as such (`error`), and the others still run.
+A rival that runs out of device memory is reported as such (`error`), and the others still run; a
+part that fails otherwise is reported with its error, named in `failed_parts`, and the others run.
 """
 from __future__ import annotations
 
@@ -83,30 +84,45 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
     fixed = {"min_new_tokens": new_tokens}
     engine = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, clock=clock, **fixed)
     costs = LMCosts.of(vlm)
+    report["failed_parts"] = []
+
+    def part(name: str, build: Callable[[], dict]) -> dict:
+        """A part's report, or the error that stopped it: on a lent machine's one run, a part that
+        fails (a package missing there, a kernel the card lacks) must not cost the others."""
+        try:
+            value = build()
+        except Exception as error:  # reported in the part and in `failed_parts`; the command exits 1
+            value = {"error": f"{type(error).__name__}: {error}"}
+            report["failed_parts"].append(name)
+        on_part(name, value)
+        return value
+
     workloads, plain_tokens = {}, {}
     for name, n_images in (("steering", 1), ("hybrid", HYBRID_IMAGES)):
-        work = workloads[name] = _workload(vlm, spec, n_images, engine, new_tokens, engine_batches)
-        report[name], plain_tokens[name] = _rivals(vlm, spec, work, clock, costs, peaks, new_tokens, seed_calls)
-        report[name].update(_engine_entry("engine", engine, report[name], work, plain_tokens[name], clock, costs,
-                                          peaks, spec, new_tokens))
-        on_part(name, report[name])
+        def method() -> dict:
+            work = _workload(vlm, spec, n_images, engine, new_tokens, engine_batches)
+            section, tokens = _rivals(vlm, spec, work, clock, costs, peaks, new_tokens, seed_calls)
+            section.update(_engine_entry("engine", engine, section, work, tokens, clock, costs, peaks, spec,
+                                         new_tokens))
+            workloads[name], plain_tokens[name] = work, tokens
+            return section
+
+        report[name] = part(name, method)
     images = topk_images or 4 * spec.topk_batch
     pixels = white_pixels(vlm, images)
     topk = lambda k: [None for _ in engine.tower_states(pixels[:k], spec.topk_batch)]  # noqa: E731
-    report["topk"] = {"images": images, "batch_size": spec.topk_batch, **_unless_out_of_memory(
-        lambda: _timed("images", topk, images, spec.topk_batch, vlm.device), spec.topk_batch, vlm.device)}
-    on_part("topk", report["topk"])
+    report["topk"] = part("topk", lambda: {"images": images, "batch_size": spec.topk_batch, **_unless_out_of_memory(
+        lambda: _timed("images", topk, images, spec.topk_batch, vlm.device), spec.topk_batch, vlm.device)})
     processor = vlm.processor.image_processor if vlm.processor is not None else image_processor(spec)
-    report["topk_jpeg"] = _jpeg_pass(engine, processor, spec, jpeg_images or images)
-    on_part("topk_jpeg", report["topk_jpeg"])
+    report["topk_jpeg"] = part("topk_jpeg", lambda: _jpeg_pass(engine, processor, spec, jpeg_images or images))
     if static_cache:  # last: it compiles per batch shape (minutes), so a time-out costs only its parts
         static = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed)
         static.plans = engine.plans  # the same rows, whatever is free by then
         for name, work in workloads.items():
-            added = _engine_entry("engine_static", static, report[name], work, plain_tokens[name], clock, costs,
-                                  peaks, spec, new_tokens)
-            report[name].update(added)
-            on_part(f"{name}_static", added)
+            added = part(f"{name}_static", lambda: _engine_entry("engine_static", static, report[name], work,
+                                                                  plain_tokens[name], clock, costs, peaks, spec,
+                                                                  new_tokens))
+            report[name].update({"engine_static": added} if "error" in added else added)
     report["ratios"] = {name: {k: report[name][k] for k in report[name] if k.startswith("engine") and "_over_" in k}
                         for name in ("steering", "hybrid")}
     return report

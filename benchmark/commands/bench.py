@@ -98,23 +98,34 @@ def shape_main(args: argparse.Namespace) -> int:
 
     report = run_shape_bench(args.shape, args.device, random_weights=args.random_weights, path=args.checkpoint,
                              new_tokens=args.new_tokens, static_cache=args.static_cache, on_part=part)
-    return emit(shape_lines(report), report, args.json)
+    return emit(shape_lines(report), report, args.json) or int(bool(report["failed_parts"]))
 
 
 def shape_lines(report: dict) -> list[str]:
-    """Per method: each rival's features/s and the engine's ratios; then the top-k pass."""
+    """Per method: each rival's features/s and the engine's ratios; then the top-k pass; then what failed."""
     lines = []
     for name in ("steering", "hybrid"):
         s = report[name]
+        if "rows" not in s:
+            lines.append(f"{name:<9} failed: {s['error']}")
+            continue
         rivals = [k for k in ("seed", "plain", "engine", "engine_static") if k in s]
         ratios = ", ".join(f"x{s[f'engine_over_{k}']:.2f} {k}" for k in ("seed", "plain") if f"engine_over_{k}" in s)
         lines.append(f"{name:<9} " + "   ".join(f"{k} {_rate(s[k])}" for k in rivals)
                      + f" feat/s   engine {ratios or 'without a ratio'}   ({s['rows']} rows)")
-    return lines + [f"top-k pass {_rate(report['topk'], 'images')} images/s from tensors, "
-                    f"{_rate(report['topk_jpeg'], 'images')} from JPEGs"]
+    lines.append(f"top-k pass {_rate(report['topk'], 'images')} images/s from tensors, "
+                 f"{_rate(report['topk_jpeg'], 'images')} from JPEGs")
+    return lines + [f"{name} failed: {_part(report, name)['error']}" for name in report["failed_parts"]]
+
+
+def _part(report: dict, name: str) -> dict:
+    """A part's entry in the report: `hybrid_static` is hybrid's `engine_static`."""
+    return report[name.removesuffix("_static")]["engine_static"] if name.endswith("_static") else report[name]
 
 
 def _rate(timing: dict, unit: str = "features") -> str:
-    """A rival's rate, or what stopped it."""
+    """A rival's rate, or what stopped it (a failure's error has a line of its own)."""
     rate = timing.get(f"{unit}_per_s")
-    return timing["error"].replace(" ", "-") if rate is None else f"{rate:.2f}"
+    if rate is not None:
+        return f"{rate:.2f}"
+    return "out-of-memory" if timing["error"] == "out of memory" else "failed"

@@ -73,6 +73,27 @@ def test_a_rival_out_of_device_memory_is_reported_and_the_others_still_run(monke
                                       f"{3 * rows / STEP:.2f} feat/s   engine x1.50 seed   ({rows} rows)")
 
 
+def test_a_failing_part_is_reported_the_others_run_and_the_command_exits_1(capsys, monkeypatch):
+    """On a lent machine's one run, the JPEG pass fails (as it would without `datasets` there): its
+    part carries the error, the static-cache parts after it still run, and the command exits 1."""
+    from benchmark.cli import main
+
+    def no_datasets(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'datasets'")
+
+    monkeypatch.setattr("benchmark.bench.shape_bench._jpeg_pass", no_datasets)
+    assert main(["bench", "--shape", "tiny", "--random-weights", "--device", "cpu", "--new-tokens", "2",
+                 "--static-cache", "--json"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    parts = {p.pop("part"): p for p in (json.loads(line) for line in lines if line.startswith('{"shape":"tiny","part"'))}
+    assert list(parts) == ["model", "steering", "hybrid", "topk", "topk_jpeg", "steering_static", "hybrid_static"]
+    assert parts["topk_jpeg"] == {"shape": "tiny", "error": "ModuleNotFoundError: No module named 'datasets'"}
+    assert parts["hybrid_static"]["engine_static"]["tokens_equal"] == 1.0
+    assert json.loads(lines[-1])["failed_parts"] == ["topk_jpeg"]
+    assert "topk_jpeg failed: ModuleNotFoundError: No module named 'datasets'" in lines
+    assert any(line.endswith("images/s from tensors, failed from JPEGs") for line in lines)
+
+
 def test_cli_prints_parts_as_they_finish_then_the_report(capsys, monkeypatch):
     from benchmark.cli import main
 
