@@ -1,12 +1,13 @@
 """The split-tower steering engine gives the plain hook + `generate` path's answers, for every family,
 in fp32 on tiny random-weight checkpoints, with the dynamic KV cache and with the static one (its
-partial batches padded to one shape, compiled once as on CUDA); its clock splits each batch into
-tower, prefill and decode."""
+partial batches padded to one shape, compiled once as on CUDA), rows that end leaving the batch
+between decoding rounds; its clock splits each batch into tower, prefill and decode."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from benchmark.steering.clock import StageClock
 from benchmark.steering.engine import SteeringEngine
@@ -90,6 +91,64 @@ def test_tower_states_are_the_models_hidden_states(vlms, family):
     torch.testing.assert_close(got, expected)
 
 
+class EndAfter(LogitsProcessor):
+    """Never ends a row, except at new token `position` + 1 when token `position` is `token`: rows end
+    at different steps, decided by their own tokens, so the hook path (one row a `generate`) ends
+    them alike. `position` None: never."""
+
+    def __init__(self, prompt_tokens: int, end: int, position: int | None = None, token: int | None = None):
+        self.prompt_tokens, self.end, self.position, self.token = prompt_tokens, end, position, token
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores[:, self.end] = -torch.inf
+        if self.position is not None and input_ids.shape[1] == self.prompt_tokens + self.position + 1:
+            ending = input_ids[:, -1] == self.token
+            scores[ending] = torch.where(torch.arange(scores.shape[1]) == self.end, 0.0, -torch.inf)
+        return scores
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rows_that_end_leave_the_batch_and_the_answers_equal_the_hook_loop(vlms, family, monkeypatch):
+    """Decoding in rounds (4 new tokens, then 4, 8, ...): rows end where their first differing token
+    (found on a run that never ends) is row 0's, the others run to 10; after the round they end in,
+    they leave the batch (the next round's `generate` gets fewer rows, and its cache only theirs),
+    and every answer, short or long, is the hook path's."""
+    vlm = vlms[family]
+    empty = planted_image(255)
+    encoded = vlm.encode([[empty]], PROMPT)
+    prompt_tokens = encoded["input_ids"].shape[1]
+    end = vlm.model.generation_config.eos_token_id
+    end = end if isinstance(end, int) else end[0]
+    suppress = [t for t in _no_specials(vlm)["suppress_tokens"] if t != end]
+    vectors = _vectors(vlm, 8, scale=32.0)  # InternVL's tiny stand-in differs only late at 8
+
+    def ending(*where: int) -> dict:
+        return {"logits_processor": LogitsProcessorList([EndAfter(prompt_tokens, end, *where)]),
+                "suppress_tokens": suppress}
+
+    never = torch.stack(SteeringEngine(vlm, STEERED, 8, **ending()).generate_shared(encoded, vectors, None, 10))
+    position = next(p for p in range(9) if len(set(never[:, p].tolist())) > 1)
+    where = (position, int(never[0, position]))
+    engine = SteeringEngine(vlm, STEERED, batch_size=8, **ending(*where))
+    rounds: list[tuple[int, int]] = []  # (rows, cached rows) of each `generate`
+    generate = vlm.model.generate
+
+    def counted(**kw):
+        cache = kw.get("cache")
+        rounds.append((len(kw["input_ids"]), len(kw["input_ids"]) if cache is None else cache.layers[0].keys.shape[0]))
+        return generate(**kw)
+
+    monkeypatch.setattr(vlm.model, "generate", counted)
+    got = engine.answer([empty], PROMPT, vectors, max_new_tokens=10)
+    monkeypatch.setattr(vlm.model, "generate", generate)
+    hook = lambda batch: vlm.generate(batch, PROMPT, 10, **ending(*where))  # noqa: E731
+    expected = steered_generate(hook, vlm.layer(STEERED), np.broadcast_to(empty, (8, 1, *empty.shape)), vectors, None,
+                                batch_size=1)
+    assert got == expected
+    assert rounds[0][0] == 8 and 0 < rounds[-1][0] < 8  # the rows that ended left the batch
+    assert all(rows == cached for rows, cached in rounds)  # and the cache
+
+
 def test_a_static_cache_pads_the_last_batch_to_the_planned_shape(vlms, monkeypatch):
     """7 features at 4 a batch: both `generate` calls get 4 rows (one shape to compile), 7 answers come
     back, and only real rows are counted as tokens."""
@@ -169,9 +228,10 @@ def test_rows_per_generate_follow_the_device_memory_plan(vlms, monkeypatch, per_
     per_row = row_bytes(vlm.model.config, prompt_tokens, NEW_TOKENS, 1, len(vlm.token_patches()), 4)
     free = int((3 * per_row.total + RESERVE_BYTES) / SAFETY) + 1
     monkeypatch.setattr("benchmark.steering.engine.device_memory", lambda device: DeviceMemory(free, 10))
-    seen: list[int] = []
+    seen: list[int] = []  # rows of each batch's first round (the one given image features)
     generate = vlm.model.generate
-    monkeypatch.setattr(vlm.model, "generate", lambda **kw: seen.append(len(kw["input_ids"])) or generate(**kw))
+    monkeypatch.setattr(vlm.model, "generate", lambda **kw: ("mm_encoder_outputs" in kw and seen.append(
+        len(kw["input_ids"]))) or generate(**kw))
     if per_row_images:
         got = engine.answer_rows(images_BNHWC, PROMPT, vectors, max_new_tokens=NEW_TOKENS)
     else:
