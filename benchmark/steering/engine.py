@@ -15,8 +15,8 @@ Steering adds a vector to tower hidden state L; everything before L depends on t
   image blocks) and decoding are the plain path's own. Greedy answers equal the hook + `generate`
   path (a test checks every family in fp32).
 - The top-k activation pass, `tower_states`, runs the tower only up to L: no later blocks, no LM.
-- With the dynamic KV cache, decoding runs in rounds (`FIRST_ROUND` new tokens, then doubling);
-  rows that ended leave the batch between rounds, their cache rows dropped. One `generate` to the
+- With the dynamic KV cache and more than one row, decoding runs in rounds (`FIRST_ROUND` new
+  tokens, then doubling); rows that ended leave the batch between rounds, their cache rows dropped. One `generate` to the
   longest answer kept every finished row decoding: on the world, 69% of steering's and 76% of
   hybrid's row-steps came after the row's end.
 
@@ -192,7 +192,7 @@ class SteeringEngine:
             self.clock.tower_done(text["input_ids"].shape[0])
         encoded = {"image": self.vlm.encoder_output(features)}
         with self.vlm.decoding():
-            if self.static_cache:
+            if self.static_cache or b == 1:  # a fixed shape to compile; no other row to wait for
                 out = self.vlm.model.generate(**text, mm_encoder_outputs=encoded, max_new_tokens=max_new_tokens,
                                               do_sample=False, **self.generate_kwargs)
                 new_bS = out[:b, text["input_ids"].shape[1]:]
