@@ -106,11 +106,12 @@ def image_processor(shape: Shape) -> BaseImageProcessor:
 
 
 def synthetic_inputs(vlm: VLMAdapter, n_images: int, prompt_tokens: int, rows: int) -> dict[str, torch.Tensor]:
-    """Encoded prompts as the processor would give them: half the text, each image's tokens, the
-    other half; white pixel values (the empty image) for rows x n_images images."""
+    """Encoded prompts as the processor would give them: half the text, each image's ids as the
+    processor expands it (Gemma 3's between `<start_of_image>` and `<end_of_image>`), the other half;
+    white pixel values (the empty image) for rows x n_images images."""
     g = torch.Generator().manual_seed(0)
     text = torch.randint(3, min(1000, vlm.model.config.text_config.vocab_size - 3), (prompt_tokens,), generator=g)
-    image = torch.full((vlm.tokens_per_image,), vlm.model.config.image_token_id)
+    image = vlm.placeholder_image_ids()
     ids = torch.cat([text[:prompt_tokens // 2], *[image] * n_images, text[prompt_tokens // 2:]])
     inputs = vlm.placeholder_inputs(ids.expand(rows, -1).to(vlm.device))
     inputs["pixel_values"] = white_pixels(vlm, rows * n_images)

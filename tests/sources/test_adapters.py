@@ -132,3 +132,27 @@ def test_unknown_family_and_missing_checkpoint_are_usage_errors(tmp_path):
         load_vlm("lava", str(tmp_path))
     with pytest.raises(UsageError, match="cannot load"):
         load_vlm("llava", str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_placeholder_prompts_are_what_the_processor_gives(vlms, family):
+    """Random-weight benchmarks have no processor: their prompts are built from `placeholder_image_ids`
+    and `placeholder_inputs`, which must match what the real processor expands images into (Gemma 3's
+    `<start_of_image>` and `<end_of_image>` around the image tokens) and the inputs it gives with them."""
+    vlm = vlms[family]
+    enc = vlm.encode([[planted_image(30), planted_image(200)]], PROMPT)
+    ids_S, block = enc["input_ids"][0].tolist(), vlm.placeholder_image_ids().tolist()
+    starts, i = [], 0
+    while i < len(ids_S):  # non-overlapping: LLaVA's two blocks are one run of image tokens
+        if ids_S[i:i + len(block)] == block:
+            starts.append(i)
+            i += len(block)
+        else:
+            i += 1
+    assert len(starts) == 2
+    rest = [t for i, t in enumerate(ids_S) if not any(s <= i < s + len(block) for s in starts)]
+    framing = {v for k, v in vlm.model.config.to_dict().items()  # image_token_id(x), boi_ and eoi_token_index
+               if k.split("_")[0] in ("image", "boi", "eoi") and k.endswith(("_token_index", "_token_id"))}
+    assert vlm.model.config.image_token_id in framing and not set(rest) & framing  # none outside the two blocks
+    for name, value in vlm.placeholder_inputs(enc["input_ids"]).items():
+        assert torch.equal(value, enc[name]), name

@@ -177,6 +177,13 @@ class VLMAdapter:
         """Family hook: the read state to language-model image tokens."""
         raise NotImplementedError
 
+    def placeholder_image_ids(self) -> torch.Tensor:
+        """(S,) the ids one image occupies in a prompt, as the processor expands it: for random-weight
+        benchmarks, which have no processor. Default: `tokens_per_image` image tokens (InternVL's
+        processor adds `<img>` and `</img>` around them, ids its config does not hold: no bench shape
+        is InternVL's)."""
+        return torch.full((self.tokens_per_image,), self.model.config.image_token_id)
+
     def placeholder_inputs(self, input_ids_BS: torch.Tensor) -> dict[str, torch.Tensor]:
         """The text inputs the processor would give for these already-expanded ids (no padding):
         for random-weight benchmarks, which have no tokenizer."""

@@ -47,6 +47,11 @@ class Gemma3Adapter(VLMAdapter):
     def _project(self, hidden_NTD: torch.Tensor) -> torch.Tensor:
         return self.model.model.multi_modal_projector(self.tower.post_layernorm(hidden_NTD))
 
+    def placeholder_image_ids(self) -> torch.Tensor:
+        config = self.model.config
+        return torch.cat([torch.tensor([config.boi_token_index]), super().placeholder_image_ids(),
+                          torch.tensor([config.eoi_token_index])])
+
     def placeholder_inputs(self, input_ids_BS: torch.Tensor) -> dict[str, torch.Tensor]:
         token_type_ids = (input_ids_BS == self.model.config.image_token_id).long()
         return {**super().placeholder_inputs(input_ids_BS), "token_type_ids": token_type_ids}
