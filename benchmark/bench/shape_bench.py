@@ -17,6 +17,12 @@ vectors at 20% of their tower tokens):
 `tokens_equal`: the share of rows whose new tokens the engine and `plain` give alike (the same
 features; bf16 on a GPU, where kernels differ with the batch shape).
 
+With `varied_lengths` (part `steering_lengths`, last), steering's answers end at lengths drawn
+uniformly from 1 to the new tokens (`benchmark.bench.answer_lengths`), the same for each cache: the
+engine's dynamic cache, which drops the rows that ended between its rounds, against the static one
+(with `static_cache`), which decodes its fixed batch to the longest answer. Forced-length answers
+cannot show that difference; real answers end where they end.
+
 The top-k pass is timed from pixel tensors on the device (`topk`) and from JPEG files on disk
 (`topk_jpeg`: decoded by DataLoader workers, resized by the pool, processed on the device).
 With `on_part`, each finished section is handed over as it ends, so a time-out keeps what finished.
@@ -34,8 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import BaseImageProcessor, StoppingCriteriaList
+from transformers import BaseImageProcessor, LogitsProcessorList, StoppingCriteriaList
 
+from benchmark.bench.answer_lengths import EndAtDrawnLengths, answer_lengths
 from benchmark.bench.roofline import LMCosts, Peaks, breakdown, card_peaks
 from benchmark.bench.shapes import SHAPES, Shape, build_random_vlm, image_processor, synthetic_inputs, white_pixels
 from benchmark.models.adapters import load_vlm
@@ -58,8 +65,8 @@ GIB = 2 ** 30
 
 def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = True, path: str | None = None,
                     new_tokens: int = SEED_NEW_TOKENS, seed_calls: int = 2, engine_batches: int = 2,
-                    static_cache: bool = False, topk_images: int | None = None, jpeg_images: int | None = None,
-                    on_part: Callable[[str, dict], None] = lambda name, part: None) -> dict:
+                    static_cache: bool = False, varied_lengths: bool = False, topk_images: int | None = None,
+                    jpeg_images: int | None = None, on_part: Callable[[str, dict], None] = lambda name, part: None) -> dict:
     """One JSON-able report: per method each rival's features/s, the engine's ratios to them, its
     stage breakdown and token agreement; top-k pass images/s from tensors and from JPEGs; peak
     accelerator memory (GiB). `path`: a real checkpoint of the shape's family instead of random weights."""
@@ -123,6 +130,9 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
                                                                   plain_tokens[name], clock, costs, peaks, spec,
                                                                   new_tokens))
             report[name].update({"engine_static": added} if "error" in added else added)
+    if varied_lengths:
+        report["steering_lengths"] = part("steering_lengths", lambda: _varied_lengths(
+            vlm, spec, workloads["steering"], engine.plans, new_tokens, static_cache))
     report["ratios"] = {name: {k: report[name][k] for k in report[name] if k.startswith("engine") and "_over_" in k}
                         for name in ("steering", "hybrid")}
     return report
@@ -211,6 +221,37 @@ def _engine_entry(key: str, engine: SteeringEngine, section: dict, work: _Worklo
         if "features_per_s" in timing and "features_per_s" in section[rival]:
             entry[f"{key}_over_{rival}"] = round(timing["features_per_s"] / section[rival]["features_per_s"], 2)
     return entry
+
+
+def _varied_lengths(vlm: VLMAdapter, spec: Shape, work: _Workload, plans: dict, new_tokens: int,
+                    static_cache: bool) -> dict:
+    """Steering's workload with each batch's row i ending after the same drawn length on every
+    cache (`EndAtDrawnLengths`): features/s of the dynamic cache (decoding in rounds) and, with
+    `static_cache`, of the static one; `as_drawn`: the share of rows that ended where drawn."""
+    config = vlm.model.generation_config
+    eos = config.eos_token_id
+    end_tokens = [t for t in ([eos] if isinstance(eos, int) else eos or []) + [config.pad_token_id] if t is not None]
+    if not end_tokens:
+        raise ValueError("the model's generation config names no end-of-sequence token")
+    section: dict = {"lengths": f"uniform 1..{new_tokens}", "rows": work.rows}
+    for key, static in (("engine", False), ("engine_static", True))[:1 + static_cache]:
+        ender = EndAtDrawnLengths.uniform(work.prompt_tokens, new_tokens, work.rows, end_tokens)
+        engine = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=static,
+                                logits_processor=LogitsProcessorList([ender]))
+        engine.plans = plans  # the rows the other parts ran
+        run = _engine_run(engine, spec, 1, work.vectors_BD, None, work.rows, new_tokens)
+        timing = _unless_out_of_memory(lambda: _timed("features", run, work.n, work.rows, vlm.device, keep=True),
+                                       work.rows, vlm.device)
+        if "outputs" in timing:
+            got = answer_lengths(timing.pop("outputs"), set(end_tokens))
+            drawn = ender.lengths_B.tolist() * (work.n // work.rows)
+            timing["answer_tokens"] = sum(got)
+            timing["as_drawn"] = round(sum(g == d for g, d in zip(got, drawn)) / len(got), 4)
+        section[key] = timing
+    if "features_per_s" in section["engine"] and "features_per_s" in section.get("engine_static", {}):
+        section["static_over_dynamic"] = round(section["engine_static"]["features_per_s"]
+                                               / section["engine"]["features_per_s"], 2)
+    return section
 
 
 def _unless_out_of_memory(measure: Callable[[], dict], rows: int, device: torch.device) -> dict:

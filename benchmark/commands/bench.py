@@ -24,6 +24,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--checkpoint", help="with --shape: a local checkpoint of that family instead of random weights")
     bench.add_argument("--device", default="cuda", help="with --shape: torch device (cuda, cpu)")
     bench.add_argument("--static-cache", action="store_true", help="with --shape: also time a static KV cache")
+    bench.add_argument("--varied-lengths", action="store_true", help="with --shape: also time steering with answers "
+                       "ending at drawn lengths, dynamic cache against static (with --static-cache)")
     bench.add_argument("--new-tokens", type=int, default=100, help="with --shape: new tokens every rival generates "
                        "(the seed's 100)")
     bench.add_argument("--scale", action="store_true", help="memory, disk and time against the pool's size at a real "
@@ -97,7 +99,8 @@ def shape_main(args: argparse.Namespace) -> int:
             print(json.dumps({"shape": args.shape, "part": name, **value}, separators=(",", ":")), flush=True)
 
     report = run_shape_bench(args.shape, args.device, random_weights=args.random_weights, path=args.checkpoint,
-                             new_tokens=args.new_tokens, static_cache=args.static_cache, on_part=part)
+                             new_tokens=args.new_tokens, static_cache=args.static_cache,
+                             varied_lengths=args.varied_lengths, on_part=part)
     return emit(shape_lines(report), report, args.json) or int(bool(report["failed_parts"]))
 
 
@@ -115,6 +118,11 @@ def shape_lines(report: dict) -> list[str]:
                      + f" feat/s   engine {ratios or 'without a ratio'}   ({s['rows']} rows)")
     lines.append(f"top-k pass {_rate(report['topk'], 'images')} images/s from tensors, "
                  f"{_rate(report['topk_jpeg'], 'images')} from JPEGs")
+    varied = report.get("steering_lengths", {})
+    if "engine" in varied:
+        lines.append(f"steering, answers of {varied['lengths']} tokens: "
+                     + "   ".join(f"{k} {_rate(varied[k])}" for k in ("engine", "engine_static") if k in varied)
+                     + " feat/s")
     return lines + [f"{name} failed: {_part(report, name)['error']}" for name in report["failed_parts"]]
 
 

@@ -24,7 +24,8 @@ def test_rivals_rates_and_ratios_on_a_known_clock(shape, monkeypatch):
     monkeypatch.setattr("benchmark.bench.shape_bench.time", TickingClock(STEP))
     parts = []
     report = run_shape_bench(shape, "cpu", new_tokens=3, seed_calls=1, engine_batches=3, topk_images=8,
-                             jpeg_images=6, static_cache=True, on_part=lambda name, part: parts.append(name))
+                             jpeg_images=6, static_cache=True, varied_lengths=True,
+                             on_part=lambda name, part: parts.append(name))
     rows = SHAPES[shape].max_rows
     assert report["dtype"] == "float32" and report["new_tokens"] == 3 and report["device"] == "cpu"
     for name in ("steering", "hybrid"):
@@ -43,7 +44,13 @@ def test_rivals_rates_and_ratios_on_a_known_clock(shape, monkeypatch):
     assert report["topk"]["images_per_s"] == 8 / STEP
     assert report["topk_jpeg"]["images"] == 6 and report["topk_jpeg"]["images_per_s"] == 6 / STEP
     assert report["topk_jpeg"]["workers"] == 0  # decoding in the process beside a CPU model
-    assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg", "steering_static", "hybrid_static"]
+    varied = report["steering_lengths"]  # answers of 1 to 3 tokens, the same for both caches
+    assert varied["lengths"] == "uniform 1..3" and varied["static_over_dynamic"] == 1.0
+    for cache in ("engine", "engine_static"):
+        assert varied[cache]["features_per_s"] == 12 / STEP and varied[cache]["as_drawn"] == 1.0
+    assert varied["engine"]["answer_tokens"] == varied["engine_static"]["answer_tokens"] < 3 * 12
+    assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg", "steering_static", "hybrid_static",
+                     "steering_lengths"]
 
 
 def test_a_rival_out_of_device_memory_is_reported_and_the_others_still_run(monkeypatch):
