@@ -33,7 +33,9 @@ Not done, on purpose:
   the CPU it wins at large batches (`bench --shape cpu-llava --static-cache`, docs/measurements.md),
   but there much of the dynamic cache's cost is the kernel mapping each step's fresh copy, which a
   GPU's caching allocator avoids; whether it wins on a GPU, compile time included, is for the GPU
-  bench to show (its `engine_static` rival) before it becomes the default there.
+  bench to show before it becomes the default there: its `engine_static` rival at forced lengths,
+  and `steering_lengths`, where answers end at varied lengths and the dynamic cache's rounds drop
+  the rows that ended while a static batch decodes to its longest answer.
 
 Rows per `generate`: `batch_size` at most; on CUDA as many as the free device memory holds
 (`benchmark.steering.memory`), planned once per prompt shape so every batch has the same shape.
@@ -46,7 +48,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import StoppingCriteriaList
+from transformers import StaticCache, StoppingCriteriaList
 
 from benchmark.models.adapters.base import ImageLike, VLMAdapter
 from benchmark.steering.clock import StageClock
@@ -73,7 +75,7 @@ class SteeringEngine:
         vlm.layer(hidden_state)  # refuses a state the language model never sees
         self.vlm, self.hidden_state, self.batch_size = vlm, hidden_state, batch_size
         self.intervention, self.static_cache, self.clock = intervention, static_cache, clock
-        self.generate_kwargs = {**generate_kwargs, **({"cache_implementation": "static"} if static_cache else {})}
+        self.generate_kwargs = dict(generate_kwargs)
         if clock is not None:
             self.generate_kwargs["stopping_criteria"] = StoppingCriteriaList([clock])
         self.plans: dict[tuple[int, int, int], dict] = {}
@@ -193,8 +195,10 @@ class SteeringEngine:
         encoded = {"image": self.vlm.encoder_output(features)}
         with self.vlm.decoding():
             if self.static_cache or b == 1:  # a fixed shape to compile; no other row to wait for
+                cache = {"cache": self._static_cache(text["input_ids"].shape[1] + max_new_tokens)} \
+                    if self.static_cache else {}
                 out = self.vlm.model.generate(**text, mm_encoder_outputs=encoded, max_new_tokens=max_new_tokens,
-                                              do_sample=False, **self.generate_kwargs)
+                                              do_sample=False, **cache, **self.generate_kwargs)
                 new_bS = out[:b, text["input_ids"].shape[1]:]
             else:
                 new_bS = self._decode_in_rounds(text, encoded, max_new_tokens)
@@ -204,6 +208,13 @@ class SteeringEngine:
         self.counts["prompt_tokens"] += int(mask.sum()) if mask is not None else text["input_ids"].numel()
         self.counts["answer_tokens"] += int((new_bS != pad).sum()) if pad is not None else new_bS.numel()
         return list(new_bS)
+
+    def _static_cache(self, tokens: int) -> StaticCache:
+        """A static KV cache of `tokens` positions, this call's. transformers' own
+        (`cache_implementation="static"`) takes the longest of every static cache the model has made,
+        to spare a recompilation: after hybrid's 2,920-token prompts, steering's 616-token rows would
+        decode over 3,020 positions, four times the KV memory the plan counted (`rows_per_generate`)."""
+        return StaticCache(self.vlm.model.config, max_cache_len=tokens)
 
     def _decode_in_rounds(self, text: Mapping[str, torch.Tensor], encoded: dict, max_new_tokens: int) -> torch.Tensor:
         """(B, S) new token ids, pads after each row's end. `generate` runs in rounds (FIRST_ROUND new

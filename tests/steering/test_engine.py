@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList, StaticCache
 
 from benchmark.steering.clock import StageClock
 from benchmark.steering.engine import SteeringEngine
@@ -161,6 +161,27 @@ def test_a_static_cache_pads_the_last_batch_to_the_planned_shape(vlms, monkeypat
     got = engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 7), max_new_tokens=NEW_TOKENS)
     assert seen == [4, 4] and len(got) == 7
     assert engine.counts["answer_tokens"] == 7 * NEW_TOKENS
+
+
+def test_a_static_cache_holds_its_own_calls_tokens_after_a_longer_call(vlms, monkeypatch):
+    """Hybrid's rows (five images) before steering's (one): each static cache has the positions its own
+    call needs, prompt plus new tokens, as the memory plan counts them. transformers' own static cache
+    would have kept the hybrid's length for the steering call."""
+    vlm = vlms["llava"]
+    engine = SteeringEngine(vlm, STEERED, batch_size=2, static_cache=True, min_new_tokens=NEW_TOKENS,
+                            **_no_specials(vlm))
+    prompts: list[int] = []
+    caches: list[int] = []  # positions of each static cache made, by whoever makes it
+    generate, make = vlm.model.generate, StaticCache.__init__
+    monkeypatch.setattr(vlm.model, "generate", lambda **kw: prompts.append(kw["input_ids"].shape[1]) or generate(**kw))
+    monkeypatch.setattr(StaticCache, "__init__", lambda cache, config, max_cache_len, **kw:
+                        caches.append(max_cache_len) or make(cache, config, max_cache_len, **kw))
+    rows = np.stack([np.stack([planted_image(255)] * 5)] * 2)
+    engine.answer_rows(rows, PROMPT, _vectors(vlm, 2), max_new_tokens=NEW_TOKENS)
+    engine.answer([planted_image(255)], PROMPT, _vectors(vlm, 2), max_new_tokens=NEW_TOKENS)
+    hybrid_prompt, steering_prompt = prompts
+    assert hybrid_prompt > steering_prompt
+    assert caches == [hybrid_prompt + NEW_TOKENS, steering_prompt + NEW_TOKENS]
 
 
 @pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic", "static"])
