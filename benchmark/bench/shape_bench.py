@@ -17,7 +17,7 @@ vectors at 20% of their tower tokens):
 `tokens_equal`: the share of rows whose new tokens the engine and `plain` give alike (the same
 features; bf16 on a GPU, where kernels differ with the batch shape).
 
-With `varied_lengths` (part `steering_lengths`, last), steering's answers end at lengths drawn
+With `varied_lengths` (part `steering_lengths`, after `steering_static`), steering's answers end at lengths drawn
 uniformly from 1 to the new tokens (`benchmark.bench.answer_lengths`), the same for each cache: the
 engine's dynamic cache, which drops the rows that ended between its rounds, against the static one
 (with `static_cache`), which decodes its fixed batch to the longest answer. Forced-length answers
@@ -122,17 +122,20 @@ def run_shape_bench(shape: str, device: str = "cuda", random_weights: bool = Tru
         lambda: _timed("images", topk, images, spec.topk_batch, vlm.device), spec.topk_batch, vlm.device)})
     processor = vlm.processor.image_processor if vlm.processor is not None else image_processor(spec)
     report["topk_jpeg"] = part("topk_jpeg", lambda: _jpeg_pass(engine, processor, spec, jpeg_images or images))
-    if static_cache:  # last: it compiles per batch shape (minutes), so a time-out costs only its parts
-        static = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed)
+    # Last, since a static cache compiles per batch shape (minutes): a time-out costs only these parts.
+    # Varied lengths come before hybrid's static cache: they reuse steering's compiled shape.
+    static = SteeringEngine(vlm, spec.sae_layer, spec.max_rows, static_cache=True, **fixed) if static_cache else None
+    if static is not None:
         static.plans = engine.plans  # the same rows, whatever is free by then
-        for name, work in workloads.items():
+    for name, work in workloads.items():
+        if static_cache:
             added = part(f"{name}_static", lambda: _engine_entry("engine_static", static, report[name], work,
                                                                   plain_tokens[name], clock, costs, peaks, spec,
                                                                   new_tokens))
             report[name].update({"engine_static": added} if "error" in added else added)
-    if varied_lengths:
-        report["steering_lengths"] = part("steering_lengths", lambda: _varied_lengths(
-            vlm, spec, workloads["steering"], engine.plans, new_tokens, static_cache))
+        if varied_lengths and name == "steering":
+            report["steering_lengths"] = part("steering_lengths", lambda: _varied_lengths(
+                vlm, spec, work, engine.plans, new_tokens, static_cache))
     report["ratios"] = {name: {k: report[name][k] for k in report[name] if k.startswith("engine") and "_over_" in k}
                         for name in ("steering", "hybrid")}
     return report

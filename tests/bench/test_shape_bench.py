@@ -49,8 +49,8 @@ def test_rivals_rates_and_ratios_on_a_known_clock(shape, monkeypatch):
     for cache in ("engine", "engine_static"):
         assert varied[cache]["features_per_s"] == 12 / STEP and varied[cache]["as_drawn"] == 1.0
     assert varied["engine"]["answer_tokens"] == varied["engine_static"]["answer_tokens"] < 3 * 12
-    assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg", "steering_static", "hybrid_static",
-                     "steering_lengths"]
+    assert parts == ["model", "steering", "hybrid", "topk", "topk_jpeg", "steering_static", "steering_lengths",
+                     "hybrid_static"]
 
 
 def test_a_rival_out_of_device_memory_is_reported_and_the_others_still_run(monkeypatch):
